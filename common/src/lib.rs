@@ -6,6 +6,7 @@
 
 pub mod arith;
 pub mod logging;
+pub mod sys;
 pub mod wire;
 
 pub use arith::Op;

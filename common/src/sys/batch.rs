@@ -1,0 +1,407 @@
+//! Fixed buffers for batched datagram I/O (`recvmmsg`/`sendmmsg`), so that
+//! one wake-up of a reactor moves many datagrams or frames with one system
+//! call. Nothing is allocated after [`MsgBatch::new`].
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::ptr;
+
+/// One received datagram or frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    /// The bytes received (at most the slot length).
+    pub data: &'a [u8],
+    /// The sender, for IP sockets; `None` for raw packet sockets.
+    pub addr: Option<SocketAddr>,
+    /// The datagram was longer than the slot and was cut.
+    pub truncated: bool,
+}
+
+/// What one [`MsgBatch::send_to`] call achieved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendReport {
+    /// Messages the kernel accepted.
+    pub sent: usize,
+    /// Messages the kernel refused with an error other than "try again";
+    /// they are dropped so one bad destination cannot wedge the batch.
+    pub failed: usize,
+    /// The last such error, for logging.
+    pub last_error: Option<io::ErrorKind>,
+}
+
+/// `capacity` slots of `slot_len` bytes each, with the address and header
+/// arrays `recvmmsg`/`sendmmsg` need, wired together once.
+///
+/// Receive: [`recv_from`](Self::recv_from) fills slots, read them with
+/// [`get`](Self::get)/[`iter`](Self::iter). Send: [`push`](Self::push) or
+/// [`push_with`](Self::push_with) fill slots, [`send_to`](Self::send_to)
+/// flushes them; what the kernel could not take yet stays queued.
+pub struct MsgBatch {
+    slot_len: usize,
+    buf: Box<[u8]>,
+    addrs: Box<[libc::sockaddr_storage]>,
+    iovecs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
+    /// Slots in use: received, or queued to send.
+    filled: usize,
+    /// Send side: slots before this one have been sent.
+    sent: usize,
+}
+
+// SAFETY: the raw pointers inside `iovecs` and `hdrs` point only into this
+// struct's own boxed slices, which move with it; nothing is shared.
+unsafe impl Send for MsgBatch {}
+
+impl MsgBatch {
+    /// Allocates `capacity` slots of `slot_len` bytes.
+    pub fn new(capacity: usize, slot_len: usize) -> MsgBatch {
+        assert!(capacity > 0 && slot_len > 0, "empty batch");
+        let capacity = capacity.min(1024);
+        let mut buf = vec![0u8; capacity * slot_len].into_boxed_slice();
+        // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C data for
+        // which all-zero bytes are a valid value.
+        let mut addrs: Box<[libc::sockaddr_storage]> =
+            (0..capacity).map(|_| unsafe { mem::zeroed() }).collect();
+        let mut iovecs: Box<[libc::iovec]> = (0..capacity)
+            .map(|i| libc::iovec {
+                iov_base: buf[i * slot_len..].as_mut_ptr() as *mut libc::c_void,
+                iov_len: slot_len,
+            })
+            .collect();
+        // SAFETY: as above, all-zero mmsghdr is valid.
+        let mut hdrs: Box<[libc::mmsghdr]> =
+            (0..capacity).map(|_| unsafe { mem::zeroed() }).collect();
+        for (i, hdr) in hdrs.iter_mut().enumerate() {
+            hdr.msg_hdr.msg_iov = &mut iovecs[i];
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_name =
+                &mut addrs[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
+        }
+        MsgBatch {
+            slot_len,
+            buf,
+            addrs,
+            iovecs,
+            hdrs,
+            filled: 0,
+            sent: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    pub fn slot_len(&self) -> usize {
+        self.slot_len
+    }
+
+    /// Slots in use (received, or queued and not yet sent).
+    pub fn len(&self) -> usize {
+        self.filled - self.sent
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.filled == self.capacity()
+    }
+
+    /// Forgets every slot.
+    pub fn clear(&mut self) {
+        self.filled = 0;
+        self.sent = 0;
+    }
+
+    /// Receives as many datagrams as are queued, up to the capacity, without
+    /// blocking. Returns how many (at least one) or `WouldBlock`.
+    pub fn recv_from(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.clear();
+        for i in 0..self.capacity() {
+            let hdr = &mut self.hdrs[i].msg_hdr;
+            hdr.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
+            hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_flags = 0;
+            self.iovecs[i].iov_len = self.slot_len;
+            self.hdrs[i].msg_len = 0;
+        }
+        // SAFETY: every header points at this batch's own iovec, buffer slot
+        // and address storage, sized as the header says; they outlive the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                self.capacity() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.filled = n as usize;
+        Ok(self.filled)
+    }
+
+    /// Received slot `i` (`i < len()`).
+    pub fn get(&self, i: usize) -> Datagram<'_> {
+        assert!(i < self.filled, "slot {i} not received");
+        let hdr = &self.hdrs[i];
+        let len = (hdr.msg_len as usize).min(self.slot_len);
+        let start = i * self.slot_len;
+        Datagram {
+            data: &self.buf[start..start + len],
+            addr: sockaddr_to_std(&self.addrs[i], hdr.msg_hdr.msg_namelen),
+            truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        }
+    }
+
+    /// Every received slot, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = Datagram<'_>> + '_ {
+        (0..self.filled).map(move |i| self.get(i))
+    }
+
+    /// Queues a copy of `data` for `addr` (`None` for connected or raw
+    /// sockets). Returns `false`, queuing nothing, when the batch is full or
+    /// `data` does not fit a slot.
+    pub fn push(&mut self, data: &[u8], addr: Option<SocketAddr>) -> bool {
+        if data.len() > self.slot_len {
+            return false;
+        }
+        self.push_with(addr, |slot| {
+            slot[..data.len()].copy_from_slice(data);
+            data.len()
+        })
+    }
+
+    /// Queues a message written in place by `write`, which gets the whole
+    /// slot and returns how many bytes it wrote. Returns `false` when full.
+    pub fn push_with(
+        &mut self,
+        addr: Option<SocketAddr>,
+        write: impl FnOnce(&mut [u8]) -> usize,
+    ) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        let i = self.filled;
+        let start = i * self.slot_len;
+        let len = write(&mut self.buf[start..start + self.slot_len]).min(self.slot_len);
+        self.iovecs[i].iov_len = len;
+        let hdr = &mut self.hdrs[i].msg_hdr;
+        match addr {
+            Some(addr) => {
+                hdr.msg_name =
+                    &mut self.addrs[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
+                hdr.msg_namelen = std_to_sockaddr(addr, &mut self.addrs[i]);
+            }
+            None => {
+                hdr.msg_name = ptr::null_mut();
+                hdr.msg_namelen = 0;
+            }
+        }
+        self.filled += 1;
+        true
+    }
+
+    /// Sends what is queued without blocking. Stops at `WouldBlock`, leaving
+    /// the rest queued (wait for the socket to be writable, then call again);
+    /// once everything is out the batch is empty again.
+    pub fn send_to(&mut self, socket: &impl AsRawFd) -> SendReport {
+        let mut report = SendReport::default();
+        while self.sent < self.filled {
+            let pending = self.filled - self.sent;
+            // SAFETY: headers sent..filled point at this batch's own slots,
+            // iovecs and addresses, set up by push_with; they outlive the call.
+            let n = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    self.hdrs[self.sent..].as_mut_ptr(),
+                    pending as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                report.sent += n as usize;
+                self.sent += n as usize;
+                continue;
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::WouldBlock => break,
+                io::ErrorKind::Interrupted => continue,
+                kind => {
+                    // The first pending message is the one the kernel refused.
+                    report.failed += 1;
+                    report.last_error = Some(kind);
+                    self.sent += 1;
+                }
+            }
+        }
+        if self.sent == self.filled {
+            self.clear();
+        }
+        report
+    }
+}
+
+fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    match storage.ss_family as i32 {
+        libc::AF_INET if len as usize >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: family AF_INET with a long enough length: the storage
+            // holds a sockaddr_in, and sockaddr_storage is aligned for it.
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len as usize >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage as *const libc::sockaddr_in6)
+            };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn std_to_sockaddr(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for any
+            // sockaddr type; we write a whole sockaddr_in.
+            let sin =
+                unsafe { &mut *(storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = v4.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            };
+            sin.sin_zero = [0; 8];
+            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe {
+                &mut *(storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6)
+            };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = v6.port().to_be();
+            sin6.sin6_flowinfo = v6.flowinfo();
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: v6.ip().octets(),
+            };
+            sin6.sin6_scope_id = v6.scope_id();
+            mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    fn pair() -> (UdpSocket, UdpSocket) {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn udp_batch_round_trip_keeps_order_addresses_and_lengths() {
+        let (a, b) = pair();
+        let to = b.local_addr().unwrap();
+        let mut out = MsgBatch::new(16, 64);
+        for i in 0..10u8 {
+            assert!(out.push(&vec![i; i as usize], Some(to)));
+        }
+        let report = out.send_to(&a);
+        assert_eq!(report.sent, 10);
+        assert!(out.is_empty());
+
+        let mut inb = MsgBatch::new(16, 64);
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            match inb.recv_from(&b) {
+                Ok(_) => got.extend(inb.iter().map(|d| (d.data.to_vec(), d.addr, d.truncated))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if got.len() == 10 {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got.len(), 10);
+        for (i, (data, addr, truncated)) in got.into_iter().enumerate() {
+            assert_eq!(data, vec![i as u8; i]);
+            assert_eq!(addr, Some(a.local_addr().unwrap()));
+            assert!(!truncated);
+        }
+    }
+
+    #[test]
+    fn oversized_datagram_is_cut_and_flagged() {
+        let (a, b) = pair();
+        a.send_to(&[7u8; 100], b.local_addr().unwrap()).unwrap();
+        let mut inb = MsgBatch::new(4, 16);
+        let mut n = 0;
+        for _ in 0..100 {
+            if let Ok(k) = inb.recv_from(&b) {
+                n = k;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(n, 1);
+        let d = inb.get(0);
+        assert_eq!(d.data, &[7u8; 16]);
+        assert!(d.truncated);
+    }
+
+    #[test]
+    fn empty_socket_would_block_and_full_batch_refuses() {
+        let (_a, b) = pair();
+        let mut inb = MsgBatch::new(4, 16);
+        assert_eq!(
+            inb.recv_from(&b).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        let mut out = MsgBatch::new(2, 4);
+        assert!(out.push(b"ab", None));
+        assert!(!out.push(b"toolong", None));
+        assert!(out.push(b"cd", None));
+        assert!(!out.push(b"ef", None));
+        assert!(out.is_full());
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn refused_message_is_dropped_not_retried_forever() {
+        let (a, b) = pair();
+        let mut out = MsgBatch::new(4, 16);
+        // An IPv6 destination on an IPv4 socket: the kernel refuses it.
+        assert!(out.push(b"x", Some("[::1]:9".parse().unwrap())));
+        assert!(out.push(b"y", Some(b.local_addr().unwrap())));
+        let report = out.send_to(&a);
+        assert_eq!(report.failed, 1);
+        assert_eq!(report.sent, 1);
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,24 @@
+//! The one place where IPCS calls the kernel through `unsafe` code: raw
+//! `AF_PACKET` sockets, batched `recvmmsg`/`sendmmsg`, interface look-up and
+//! `PACKET_FANOUT`. Everything above this module is safe Rust.
+//!
+//! * [`iface`]: an interface's index, MAC and IPv4 address.
+//! * [`packet`]: a non-blocking raw socket bound to one interface and one
+//!   EtherType.
+//! * [`batch`]: fixed buffers for moving many datagrams or frames per system
+//!   call, for any socket (UDP or raw).
+
+pub mod batch;
+pub mod iface;
+pub mod packet;
+
+pub use batch::MsgBatch;
+pub use iface::Interface;
+pub use packet::PacketSocket;
+
+/// Whether the process runs with root's effective user id (tests that need
+/// namespaces or raw sockets skip themselves otherwise).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
