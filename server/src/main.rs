@@ -67,7 +67,9 @@ fn main() -> anyhow::Result<()> {
     let stats = reactor.run()?;
     // Close the registry connection before the last log line, so the
     // registry has already dropped us when the process is seen to exit.
-    drop(registration);
+    if let Some(registration) = registration {
+        registration.stop();
+    }
     info!("final stats {stats}");
     Ok(())
 }

@@ -46,4 +46,8 @@ impl Registration {
             RegistryTarget::Remote { .. } => Err(RegistrationError::Unavailable),
         }
     }
+
+    /// Stops heartbeating and closes the connection now (dropping does the
+    /// same; this says so at the call site).
+    pub fn stop(self) {}
 }
