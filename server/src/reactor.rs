@@ -18,6 +18,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
+use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
 use crate::config::Identity;
@@ -38,9 +39,9 @@ const FRAME_SLOT: usize = 128;
 /// Receive slot for a datagram: longer than a request, so a cut datagram
 /// still has the wrong length and gets "malformed".
 const DATAGRAM_SLOT: usize = 64;
-/// Kernel buffer sizes asked for the raw socket; bursts from the load
+/// Kernel buffer sizes asked for each socket; bursts from the load
 /// balancer must not overflow while the reactor is between wake-ups.
-const RAW_BUFFER_BYTES: usize = 4 << 20;
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
 /// What the reactor needs besides the sockets.
 #[derive(Debug, Clone, Copy)]
@@ -107,7 +108,7 @@ impl Reactor {
                 iface: iface.name.clone(),
                 source,
             })?;
-        if let Err(err) = socket.set_buffer_sizes(RAW_BUFFER_BYTES, RAW_BUFFER_BYTES) {
+        if let Err(err) = socket.set_buffer_sizes(SOCKET_BUFFER_BYTES, SOCKET_BUFFER_BYTES) {
             warn!("cannot enlarge raw socket buffers: {err}");
         }
         poll.registry()
@@ -124,10 +125,8 @@ impl Reactor {
         let udp = match udp {
             None => None,
             Some(addr) => {
-                let std_socket = std::net::UdpSocket::bind(addr)
-                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
-                    .map_err(|source| StartError::UdpSocket { addr, source })?;
-                let mut socket = UdpSocket::from_std(std_socket);
+                let mut socket =
+                    bind_udp(addr).map_err(|source| StartError::UdpSocket { addr, source })?;
                 poll.registry()
                     .register(&mut socket, UDP, Interest::READABLE)
                     .map_err(StartError::Poll)?;
@@ -198,6 +197,21 @@ impl Reactor {
             }
         }
     }
+}
+
+/// A non-blocking UDP socket on `addr` with enlarged buffers (as far as
+/// `net.core.rmem_max` allows), so bursts from a load balancer fit.
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(err) = socket
+        .set_recv_buffer_size(SOCKET_BUFFER_BYTES)
+        .and_then(|()| socket.set_send_buffer_size(SOCKET_BUFFER_BYTES))
+    {
+        warn!("cannot enlarge UDP socket buffers: {err}");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(UdpSocket::from_std(socket.into()))
 }
 
 /// Sets the interest of `fd` to READABLE, plus WRITABLE while replies wait.
