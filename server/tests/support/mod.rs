@@ -1,136 +1,94 @@
-//! Test support: the real `ipcs-server` binary as a child process whose log
-//! lines the test can wait for, killed on drop (also when the test fails).
+//! Small helpers shared by the server's integration tests, on top of the
+//! project's one topology harness (`ipcs_testbed`).
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// Path of the server binary cargo built for these tests.
-pub fn server_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_ipcs-server"))
-}
+use ipcs_common::sys::netns;
+use ipcs_testbed::Topology;
 
-/// Whether the test may create namespaces and raw sockets; prints why not.
+/// Whether the test may create namespaces and raw sockets; says why not.
 pub fn root_or_skip() -> bool {
     if ipcs_common::sys::is_root() {
         true
     } else {
-        eprintln!("skipped: needs root (raw sockets, network namespaces)");
+        eprintln!("skipped: needs root (network namespaces, raw sockets)");
         false
     }
 }
 
-#[derive(Default)]
-struct Log {
-    lines: Vec<String>,
-    closed: bool,
+/// Starts `ipcs-server` in server slot `slot` with exactly `args` (no
+/// registry unless `args` names one) and waits until it serves. Returns
+/// the process index.
+pub fn start_server(topology: &mut Topology, slot: usize, args: &[&str]) -> usize {
+    let netns = topology.server(slot).expect("server slot").netns.clone();
+    let label = format!("server{}", Topology::server_id(slot));
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let index = topology
+        .spawn(
+            &label,
+            Some(&netns),
+            &ipcs_testbed::binary("ipcs-server"),
+            &args,
+        )
+        .expect("spawn server");
+    wait_for_log(
+        topology,
+        index,
+        "serving backend frames",
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|| panic!("server did not start:\n{}", topology.logs()));
+    index
 }
 
-/// A running process with its stderr collected line by line.
-pub struct Process {
-    child: Child,
-    log: Arc<(Mutex<Log>, Condvar)>,
-}
-
-impl Process {
-    /// Spawns `program args...` with logs at debug level and no colours.
-    pub fn spawn(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Process {
-        let mut child = Command::new(program)
-            .args(args)
-            .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn process");
-        let log: Arc<(Mutex<Log>, Condvar)> = Arc::default();
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[child] {line}");
-                let (lock, cvar) = &*sink;
-                lock.lock().unwrap().lines.push(line);
-                cvar.notify_all();
-            }
-            let (lock, cvar) = &*sink;
-            lock.lock().unwrap().closed = true;
-            cvar.notify_all();
-        });
-        Process { child, log }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits up to `within` for a log line containing `needle`; returns it.
-    pub fn wait_for_line(&self, needle: &str, within: Duration) -> Option<String> {
-        let deadline = Instant::now() + within;
-        let (lock, cvar) = &*self.log;
-        let mut log = lock.lock().unwrap();
-        let mut seen = 0;
-        loop {
-            if let Some(line) = log.lines[seen..].iter().find(|l| l.contains(needle)) {
-                return Some(line.clone());
-            }
-            seen = log.lines.len();
-            let now = Instant::now();
-            if log.closed || now >= deadline {
-                return None;
-            }
-            log = cvar.wait_timeout(log, deadline - now).unwrap().0;
+/// Waits up to `within` for a line containing `needle` in process
+/// `index`'s log; returns the line.
+pub fn wait_for_log(
+    topology: &Topology,
+    index: usize,
+    needle: &str,
+    within: Duration,
+) -> Option<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let log = topology.process(index).log();
+        if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+            return Some(line.to_owned());
         }
-    }
-
-    /// Every line logged so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.log.0.lock().unwrap().lines.clone()
-    }
-
-    /// Sends SIGTERM and waits up to `within` for the exit.
-    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        self.wait_exit(within)
-    }
-
-    /// Waits up to `within` for the process to exit.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Let the reader thread collect the last lines.
-                let (lock, cvar) = &*self.log;
-                let mut log = lock.lock().unwrap();
-                let until = Instant::now() + Duration::from_secs(2);
-                while !log.closed && Instant::now() < until {
-                    log = cvar.wait_timeout(log, Duration::from_millis(50)).unwrap().0;
-                }
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if Instant::now() >= deadline {
+            return None;
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Runs `work` on a thread inside namespace `ns` and returns its result
+/// (the caller's thread stays where it is).
+pub fn in_netns<T: Send + 'static>(ns: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_owned();
+    std::thread::spawn(move || {
+        netns::enter_for_thread(&ns).expect("enter namespace");
+        work()
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// SIGTERMs process `index`, asserts it exits cleanly within 5 s, and
+/// returns its final stats line.
+pub fn terminate_for_stats(topology: &mut Topology, index: usize) -> String {
+    let process = topology.process_mut(index);
+    process
+        .signal(ipcs_testbed::Signal::Term)
+        .expect("send SIGTERM");
+    let status = process
+        .wait_timeout(Duration::from_secs(5))
+        .expect("exits within 5 s of SIGTERM");
+    assert!(status.success(), "exit status {status}:\n{}", process.log());
+    wait_for_log(topology, index, "final stats", Duration::from_secs(1))
+        .unwrap_or_else(|| panic!("no final stats line:\n{}", topology.process(index).log()))
 }
 
 /// Parses `name=value` from a stats line.
