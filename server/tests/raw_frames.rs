@@ -29,7 +29,12 @@ struct Bridge {
 
 impl Bridge {
     fn open() -> Bridge {
-        let iface = Interface::lookup("ipcs0").expect("bridge in the core");
+        Bridge::on("ipcs0")
+    }
+
+    /// A raw socket on `name` in the calling thread's namespace.
+    fn on(name: &str) -> Bridge {
+        let iface = Interface::lookup(name).expect("interface");
         Bridge {
             socket: PacketSocket::bind(&iface, ETHERTYPE).expect("raw socket"),
             mac: iface.mac,
@@ -265,4 +270,49 @@ fn malformed_frames_get_no_reply_are_counted_and_do_not_stop_the_server() {
         not_a_request,
         "{stats}"
     );
+}
+
+#[test]
+fn two_load_balancers_share_a_server_and_each_gets_its_own_replies() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut topology = Topology::builder().servers(1).build().expect("topology");
+    let index = start_server(&mut topology, 0, &["--iface", "eth0", "--registry", "none"]);
+    let server = mac_in(&topology.server(0).unwrap().netns);
+    let id = Topology::server_id(0);
+    // One balancer on the bridge in the core, another on the registry
+    // host's eth0: different MACs, nothing about either configured in the
+    // server.
+    let core = topology.core_netns().unwrap().to_owned();
+    let other = topology.registry().netns.clone();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let second = std::thread::spawn(move || {
+        ipcs_common::sys::netns::enter_for_thread(&other).unwrap();
+        let mut lb = Bridge::on("eth0");
+        go_rx.recv().unwrap();
+        for i in 0..100u32 {
+            lb.request(server, 0x2000_0000 + i, i, 2, Op::Add);
+        }
+        let got = lb.receive_until(0x2000_0000 + 99, Duration::from_secs(5));
+        let expected: Vec<FrameRepr> = (0..100u32)
+            .map(|i| reply(lb.mac, server, 0x2000_0000 + i, u64::from(i) + 2, id))
+            .collect();
+        assert_eq!(got, expected, "second balancer");
+    });
+    in_netns(&core, move || {
+        let mut lb = Bridge::open();
+        go_tx.send(()).unwrap();
+        for i in 0..100u32 {
+            lb.request(server, 0x1000_0000 + i, i, 5, Op::Mul);
+        }
+        let got = lb.receive_until(0x1000_0000 + 99, Duration::from_secs(5));
+        let expected: Vec<FrameRepr> = (0..100u32)
+            .map(|i| reply(lb.mac, server, 0x1000_0000 + i, u64::from(i) * 5, id))
+            .collect();
+        assert_eq!(got, expected, "first balancer");
+    });
+    second.join().unwrap();
+    let stats = terminate_for_stats(&mut topology, index);
+    assert_eq!(counter(&stats, "frames_answered"), 200, "{stats}");
 }
