@@ -233,12 +233,17 @@ fn space_fragment(cursor: &mut Cursor<'_>, operand_start: usize) -> String {
     fragment(&cursor.input[operand_start..cursor.pos])
 }
 
-/// Quotes a piece of the input for an error message: control characters
-/// escaped, at most [`FRAGMENT_MAX_CHARS`] characters then an ellipsis.
+/// Quotes a piece of the input for an error message (see [`quote`]).
 fn fragment(text: &str) -> String {
+    quote(text, FRAGMENT_MAX_CHARS)
+}
+
+/// Makes input safe and short for a one-line message: control characters
+/// escaped, at most `max_chars` characters then an ellipsis.
+pub(crate) fn quote(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
     for (i, c) in text.chars().enumerate() {
-        if i == FRAGMENT_MAX_CHARS {
+        if i == max_chars {
             out.push('…');
             break;
         }
