@@ -105,9 +105,8 @@ pub fn run(
     let mut out = io::stdout();
     writeln!(
         out,
-        "calc: asking {} ({}). Type help for help, exit to leave.",
-        client.target(),
-        client.target().addr()
+        "calc: asking {}. Type help for help, exit to leave.",
+        describe_target(client)
     )?;
     loop {
         let input = match editor.readline(PROMPT) {
@@ -132,6 +131,17 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+/// The target as typed, with the address it resolved to when that says more.
+fn describe_target(client: &CalcClient) -> String {
+    let target = client.target();
+    let addr = target.addr().to_string();
+    if target.name() == addr {
+        addr
+    } else {
+        format!("{target} ({addr})")
+    }
 }
 
 /// Creates the history's directory and loads the file; says whether the
