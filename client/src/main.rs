@@ -30,7 +30,7 @@ got an error from the service or no answer; 2 calc could not start (bad
 arguments, a target that does not resolve)."
 )]
 struct Args {
-    /// The load balancer to ask, as HOST:PORT (IPv6: [ADDR]:PORT). HOST is
+    /// The load balancer to ask, as HOST:PORT (IPv6 in brackets: `[::1]:8080`). HOST is
     /// resolved like any hostname (/etc/hosts, DNS); IPv4 is preferred.
     #[arg(value_name = "HOST:PORT", default_value = DEFAULT_TARGET)]
     target: String,
