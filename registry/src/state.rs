@@ -176,23 +176,24 @@ impl Membership {
     }
 
     /// Removes every registration whose last beat is `ttl` or more before
-    /// `now`; returns their connections (to be closed) in id order.
-    pub fn expire(&mut self, now: Instant) -> Vec<ConnId> {
+    /// `now`; returns their connections (to be closed) with the removed
+    /// entries, in id order.
+    pub fn expire(&mut self, now: Instant) -> Vec<(ConnId, ServerEntry)> {
         let ttl = self.ttl;
-        let mut dead: Vec<(u8, ConnId)> = self
+        let mut dead: Vec<(ConnId, ServerEntry)> = self
             .by_conn
             .iter()
             .filter(|(_, r)| now.saturating_duration_since(r.last_beat) >= ttl)
-            .map(|(&conn, r)| (r.entry.id, conn))
+            .map(|(&conn, r)| (conn, r.entry))
             .collect();
-        dead.sort_unstable();
-        for &(_, conn) in &dead {
+        dead.sort_unstable_by_key(|(_, entry)| entry.id);
+        for &(conn, _) in &dead {
             self.remove(conn);
         }
         if !dead.is_empty() {
             self.version += 1;
         }
-        dead.into_iter().map(|(_, conn)| conn).collect()
+        dead
     }
 
     /// When the next registration expires if it gets no beat before then.

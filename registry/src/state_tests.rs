@@ -56,13 +56,13 @@ fn beats_keep_a_server_alive_and_silence_expires_it() {
     }
     let v = m.version();
     assert!(m.expire(t0 + TTL - ms(1)).is_empty(), "not a moment early");
-    assert_eq!(m.expire(t0 + TTL), vec![2]);
+    assert_eq!(m.expire(t0 + TTL), vec![(2, entry(2, 2))]);
     assert_eq!(m.version(), v + 1);
     assert_eq!(m.list(), vec![entry(1, 1)]);
     assert_eq!(m.next_expiry(), Some(t0 + ms(1000) + TTL));
     // The expired connection's BEATs no longer count: it must HELLO again.
     assert!(!m.beat(2, t0 + TTL + ms(1)));
-    assert_eq!(m.expire(t0 + ms(1000) + TTL), vec![1]);
+    assert_eq!(m.expire(t0 + ms(1000) + TTL), vec![(1, entry(1, 1))]);
     assert!(m.is_empty());
     assert_eq!(m.next_expiry(), None);
     // One expiry pass removing several servers moves the version once.
@@ -70,7 +70,7 @@ fn beats_keep_a_server_alive_and_silence_expires_it() {
     m.hello(1, entry(1, 1), t0).unwrap();
     m.hello(2, entry(2, 2), t0).unwrap();
     let v = m.version();
-    assert_eq!(m.expire(t0 + TTL), vec![1, 2]);
+    assert_eq!(m.expire(t0 + TTL), vec![(1, entry(1, 1)), (2, entry(2, 2))]);
     assert_eq!(m.version(), v + 1);
 }
 
@@ -178,7 +178,7 @@ fn re_hello_on_the_same_connection_updates_it() {
         }
     );
     assert_eq!(m.version(), v);
-    assert_eq!(m.expire(t0 + TTL), vec![2]);
+    assert_eq!(m.expire(t0 + TTL), vec![(2, entry(7, 7))]);
     // Same connection, new id: the old id is released.
     m.hello(1, entry(9, 5), t0 + ms(1000)).unwrap();
     assert_eq!(m.list(), vec![entry(9, 5)]);
