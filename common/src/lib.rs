@@ -6,6 +6,7 @@
 
 pub mod arith;
 pub mod logging;
+pub mod registry_client;
 pub mod registry_proto;
 pub mod wire;
 
