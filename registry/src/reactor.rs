@@ -480,10 +480,12 @@ impl Registry {
         };
         debug!(conn = id, peer = %conn.peer, "{err}");
         let close = always_close || !conn.known;
-        let _ = conn.queue(format!("{err}\n").as_bytes());
+        let queued = conn.queue(format!("{err}\n").as_bytes());
         if close {
             conn.finish();
             self.close(id, Close::Refused);
+        } else if queued.is_err() {
+            self.overflow(id);
         }
     }
 
@@ -524,7 +526,6 @@ impl Registry {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        conn.watch = None;
         let version = self.membership.version();
         let block = match &self.list_cache {
             Some((v, bytes)) if *v == version => bytes,
@@ -598,8 +599,7 @@ impl Registry {
                 self.counters.first_line_timeouts += 1;
                 self.close(id, Close::FirstLineTimeout);
             } else if conn.watch.is_some_and(|w| w.deadline <= now) {
-                self.send_list(id);
-                self.flush_conn(id);
+                self.answer_watch(id);
             }
         }
     }
@@ -618,9 +618,17 @@ impl Registry {
             .map(|(&id, _)| id)
             .collect();
         for id in watchers {
-            self.send_list(id);
-            self.flush_conn(id);
+            self.answer_watch(id);
         }
+    }
+
+    /// Answers the connection's pending `WATCH` with the current list.
+    fn answer_watch(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.watch = None;
+        }
+        self.send_list(id);
+        self.flush_conn(id);
     }
 
     fn close(&mut self, id: ConnId, why: Close) {

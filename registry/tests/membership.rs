@@ -175,7 +175,23 @@ fn watch_wakes_on_change_and_times_out_with_the_same_version() {
     raw.send(&format!("WATCH {current}"));
     raw.send(&format!("WATCH {current}"));
     assert_eq!(raw.line(), "ERR watch already pending");
-    assert!(raw.line().starts_with("SERVERS "));
+    // LIST is answered at once meanwhile, and does not cancel the WATCH.
+    let start = Instant::now();
+    raw.send("LIST");
+    assert_eq!(raw.line(), format!("SERVERS version={current} count=0"));
+    assert_eq!(raw.line(), "END");
+    assert!(
+        start.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(raw.line(), format!("SERVERS version={current} count=0"));
+    assert_eq!(raw.line(), "END");
+    assert!(
+        start.elapsed() >= Duration::from_millis(100),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
