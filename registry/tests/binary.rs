@@ -74,8 +74,13 @@ fn spawn(extra: &[&str]) -> (ChildGuard, SocketAddr) {
             .spawn()
             .expect("spawn ipcs-registry");
         let mut guard = ChildGuard(child);
+        // A real exchange, not just a connect: with nothing listening yet, a
+        // loopback connect can land on itself (TCP simultaneous open) when
+        // the kernel picks the same port as the client's ephemeral port.
         let up = wait_until(IO_TIMEOUT, || {
-            guard.0.try_wait().unwrap().is_none() && TcpStream::connect(addr).is_ok()
+            guard.0.try_wait().unwrap().is_none()
+                && TcpStream::connect(addr)
+                    .is_ok_and(|mut s| fetch_list(&mut s, Duration::from_millis(500)).is_ok())
         });
         if up {
             return (guard, addr);
