@@ -7,8 +7,10 @@
 //! * D. IPCS with `--workers 2` (and nginx with two workers beside it);
 //!
 //! each with `loadgen --find-max` and a fixed-rate run, and writes one table
-//! with ratios and a latency plot.
+//! with ratios and a latency plot; and the chaos soak ([`chaos`]) that holds
+//! the same load balancer to "nothing lost" while servers come and go.
 
+pub mod chaos;
 pub mod cpu;
 pub mod loadgen;
 pub mod nginx;

@@ -1,5 +1,6 @@
 //! Running `loadgen` and reading its `--json` report.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +33,8 @@ pub struct Measurement {
     pub p99_us: f64,
     pub p999_us: f64,
     pub max_us: f64,
+    /// Correct replies per server id.
+    pub per_server: BTreeMap<u8, u64>,
 }
 
 impl Measurement {
@@ -73,6 +76,15 @@ impl Measurement {
             p99_us: num(&["latency_us", "p99"])?,
             p999_us: num(&["latency_us", "p999"])?,
             max_us: num(&["latency_us", "max"])?,
+            per_server: v
+                .get("per_server")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_u64()?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }
@@ -167,12 +179,13 @@ mod tests {
     fn reads_loadgen_report() {
         let v: Value = serde_json::from_str(
             r#"{"offered_rps":100000,"achieved_rps":99990.5,"sent":1000,"answered":998,"lost":1,"wrong":0,
-                "errors":{"4":1},"latency_us":{"p50":20,"p90":30,"p99":80.5,"p999":200,"p9999":300,"max":900}}"#,
+                "errors":{"4":1},"per_server":{"11":500,"12":498},"latency_us":{"p50":20,"p90":30,"p99":80.5,"p999":200,"p9999":300,"max":900}}"#,
         )
         .unwrap();
         let m = Measurement::from_json(&v).unwrap();
         assert_eq!(m.answered, 998);
         assert_eq!(m.errors, 1);
+        assert_eq!(m.per_server.get(&12), Some(&498));
         assert_eq!(m.p99_us, 80.5);
         assert!((m.answered_pct() - 99.8).abs() < 1e-9);
         let broken: Value = serde_json::from_str(r#"{"sent":1}"#).unwrap();
