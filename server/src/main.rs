@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
                 udp: udp.map(|a| a.port()),
             };
             info!("announcing to registry {target}");
-            Registration::start(&target, announcement, config.beat_interval())?
+            Registration::start(&target, announcement, config.beat_interval())
         }
     };
 

@@ -1,11 +1,14 @@
 //! The seam between the server and the registry: what the server announces
-//! (`HELLO id mac ip [udp]`) and a guard that keeps heartbeating on its own
-//! thread, so registration never blocks serving, and closes the connection
-//! when dropped, so the registry forgets the server at once on shutdown.
+//! (`HELLO id mac ip [udp]`) and a guard around
+//! `common::registry_client::Heartbeat`, which heartbeats on its own thread
+//! (so the registry being down or slow never delays a frame), reconnects
+//! with backoff forever, and closes the connection when stopped, so the
+//! registry forgets the server at once on shutdown.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use ipcs_common::registry_client::{Heartbeat, HeartbeatConfig};
 use ipcs_common::wire::MacAddr;
 
 use crate::config::RegistryTarget;
@@ -20,34 +23,46 @@ pub struct Announcement {
     pub udp: Option<u16>,
 }
 
-/// Why the heartbeat could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistrationError {
-    #[error("the registry client is not available in this build; run with --registry none")]
-    Unavailable,
-}
-
-/// A running heartbeat, or none when standalone. Dropping it stops the
+/// A running heartbeat. Dropping it (or [`stop`](Self::stop)) ends the
 /// heartbeat and closes the registry connection.
 #[derive(Debug)]
 pub struct Registration {
-    _private: (),
+    heartbeat: Heartbeat,
 }
 
 impl Registration {
-    /// Starts heartbeating `announcement` to `target` every `beat`.
+    /// Starts heartbeating `announcement` to `target` every `beat`; `None`
+    /// when the target is [`RegistryTarget::Disabled`]. Never waits for the
+    /// registry: the first connection is made on the heartbeat's thread.
     pub fn start(
         target: &RegistryTarget,
-        _announcement: Announcement,
-        _beat: Duration,
-    ) -> Result<Option<Registration>, RegistrationError> {
+        announcement: Announcement,
+        beat: Duration,
+    ) -> Option<Registration> {
         match target {
-            RegistryTarget::Disabled => Ok(None),
-            RegistryTarget::Remote { .. } => Err(RegistrationError::Unavailable),
+            RegistryTarget::Disabled => None,
+            RegistryTarget::Remote { .. } => Some(Registration {
+                heartbeat: Heartbeat::spawn(HeartbeatConfig {
+                    // host:port (IPv6 bracketed), resolved on every connect.
+                    registry: target.to_string(),
+                    id: announcement.id,
+                    mac: announcement.mac,
+                    ip: announcement.ip,
+                    udp: announcement.udp,
+                    beat_interval: beat,
+                }),
+            }),
         }
     }
 
-    /// Stops heartbeating and closes the connection now (dropping does the
-    /// same; this says so at the call site).
-    pub fn stop(self) {}
+    /// Whether the registry has accepted the server (as of the last beat).
+    pub fn is_registered(&self) -> bool {
+        self.heartbeat.is_registered()
+    }
+
+    /// Closes the registry connection now and waits for the heartbeat
+    /// thread to end.
+    pub fn stop(self) {
+        self.heartbeat.stop();
+    }
 }

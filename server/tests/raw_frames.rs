@@ -7,89 +7,14 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ipcs_common::sys::{Interface, MsgBatch, PacketSocket};
-use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, Status, ETHERTYPE};
+use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Request, Status, ETHERTYPE};
 use ipcs_common::Op;
 use ipcs_testbed::Topology;
-use support::{counter, in_netns, root_or_skip, start_server, terminate_for_stats};
-
-/// The MAC of `eth0` in namespace `ns`.
-fn mac_in(ns: &str) -> MacAddr {
-    in_netns(ns, || Interface::lookup("eth0").expect("eth0").mac)
-}
-
-/// The load balancer's side of the bridge: a raw socket on `ipcs0`.
-struct Bridge {
-    socket: PacketSocket,
-    mac: MacAddr,
-    rx: MsgBatch,
-}
-
-impl Bridge {
-    fn open() -> Bridge {
-        Bridge::on("ipcs0")
-    }
-
-    /// A raw socket on `name` in the calling thread's namespace.
-    fn on(name: &str) -> Bridge {
-        let iface = Interface::lookup(name).expect("interface");
-        Bridge {
-            socket: PacketSocket::bind(&iface, ETHERTYPE).expect("raw socket"),
-            mac: iface.mac,
-            rx: MsgBatch::new(64, 128),
-        }
-    }
-
-    fn send(&self, frame: &[u8]) {
-        assert_eq!(self.socket.send(frame).expect("send frame"), frame.len());
-    }
-
-    fn request(&self, dst: MacAddr, tag: u32, a: u32, b: u32, op: Op) {
-        let repr = FrameRepr {
-            dst,
-            src: self.mac,
-            tag,
-            body: FrameBody::Request(Request { a, b, op }),
-        };
-        let mut buf = [0u8; 64];
-        self.send(repr.emit_into(&mut buf));
-    }
-
-    /// Every frame received until one with tag `until` arrives (included),
-    /// or `within` passes.
-    fn receive_until(&mut self, until: u32, within: Duration) -> Vec<FrameRepr> {
-        let deadline = Instant::now() + within;
-        let mut got = Vec::new();
-        while Instant::now() < deadline {
-            match self.rx.recv_from(&self.socket) {
-                Ok(_) => {
-                    for d in self.rx.iter() {
-                        got.push(FrameRepr::parse_bytes(d.data).expect("well-formed reply"));
-                    }
-                    if got.iter().any(|f| f.tag == until) {
-                        return got;
-                    }
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
-        panic!("no frame with tag {until:#x} within {within:?}; got {got:?}");
-    }
-}
-
-fn reply(to: MacAddr, from: MacAddr, tag: u32, result: u64, id: u8) -> FrameRepr {
-    FrameRepr {
-        dst: to,
-        src: from,
-        tag,
-        body: FrameBody::Reply(Reply {
-            result,
-            server_id: id,
-        }),
-    }
-}
+use support::{
+    counter, in_netns, mac_in, reply, root_or_skip, start_server, terminate_for_stats, Bridge,
+};
 
 #[test]
 fn replies_are_right_and_only_from_the_addressed_server() {

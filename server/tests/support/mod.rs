@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use ipcs_common::sys::netns;
+use ipcs_common::sys::{netns, Interface, MsgBatch, PacketSocket};
+use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, ETHERTYPE};
+use ipcs_common::Op;
 use ipcs_testbed::Topology;
 
 /// Whether the test may create namespaces and raw sockets; says why not.
@@ -99,4 +101,80 @@ pub fn counter(line: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {line:?}"))
         .parse()
         .unwrap_or_else(|_| panic!("{name} is not a number in {line:?}"))
+}
+
+/// The MAC of `eth0` in namespace `ns`.
+pub fn mac_in(ns: &str) -> MacAddr {
+    in_netns(ns, || Interface::lookup("eth0").expect("eth0").mac)
+}
+
+/// The load balancer's side of the bridge: a raw socket on `ipcs0`.
+pub struct Bridge {
+    socket: PacketSocket,
+    pub mac: MacAddr,
+    rx: MsgBatch,
+}
+
+impl Bridge {
+    pub fn open() -> Bridge {
+        Bridge::on("ipcs0")
+    }
+
+    /// A raw socket on `name` in the calling thread's namespace.
+    pub fn on(name: &str) -> Bridge {
+        let iface = Interface::lookup(name).expect("interface");
+        Bridge {
+            socket: PacketSocket::bind(&iface, ETHERTYPE).expect("raw socket"),
+            mac: iface.mac,
+            rx: MsgBatch::new(64, 128),
+        }
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        assert_eq!(self.socket.send(frame).expect("send frame"), frame.len());
+    }
+
+    pub fn request(&self, dst: MacAddr, tag: u32, a: u32, b: u32, op: Op) {
+        let repr = FrameRepr {
+            dst,
+            src: self.mac,
+            tag,
+            body: FrameBody::Request(Request { a, b, op }),
+        };
+        let mut buf = [0u8; 64];
+        self.send(repr.emit_into(&mut buf));
+    }
+
+    /// Every frame received until one with tag `until` arrives (included),
+    /// or `within` passes.
+    pub fn receive_until(&mut self, until: u32, within: Duration) -> Vec<FrameRepr> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        while Instant::now() < deadline {
+            match self.rx.recv_from(&self.socket) {
+                Ok(_) => {
+                    for d in self.rx.iter() {
+                        got.push(FrameRepr::parse_bytes(d.data).expect("well-formed reply"));
+                    }
+                    if got.iter().any(|f| f.tag == until) {
+                        return got;
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+        panic!("no frame with tag {until:#x} within {within:?}; got {got:?}");
+    }
+}
+
+pub fn reply(to: MacAddr, from: MacAddr, tag: u32, result: u64, id: u8) -> FrameRepr {
+    FrameRepr {
+        dst: to,
+        src: from,
+        tag,
+        body: FrameBody::Reply(Reply {
+            result,
+            server_id: id,
+        }),
+    }
 }
