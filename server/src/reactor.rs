@@ -1,10 +1,11 @@
 //! The server's event loop: one `mio::Poll` over the raw backend socket, the
-//! optional UDP socket and SIGINT/SIGTERM. Each readable socket is drained
-//! until `WouldBlock` in batches (`recvmmsg`), every frame is answered by the
-//! sans-io [`FrameHandler`]/[`UdpHandler`], and the replies leave in one
-//! `sendmmsg`. When the kernel takes only part of a reply batch, the socket
-//! stops being read until it is writable again, so memory stays bounded and
-//! no reply is lost to our own impatience.
+//! optional UDP socket and SIGINT/SIGTERM. A readable socket is read in
+//! batches (`recvmmsg`) until `WouldBlock`, every frame is answered by the
+//! sans-io [`FrameHandler`]/[`UdpHandler`], and each batch of replies leaves
+//! in one `sendmmsg`. A turn is bounded, so a flood that never drains cannot
+//! starve signals, the stats timer or the other socket. When the kernel takes
+//! only part of a reply batch, the socket is not read again until it is
+//! writable, so memory stays bounded and the server drops no reply itself.
 
 use std::io;
 use std::net::SocketAddr;
@@ -39,9 +40,12 @@ const FRAME_SLOT: usize = 128;
 /// Receive slot for a datagram: longer than a request, so a cut datagram
 /// still has the wrong length and gets "malformed".
 const DATAGRAM_SLOT: usize = 64;
-/// Kernel buffer sizes asked for each socket; bursts from the load
-/// balancer must not overflow while the reactor is between wake-ups.
+/// Kernel buffer sizes asked for each socket: bursts from the load balancer
+/// must not overflow while the reactor is between wake-ups.
 const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+/// Batches one socket may receive per turn of the event loop before the
+/// loop looks at signals, the stats timer and the other socket again.
+const BATCHES_PER_TURN: usize = 16;
 
 /// What the reactor needs besides the sockets.
 #[derive(Debug, Clone, Copy)]
@@ -63,31 +67,12 @@ pub enum StartError {
     Poll(io::Error),
 }
 
-/// The raw socket with its batches and handler.
-struct RawPath {
-    socket: PacketSocket,
-    handler: FrameHandler,
-    rx: MsgBatch,
-    tx: MsgBatch,
-    /// WRITABLE interest is registered because `tx` still holds replies.
-    blocked: bool,
-}
-
-/// The UDP socket with its batches and handler.
-struct UdpPath {
-    socket: UdpSocket,
-    handler: UdpHandler,
-    rx: MsgBatch,
-    tx: MsgBatch,
-    blocked: bool,
-}
-
 /// A bound, ready server; [`run`](Self::run) serves until SIGINT/SIGTERM.
 pub struct Reactor {
     poll: Poll,
     events: Events,
-    raw: RawPath,
-    udp: Option<UdpPath>,
+    raw: Path<RawEndpoint>,
+    udp: Option<Path<UdpEndpoint>>,
     signals: Signals,
     stats: Stats,
     ticker: StatsTicker,
@@ -103,6 +88,7 @@ impl Reactor {
         options: ReactorOptions,
     ) -> Result<Reactor, StartError> {
         let poll = Poll::new().map_err(StartError::Poll)?;
+        let batch = options.batch.max(1);
         let socket =
             PacketSocket::bind(iface, ETHERTYPE).map_err(|source| StartError::RawSocket {
                 iface: iface.name.clone(),
@@ -114,14 +100,15 @@ impl Reactor {
         poll.registry()
             .register(&mut SourceFd(&socket.as_raw_fd()), RAW, Interest::READABLE)
             .map_err(StartError::Poll)?;
-        let batch = options.batch.max(1);
-        let raw = RawPath {
-            socket,
-            handler: FrameHandler::new(identity.mac, identity.id),
-            rx: MsgBatch::new(batch, FRAME_SLOT),
-            tx: MsgBatch::new(batch, MAX_FRAME_LEN),
-            blocked: false,
-        };
+        let raw = Path::new(
+            RawEndpoint {
+                socket,
+                handler: FrameHandler::new(identity.mac, identity.id),
+            },
+            RAW,
+            MsgBatch::new(batch, FRAME_SLOT),
+            MsgBatch::new(batch, MAX_FRAME_LEN),
+        );
         let udp = match udp {
             None => None,
             Some(addr) => {
@@ -130,13 +117,15 @@ impl Reactor {
                 poll.registry()
                     .register(&mut socket, UDP, Interest::READABLE)
                     .map_err(StartError::Poll)?;
-                Some(UdpPath {
-                    socket,
-                    handler: UdpHandler::new(identity.id),
-                    rx: MsgBatch::new(batch, DATAGRAM_SLOT),
-                    tx: MsgBatch::new(batch, DATAGRAM_SLOT),
-                    blocked: false,
-                })
+                Some(Path::new(
+                    UdpEndpoint {
+                        socket,
+                        handler: UdpHandler::new(identity.id),
+                    },
+                    UDP,
+                    MsgBatch::new(batch, DATAGRAM_SLOT),
+                    MsgBatch::new(batch, DATAGRAM_SLOT),
+                ))
             }
         };
         let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(StartError::Poll)?;
@@ -156,14 +145,24 @@ impl Reactor {
 
     /// The UDP address actually bound (its port when `:0` was asked for).
     pub fn udp_local_addr(&self) -> Option<SocketAddr> {
-        self.udp.as_ref().and_then(|u| u.socket.local_addr().ok())
+        self.udp
+            .as_ref()
+            .and_then(|u| u.endpoint.socket.local_addr().ok())
     }
 
     /// Serves until SIGINT or SIGTERM; returns the final counters.
     pub fn run(mut self) -> io::Result<Stats> {
         let mut last_logged = Stats::default();
+        // A socket whose turn ended with frames still queued is served again
+        // after a poll that does not sleep.
+        let mut raw_more = false;
+        let mut udp_more = false;
         loop {
-            let timeout = self.ticker.timeout(Instant::now());
+            let timeout = if raw_more || udp_more {
+                Duration::ZERO
+            } else {
+                self.ticker.timeout(Instant::now())
+            };
             if let Err(err) = self.poll.poll(&mut self.events, Some(timeout)) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -172,12 +171,8 @@ impl Reactor {
             }
             for event in self.events.iter() {
                 match event.token() {
-                    RAW => self.raw.serve(self.poll.registry(), &mut self.stats)?,
-                    UDP => {
-                        if let Some(udp) = &mut self.udp {
-                            udp.serve(self.poll.registry(), &mut self.stats)?;
-                        }
-                    }
+                    RAW => raw_more = true,
+                    UDP => udp_more = true,
                     SIGNALS => {
                         if let Some(signal) = self.signals.pending().next() {
                             info!(signal, "shutting down");
@@ -186,6 +181,12 @@ impl Reactor {
                     }
                     _ => {}
                 }
+            }
+            if raw_more {
+                raw_more = self.raw.serve(self.poll.registry(), &mut self.stats)? == Turn::More;
+            }
+            if let (true, Some(udp)) = (udp_more, &mut self.udp) {
+                udp_more = udp.serve(self.poll.registry(), &mut self.stats)? == Turn::More;
             }
             if self.ticker.poll(Instant::now()) {
                 if self.stats != last_logged {
@@ -214,112 +215,186 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(UdpSocket::from_std(socket.into()))
 }
 
-/// Sets the interest of `fd` to READABLE, plus WRITABLE while replies wait.
-fn set_blocked(
-    registry: &Registry,
-    source: &mut impl mio::event::Source,
+/// How one socket's turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Drained to `WouldBlock`, or waiting to be writable: a readiness
+    /// event brings the socket back.
+    Idle,
+    /// The turn's budget ran out with frames possibly still queued.
+    More,
+}
+
+/// What differs between the raw and the UDP side: the socket, how it is
+/// (re)registered, how a received batch is answered, what failures count.
+trait Endpoint {
+    type Socket: AsRawFd;
+    const NAME: &'static str;
+
+    fn socket(&self) -> &Self::Socket;
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()>;
+
+    /// Answers every message in `rx` into `tx` (which is empty and as large
+    /// as `rx`, so every answer fits).
+    fn answer(&self, rx: &MsgBatch, tx: &mut MsgBatch, stats: &mut Stats);
+
+    fn count_send_failures(stats: &mut Stats, failed: usize);
+}
+
+struct RawEndpoint {
+    socket: PacketSocket,
+    handler: FrameHandler,
+}
+
+impl Endpoint for RawEndpoint {
+    type Socket = PacketSocket;
+    const NAME: &'static str = "raw";
+
+    fn socket(&self) -> &PacketSocket {
+        &self.socket
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        registry.reregister(&mut SourceFd(&self.socket.as_raw_fd()), token, interest)
+    }
+
+    fn answer(&self, rx: &MsgBatch, tx: &mut MsgBatch, stats: &mut Stats) {
+        for frame in rx.iter() {
+            let outcome = self.handler.handle(frame.data);
+            stats.record_frame(&outcome);
+            if let FrameOutcome::Reply(repr) = outcome {
+                tx.push_with(None, |slot| repr.emit_into(slot).len());
+            }
+        }
+    }
+
+    fn count_send_failures(stats: &mut Stats, failed: usize) {
+        stats.frames_send_failed += failed as u64;
+    }
+}
+
+struct UdpEndpoint {
+    socket: UdpSocket,
+    handler: UdpHandler,
+}
+
+impl Endpoint for UdpEndpoint {
+    type Socket = UdpSocket;
+    const NAME: &'static str = "UDP";
+
+    fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        registry.reregister(&mut self.socket, token, interest)
+    }
+
+    fn answer(&self, rx: &MsgBatch, tx: &mut MsgBatch, stats: &mut Stats) {
+        for datagram in rx.iter() {
+            let Some(addr) = datagram.addr else { continue };
+            let answer = self.handler.handle(datagram.data);
+            stats.record_udp(&answer);
+            tx.push(answer.as_bytes(), Some(addr));
+        }
+    }
+
+    fn count_send_failures(stats: &mut Stats, failed: usize) {
+        stats.udp_send_failed += failed as u64;
+    }
+}
+
+/// A socket with its receive and send batches.
+struct Path<E: Endpoint> {
+    endpoint: E,
     token: Token,
-    blocked: &mut bool,
-    now_blocked: bool,
-) -> io::Result<()> {
-    if *blocked == now_blocked {
-        return Ok(());
+    rx: MsgBatch,
+    tx: MsgBatch,
+    /// WRITABLE interest is registered because `tx` still holds replies.
+    blocked: bool,
+}
+
+impl<E: Endpoint> Path<E> {
+    fn new(endpoint: E, token: Token, rx: MsgBatch, tx: MsgBatch) -> Path<E> {
+        debug_assert!(tx.capacity() >= rx.capacity());
+        Path {
+            endpoint,
+            token,
+            rx,
+            tx,
+            blocked: false,
+        }
     }
-    let interest = if now_blocked {
-        Interest::READABLE | Interest::WRITABLE
-    } else {
-        Interest::READABLE
-    };
-    registry.reregister(source, token, interest)?;
-    *blocked = now_blocked;
-    Ok(())
-}
 
-/// Whether a receive error means "nothing more for now" rather than a fault.
-fn drained(err: &io::Error) -> bool {
-    err.kind() == io::ErrorKind::WouldBlock
-}
-
-impl RawPath {
-    /// Sends what is queued, then reads and answers until the socket is
-    /// empty or replies back up.
-    fn serve(&mut self, registry: &Registry, stats: &mut Stats) -> io::Result<()> {
-        let fd = self.socket.as_raw_fd();
-        loop {
+    /// One turn: send what is queued, then receive and answer up to
+    /// [`BATCHES_PER_TURN`] batches.
+    fn serve(&mut self, registry: &Registry, stats: &mut Stats) -> io::Result<Turn> {
+        for _ in 0..BATCHES_PER_TURN {
             if !self.flush(stats) {
-                return set_blocked(registry, &mut SourceFd(&fd), RAW, &mut self.blocked, true);
+                self.set_blocked(registry, true)?;
+                return Ok(Turn::Idle);
             }
-            match self.rx.recv_from(&self.socket) {
-                Ok(_) => {}
-                Err(err) if drained(&err) => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            match self.rx.recv_from(self.endpoint.socket()) {
+                Ok(_) => self.endpoint.answer(&self.rx, &mut self.tx, stats),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
-                    // e.g. ENETDOWN while the link flaps: report it and wait
-                    // for the next readiness edge rather than exit.
-                    warn!("raw socket receive failed: {err}");
-                    break;
-                }
-            }
-            // tx was empty and is as large as rx: every reply fits.
-            for datagram in self.rx.iter() {
-                let outcome = self.handler.handle(datagram.data);
-                stats.record_frame(&outcome);
-                if let FrameOutcome::Reply(repr) = outcome {
-                    self.tx.push_with(None, |slot| repr.emit_into(slot).len());
+                    if err.kind() != io::ErrorKind::WouldBlock {
+                        // e.g. ENETDOWN while a link flaps: the error is
+                        // consumed by reading it; wait for the next edge
+                        // rather than exit or spin.
+                        warn!("{} receive failed: {err}", E::NAME);
+                    }
+                    self.set_blocked(registry, false)?;
+                    return Ok(Turn::Idle);
                 }
             }
         }
-        set_blocked(registry, &mut SourceFd(&fd), RAW, &mut self.blocked, false)
+        let sent = self.flush(stats);
+        self.set_blocked(registry, !sent)?;
+        Ok(if sent { Turn::More } else { Turn::Idle })
     }
 
-    /// Returns whether everything queued is out.
+    /// Sends what is queued; returns whether all of it is out.
     fn flush(&mut self, stats: &mut Stats) -> bool {
         if self.tx.is_empty() {
             return true;
         }
-        let report = self.tx.send_to(&self.socket);
+        let report = self.tx.send_to(self.endpoint.socket());
         if report.failed > 0 {
-            stats.frames_send_failed += report.failed as u64;
-            debug!(failed = report.failed, error = ?report.last_error, "replies refused by the kernel");
+            E::count_send_failures(stats, report.failed);
+            debug!(failed = report.failed, error = ?report.last_error, "{} sends refused by the kernel", E::NAME);
         }
         self.tx.is_empty()
     }
-}
 
-impl UdpPath {
-    fn serve(&mut self, registry: &Registry, stats: &mut Stats) -> io::Result<()> {
-        loop {
-            if !self.flush(stats) {
-                return set_blocked(registry, &mut self.socket, UDP, &mut self.blocked, true);
-            }
-            match self.rx.recv_from(&self.socket) {
-                Ok(_) => {}
-                Err(err) if drained(&err) => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    warn!("UDP receive failed: {err}");
-                    break;
-                }
-            }
-            for datagram in self.rx.iter() {
-                let Some(addr) = datagram.addr else { continue };
-                let answer = self.handler.handle(datagram.data);
-                stats.record_udp(&answer);
-                self.tx.push(answer.as_bytes(), Some(addr));
-            }
+    /// READABLE, plus WRITABLE while answers wait to be sent.
+    fn set_blocked(&mut self, registry: &Registry, blocked: bool) -> io::Result<()> {
+        if self.blocked == blocked {
+            return Ok(());
         }
-        set_blocked(registry, &mut self.socket, UDP, &mut self.blocked, false)
-    }
-
-    fn flush(&mut self, stats: &mut Stats) -> bool {
-        if self.tx.is_empty() {
-            return true;
-        }
-        let report = self.tx.send_to(&self.socket);
-        if report.failed > 0 {
-            stats.udp_send_failed += report.failed as u64;
-            debug!(failed = report.failed, error = ?report.last_error, "UDP answers refused by the kernel");
-        }
-        self.tx.is_empty()
+        let interest = if blocked {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        self.endpoint.reregister(registry, self.token, interest)?;
+        self.blocked = blocked;
+        Ok(())
     }
 }

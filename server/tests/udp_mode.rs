@@ -30,6 +30,8 @@ fn udp_server() -> (Topology, usize, SocketAddr, u8) {
             "none",
             "--udp",
             "0.0.0.0:9000",
+            "--stats-secs",
+            "1",
         ],
     );
     let addr = SocketAddr::from((topology.server(0).unwrap().ip, PORT));
@@ -101,6 +103,23 @@ fn boundary_values_errors_and_clean_exit() {
         }
         (answered, errors)
     });
+
+    // The periodic line reports the same counts (within its 1 s period).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let periodic = loop {
+        let log = topology.process(index).log();
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains(" stats frames_answered=") && !l.contains("final stats"))
+            .map(str::to_owned);
+        match line {
+            Some(l) if counter(&l, "udp_answered") == answered => break l,
+            _ if Instant::now() > deadline => panic!("no periodic stats line:\n{log}"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert_eq!(counter(&periodic, "udp_errors"), errors, "{periodic}");
 
     let stats = terminate_for_stats(&mut topology, index);
     assert_eq!(counter(&stats, "udp_answered"), answered);
