@@ -6,7 +6,9 @@
 use anyhow::{anyhow, Context};
 use clap::Parser;
 use ipcs_common::sys::Interface;
-use ipcs_server::{Announcement, Config, Identity, Reactor, ReactorOptions, Registration};
+use ipcs_server::{
+    Announcement, Config, Identity, Reactor, ReactorOptions, Registration, RegistryTarget,
+};
 use tracing::info;
 
 fn main() -> anyhow::Result<()> {
@@ -16,6 +18,20 @@ fn main() -> anyhow::Result<()> {
     let iface = Interface::lookup(&config.iface)
         .with_context(|| format!("backend interface {:?}", config.iface))?;
     let identity = Identity::resolve(&iface, config.id)?;
+    let target = config.registry_target();
+    // Checked before binding anything: a server that cannot announce
+    // itself must not look ready.
+    let announce_ip = match (&target, identity.ipv4) {
+        (RegistryTarget::Disabled, _) => None,
+        (_, Some(ip)) => Some(ip),
+        (_, None) => {
+            return Err(anyhow!(
+                "interface {} has no IPv4 address to announce to the registry {target}; \
+                 give it one or run with --registry none",
+                iface.name
+            ))
+        }
+    };
     let reactor = Reactor::bind(
         &iface,
         identity,
@@ -38,28 +54,19 @@ fn main() -> anyhow::Result<()> {
     if let Some(addr) = udp {
         info!("serving HSMAP over UDP on {addr}");
     }
-
-    let target = config.registry_target();
-    let registration = match (&target, identity.ipv4) {
-        (ipcs_server::RegistryTarget::Disabled, _) => {
+    let registration = match announce_ip {
+        None => {
             info!("no registry: running standalone");
             None
         }
-        (_, None) => {
-            return Err(anyhow!(
-                "interface {} has no IPv4 address to announce to the registry {target}; \
-                 give it one or run with --registry none",
-                iface.name
-            ))
-        }
-        (_, Some(ip)) => {
+        Some(ip) => {
+            info!("announcing to registry {target}");
             let announcement = Announcement {
                 id: identity.id,
                 mac: identity.mac,
                 ip,
                 udp: udp.map(|a| a.port()),
             };
-            info!("announcing to registry {target}");
             Registration::start(&target, announcement, config.beat_interval())
         }
     };

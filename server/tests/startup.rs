@@ -80,6 +80,28 @@ fn no_ipv4_and_no_id_is_refused_but_id_is_enough() {
     .unwrap_or_else(|| panic!("{}", topology.logs()));
     assert!(line.contains("server 9 on eth0"), "{line}");
     assert!(line.contains("ip=none"), "{line}");
+    // SIGINT ends it as cleanly as SIGTERM.
+    let process = topology.process_mut(index);
+    process.signal(ipcs_testbed::Signal::Int).unwrap();
+    let status = process.wait_timeout(Duration::from_secs(5)).expect("exits");
+    assert!(status.success(), "{status}");
+    assert!(process.log().contains("final stats"), "{}", process.log());
+
+    // A registry needs an address to announce: refused, and says why.
+    let (ok, log) = run_in_server_ns(
+        &[flush],
+        &[
+            "--iface",
+            "eth0",
+            "--id",
+            "9",
+            "--registry",
+            "10.0.0.1:7070",
+        ],
+    );
+    assert!(!ok, "{log}");
+    assert!(log.contains("no IPv4 address to announce"), "{log}");
+    assert!(log.contains("--registry none"), "{log}");
 }
 
 #[test]
