@@ -319,6 +319,44 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any bytes at all: no panic; a reply only to a request for us,
+        /// sent back to its source with its tag.
+        #[test]
+        fn any_bytes_are_answered_or_dropped_safely(
+            mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            for_us in proptest::prelude::any::<bool>(),
+            like_request in proptest::prelude::any::<bool>(),
+        ) {
+            if for_us && bytes.len() >= 6 {
+                bytes[..6].copy_from_slice(&ME.0);
+            }
+            if like_request && bytes.len() >= 15 {
+                bytes[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
+                bytes[14] = 1;
+            }
+            match handler().handle(&bytes) {
+                FrameOutcome::Reply(repr) => {
+                    let request = FramePacket::new_checked(&bytes[..]).unwrap();
+                    proptest::prop_assert_eq!(request.dst(), ME);
+                    proptest::prop_assert_eq!(request.kind_byte(), 1);
+                    proptest::prop_assert_eq!(repr.dst, request.src());
+                    proptest::prop_assert_eq!(repr.src, ME);
+                    proptest::prop_assert_eq!(repr.tag, request.tag());
+                    let expected = match Request::parse_bytes(request.body()) {
+                        Ok(r) => FrameBody::Reply(Reply { result: r.answer(), server_id: 3 }),
+                        Err(_) => FrameBody::Error(Status::UnknownOp),
+                    };
+                    proptest::prop_assert_eq!(repr.body, expected);
+                }
+                FrameOutcome::Drop(DropReason::NotForUs) => {
+                    proptest::prop_assert!(bytes.len() >= 6 && bytes[..6] != ME.0);
+                }
+                FrameOutcome::Drop(_) => {}
+            }
+        }
+    }
+
     #[test]
     fn reason_indices_match_all() {
         for (i, reason) in DropReason::ALL.iter().enumerate() {
