@@ -76,12 +76,15 @@ fn main() -> anyhow::Result<()> {
         .expect("look-up thread")?
     };
     let core = topology.core_netns().context("core namespace")?.to_owned();
+    let server_pid = topology.process(index).pid();
+    let cpu_before = cpu_seconds(server_pid)?;
     let per_second = std::thread::spawn(move || -> anyhow::Result<Vec<u64>> {
         netns::enter_for_thread(&core)?;
         generate(&args, server_mac, Topology::server_id(0))
     })
     .join()
     .expect("generator thread")?;
+    let server_cpu = cpu_seconds(server_pid)? - cpu_before;
 
     let process = topology.process_mut(index);
     process.signal(ipcs_testbed::Signal::Term)?;
@@ -104,8 +107,31 @@ fn main() -> anyhow::Result<()> {
         measured.iter().max().unwrap(),
         mean
     );
+    let total: u64 = per_second.iter().sum();
+    let wall = per_second.len() as f64;
+    println!(
+        "server CPU {server_cpu:.2} s in {wall:.0} s ({:.0}% of one core): {:.0} frames per server CPU-second",
+        100.0 * server_cpu / wall,
+        total as f64 / server_cpu
+    );
     println!("server {final_stats}");
     Ok(())
+}
+
+/// User + system CPU time of process `pid` so far, from /proc (includes
+/// the kernel work done in its system calls, e.g. sending replies).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let output = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()?;
+    let hz: f64 = String::from_utf8_lossy(&output.stdout).trim().parse()?;
+    Ok(ticks as f64 / hz)
 }
 
 /// Keeps `window` requests in flight for 1 + `seconds` seconds; returns the
