@@ -7,14 +7,17 @@
 //!   EtherType.
 //! * [`batch`]: fixed buffers for moving many datagrams or frames per system
 //!   call, for any socket (UDP or raw).
+//! * [`timer`]: a thread's timer slack (how precisely its sleeps end).
 
 pub mod batch;
 pub mod iface;
 pub mod packet;
+pub mod timer;
 
 pub use batch::MsgBatch;
 pub use iface::Interface;
 pub use packet::PacketSocket;
+pub use timer::set_timer_slack;
 
 /// Whether the process runs with root's effective user id (tests that need
 /// namespaces or raw sockets skip themselves otherwise).
