@@ -32,6 +32,9 @@ struct Args {
     /// Answer every N-th request wrongly (0: never).
     #[arg(long, default_value_t = 0)]
     wrong_one_in: u64,
+    /// Answer at most N requests per second, drop the rest (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    max_rps: u64,
     /// Stop answering this long after the first request...
     #[arg(long, value_parser = parse_duration, requires = "stall_for")]
     stall_after: Option<Duration>,
@@ -57,6 +60,7 @@ fn main() -> anyhow::Result<()> {
                 after,
                 length: args.stall_for.unwrap_or_default(),
             }),
+            max_rps: args.max_rps,
         },
     };
     let socket = bind(cfg.bind)?;

@@ -43,6 +43,34 @@ pub struct Faults {
     /// Answer every n-th request with a wrong result (0: never).
     pub wrong_one_in: u64,
     pub stall: Option<Stall>,
+    /// Answer at most this many requests per second and drop the rest, like
+    /// a server at its capacity (0: no limit). Allows bursts of 10 ms.
+    pub max_rps: u64,
+}
+
+/// A token bucket for [`Faults::max_rps`].
+struct RateCap {
+    per_sec: u64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateCap {
+    fn admit(&mut self, now: Instant) -> bool {
+        if self.per_sec == 0 {
+            return true;
+        }
+        let burst = (self.per_sec as f64 / 100.0).max(1.0);
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.per_sec as f64;
+        self.tokens = (self.tokens + refill).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// How to run the responder.
@@ -103,6 +131,11 @@ pub fn serve(
     let mut stats = ResponderStats::default();
     let mut first_request: Option<Instant> = None;
     let server_ids = u64::from(cfg.server_ids.max(1));
+    let mut cap = RateCap {
+        per_sec: cfg.faults.max_rps,
+        tokens: (cfg.faults.max_rps as f64 / 100.0).max(1.0),
+        last: Instant::now(),
+    };
     while !stop.load(Ordering::Relaxed) {
         let stall_end = cfg.faults.stall.zip(first_request).map(|(s, t)| {
             let begin = t + s.after;
@@ -145,7 +178,9 @@ pub fn serve(
                     stats.malformed += 1;
                     continue;
                 };
-                if cfg.faults.drop_one_in > 0 && n % cfg.faults.drop_one_in == 0 {
+                let over_capacity = !cap.admit(now);
+                if over_capacity || (cfg.faults.drop_one_in > 0 && n % cfg.faults.drop_one_in == 0)
+                {
                     stats.dropped += 1;
                     continue;
                 }

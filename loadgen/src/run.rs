@@ -424,11 +424,13 @@ fn send_loop(
     // ends in bounded time.
     let give_up = plan.schedule.warmup() + plan.schedule.duration() + plan.timeout;
     let mut interrupted_at = None;
+    // The schedule up to here has been handed out (unless we fell behind).
+    let mut covered = Duration::ZERO;
     loop {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(plan.start);
         if stop.load(Ordering::Relaxed) {
-            interrupted_at = Some(elapsed);
+            interrupted_at = Some(covered);
             break;
         }
         if elapsed > give_up {
@@ -455,6 +457,7 @@ fn send_loop(
             }
             pacer.advance();
         }
+        covered = elapsed;
         for (l, out) in outboxes.iter_mut().enumerate() {
             out.flush(sockets[l], &mut send);
             blocked |= !out.batch.is_empty();

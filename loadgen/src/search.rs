@@ -51,11 +51,9 @@ pub fn find_max(
             last = Some(report);
             break;
         }
-        if held
-            && best
-                .as_ref()
-                .map_or(true, |b| b.offered_rps < report.offered_rps)
-        {
+        // Every step that holds is above the previous best: the ramp only
+        // climbs, and bisection probes between the best and a failure.
+        if held {
             best = Some(report);
         } else {
             last = Some(report);
