@@ -14,7 +14,9 @@
 //! * [`stats`]: counters and latency histograms.
 //! * [`report`]: the text, JSON and `.hgrm` outputs.
 //! * [`findmax`]: the `--find-max` search controller.
-//! * [`run`]: the threads and sockets of one run (the only I/O).
+//! * [`run`]: one run: sockets, threads, progress, report; its threads
+//!   live in `send` (paced, batched sending) and `receive` (draining and
+//!   classifying replies): the only I/O of loadgen.
 //! * [`search`]: `--find-max` driven over real runs.
 //! * [`args`]: parsing of target addresses and durations.
 //! * [`responder`]: a tiny HSMAP responder for tests and benchmarks.
@@ -23,11 +25,13 @@ pub mod args;
 pub mod codec;
 pub mod findmax;
 pub mod mix;
+mod receive;
 pub mod report;
 pub mod responder;
 pub mod run;
 pub mod schedule;
 pub mod search;
+mod send;
 pub mod stats;
 pub mod tracker;
 

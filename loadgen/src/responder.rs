@@ -1,7 +1,9 @@
 //! A small HSMAP responder over UDP, for loadgen's own tests and for
 //! measuring loadgen alone (`examples/echo_responder.rs`). It computes every
 //! answer with [`Request::answer`] (that is, `Op::apply`) and replies with
-//! [`Reply`] bytes, moving datagrams in batches with [`MsgBatch`]. It can
+//! [`Reply`] bytes, moving datagrams in batches with [`MsgBatch`] (replies
+//! to one client address leave in one segmentation-offloaded send when the
+//! kernel allows, as loadgen's own requests do). It can
 //! misbehave on purpose — drop, answer wrongly, stall — so that tests can
 //! check that loadgen reports exactly that.
 
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use ipcs_common::sys::udp::{set_udp_segment, MAX_GSO_SEGMENTS};
 use ipcs_common::sys::MsgBatch;
 use ipcs_common::wire::hsmap::REPLY_LEN;
 use ipcs_common::wire::{Reply, Request};
@@ -25,6 +28,79 @@ const SOCKET_BUFFER: usize = 4 << 20;
 const TICK: Duration = Duration::from_millis(10);
 /// Most replies held back during a stall (more are dropped).
 const MAX_HELD: usize = 1 << 20;
+/// Client addresses gathered per round of offloaded sends.
+const MAX_GROUPS: usize = 16;
+
+/// Replies waiting to be sent: with segmentation offload, gathered per
+/// client address into one message each; without, one datagram per slot.
+struct ReplyQueue {
+    batch: MsgBatch,
+    groups: Option<Vec<(SocketAddr, Vec<u8>)>>,
+}
+
+impl ReplyQueue {
+    fn new(gso: bool) -> ReplyQueue {
+        if gso {
+            ReplyQueue {
+                batch: MsgBatch::new(MAX_GROUPS, MAX_GSO_SEGMENTS * REPLY_LEN),
+                groups: Some(Vec::with_capacity(MAX_GROUPS)),
+            }
+        } else {
+            ReplyQueue {
+                batch: MsgBatch::new(BATCH, REPLY_LEN),
+                groups: None,
+            }
+        }
+    }
+
+    /// Queues a reply; returns how many were sent to make room.
+    fn push(
+        &mut self,
+        reply: &[u8; REPLY_LEN],
+        addr: SocketAddr,
+        socket: &mio::net::UdpSocket,
+    ) -> u64 {
+        let mut sent = 0;
+        let Some(groups) = &mut self.groups else {
+            if self.batch.is_full() {
+                sent = self.flush(socket);
+            }
+            self.batch.push(reply, Some(addr));
+            return sent;
+        };
+        let position = groups.iter().position(|(a, _)| *a == addr);
+        let full = position.is_some_and(|i| groups[i].1.len() == MAX_GSO_SEGMENTS * REPLY_LEN);
+        if full || (position.is_none() && groups.len() == MAX_GROUPS) {
+            sent = self.flush(socket);
+        }
+        let groups = self.groups.as_mut().expect("gso mode");
+        match groups.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, bytes)) => bytes.extend_from_slice(reply),
+            None => groups.push((addr, reply.to_vec())),
+        }
+        sent
+    }
+
+    /// Sends what is queued; what the kernel will not take now is dropped
+    /// (a responder that cannot keep up loses replies, as a real one would).
+    /// Returns how many replies left.
+    fn flush(&mut self, socket: &mio::net::UdpSocket) -> u64 {
+        let mut sizes = Vec::new();
+        if let Some(groups) = &mut self.groups {
+            for (addr, bytes) in groups.drain(..) {
+                self.batch.push(&bytes, Some(addr));
+                sizes.push((bytes.len() / REPLY_LEN) as u64);
+            }
+        }
+        let report = self.batch.send_to(socket);
+        self.batch.clear();
+        if sizes.is_empty() {
+            report.sent as u64
+        } else {
+            sizes.iter().take(report.sent).sum()
+        }
+    }
+}
 
 /// A pause of the responder: from `after` past its first request, for
 /// `length`, it keeps reading but answers nothing; then it answers
@@ -126,7 +202,8 @@ pub fn serve(
         .register(&mut socket, SOCKET, Interest::READABLE)?;
     let mut events = Events::with_capacity(4);
     let mut inbox = MsgBatch::new(BATCH, 64);
-    let mut outbox = MsgBatch::new(BATCH, REPLY_LEN);
+    let gso = set_udp_segment(&socket, REPLY_LEN as u16).is_ok();
+    let mut outbox = ReplyQueue::new(gso);
     let mut held: Vec<([u8; REPLY_LEN], SocketAddr)> = Vec::new();
     let mut stats = ResponderStats::default();
     let mut first_request: Option<Instant> = None;
@@ -202,34 +279,20 @@ pub fn serve(
                     }
                     continue;
                 }
-                if outbox.is_full() {
-                    stats.replied += flush(&mut outbox, &socket);
-                }
-                outbox.push(&reply, Some(addr));
+                stats.replied += outbox.push(&reply, addr, &socket);
             }
-            stats.replied += flush(&mut outbox, &socket);
+            stats.replied += outbox.flush(&socket);
         }
         let now = Instant::now();
         let stall_over = stall_end.is_some_and(|(_, e)| now >= e);
         if stall_over && !held.is_empty() {
             for (reply, addr) in held.drain(..) {
-                if outbox.is_full() {
-                    stats.replied += flush(&mut outbox, &socket);
-                }
-                outbox.push(&reply, Some(addr));
+                stats.replied += outbox.push(&reply, addr, &socket);
             }
-            stats.replied += flush(&mut outbox, &socket);
+            stats.replied += outbox.flush(&socket);
         }
     }
     Ok(stats)
-}
-
-/// Sends what is queued; what the kernel will not take now is dropped (a
-/// responder that cannot keep up loses replies, as a real one would).
-fn flush(outbox: &mut MsgBatch, socket: &mio::net::UdpSocket) -> u64 {
-    let sent = outbox.send_to(socket).sent as u64;
-    outbox.clear();
-    sent
 }
 
 /// A responder on its own thread; stopped (and joined) on drop.

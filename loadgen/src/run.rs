@@ -1,7 +1,9 @@
-//! One open-loop run against a target: the only part of loadgen that does
-//! I/O. It opens the sockets, starts per worker a sending thread (paced by
-//! a [`Pacer`]) and a receiving thread (classifying with one [`Tracker`] per
-//! socket), reports progress, and assembles the [`Report`].
+//! One open-loop run against a target: with its two thread bodies in
+//! `send` and `receive`, the only part of loadgen that does I/O. It opens the
+//! sockets, starts per worker a sending thread (paced by a
+//! [`Pacer`](crate::schedule::Pacer)) and a receiving thread (classifying
+//! with one [`Tracker`] per socket), reports progress, and assembles the
+//! [`Report`].
 //!
 //! The two threads of a worker share nothing but, per socket, the number of
 //! requests issued so far (published *before* they are sent, so a reply can
@@ -15,34 +17,20 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
-use ipcs_common::sys::MsgBatch;
-use ipcs_common::wire::hsmap::REQUEST_LEN;
-use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::codec::OperandCodec;
 use crate::mix::Mix;
+use crate::receive::receive_loop;
 use crate::report::{error_names, Report};
-use crate::schedule::{Layout, Pacer, Plan, Schedule};
+use crate::schedule::{Layout, Plan, Schedule};
+use crate::send::{enable_gso, send_loop, SendSide};
 use crate::stats::{LatencySummary, SendStats, Stats};
 use crate::tracker::Tracker;
 
 /// Kernel buffer asked for each socket (the kernel caps it at
 /// `net.core.rmem_max`/`wmem_max`): room for bursts and short stalls.
 const SOCKET_BUFFER: usize = 4 << 20;
-/// Receive slots are larger than any valid datagram so that oversized ones
-/// are seen whole enough to be called malformed.
-const RECV_SLOT: usize = 64;
-/// How often the receiving thread wakes up without traffic (to expire
-/// requests and notice the end of the run).
-const RECV_TICK: Duration = Duration::from_millis(5);
-/// Longest single sleep of the sending thread (so SIGINT is noticed).
-const MAX_SEND_SLEEP: Duration = Duration::from_millis(20);
-/// Timer slack of the sending thread: its sleeps end this close to the
-/// schedule instead of the kernel's default 50 µs late.
-const SEND_TIMER_SLACK: Duration = Duration::from_micros(1);
-/// Pause when the kernel's send buffer is full.
-const BACKOFF: Duration = Duration::from_micros(50);
 /// Delay between planning the run and its first request, for the threads
 /// to start.
 const START_DELAY: Duration = Duration::from_millis(20);
@@ -58,8 +46,12 @@ pub struct RunConfig {
     pub sockets: u32,
     pub threads: u32,
     pub mix: Mix,
-    /// Most datagrams per `sendmmsg`/`recvmmsg`.
+    /// Most datagrams per `sendmmsg`/`recvmmsg` (and per offloaded send).
     pub batch: usize,
+    /// Shortest time between two rounds of sends.
+    pub tick: Duration,
+    /// Use UDP segmentation offload when the kernel has it.
+    pub gso: bool,
     /// Seed of the operands; random when `None`.
     pub key: Option<u64>,
 }
@@ -77,6 +69,8 @@ impl RunConfig {
             threads: 1,
             mix: Mix::default(),
             batch: 64,
+            tick: Duration::from_micros(50),
+            gso: true,
             key: None,
         }
     }
@@ -93,6 +87,8 @@ pub enum RunError {
     BadTimeout,
     #[error("the batch size must be between 1 and 1024")]
     BadBatch,
+    #[error("the tick must be at most 100 ms")]
+    BadTick,
     #[error("--threads ({threads}) must be between 1 and --sockets ({sockets})")]
     Layout { threads: u32, sockets: u32 },
     #[error("cannot open a UDP socket towards {target}: {source}")]
@@ -121,15 +117,15 @@ pub struct Progress {
 }
 
 /// State one worker's two threads share.
-struct Shared {
+pub(crate) struct Shared {
     /// Requests issued per local socket, published before they are sent.
-    issued: Vec<AtomicU64>,
-    sender_done: AtomicBool,
-    stats: Mutex<Stats>,
+    pub issued: Vec<AtomicU64>,
+    pub sender_done: AtomicBool,
+    pub stats: Mutex<Stats>,
 }
 
 impl Shared {
-    fn stats(&self) -> MutexGuard<'_, Stats> {
+    pub fn stats(&self) -> MutexGuard<'_, Stats> {
         // A panicking thread ends the run anyway; its counts are still valid.
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -137,14 +133,15 @@ impl Shared {
 
 /// What a sending thread reports when it ends.
 #[derive(Default)]
-struct SenderSummary {
-    send: SendStats,
+pub(crate) struct SenderSummary {
+    pub send: SendStats,
     /// Measured requests that were due before the sender stopped.
-    due: u64,
+    pub due: u64,
     /// Measured requests it handed to its sockets.
-    handed_out: u64,
-    /// Time from the start at which SIGINT/SIGTERM stopped it.
-    interrupted_at: Option<Duration>,
+    pub handed_out: u64,
+    /// Time into the run up to which the schedule was covered when
+    /// SIGINT/SIGTERM stopped it.
+    pub interrupted_at: Option<Duration>,
 }
 
 fn validate(cfg: &RunConfig) -> Result<Layout, RunError> {
@@ -159,6 +156,9 @@ fn validate(cfg: &RunConfig) -> Result<Layout, RunError> {
     }
     if !(1..=1024).contains(&cfg.batch) {
         return Err(RunError::BadBatch);
+    }
+    if cfg.tick > Duration::from_millis(100) {
+        return Err(RunError::BadTick);
     }
     Layout::new(cfg.threads, cfg.sockets).ok_or(RunError::Layout {
         threads: cfg.threads,
@@ -254,12 +254,16 @@ pub fn run(
                     })
                     .map_err(RunError::Thread)?,
             );
+            let side = SendSide {
+                gso: mine.iter().map(|s| cfg.gso && enable_gso(s)).collect(),
+                sockets: mine,
+                batch,
+                tick: cfg.tick,
+            };
             send_handles.push(
                 thread::Builder::new()
                     .name(format!("loadgen-send-{w}"))
-                    .spawn_scoped(scope, move || {
-                        send_loop(plan, w, &mine, shared, stop, batch)
-                    })
+                    .spawn_scoped(scope, move || send_loop(plan, w, side, shared, stop))
                     .map_err(RunError::Thread)?,
             );
         }
@@ -369,223 +373,5 @@ fn assemble(cfg: &RunConfig, plan: &Plan, stats: Stats, senders: Vec<SenderSumma
         interrupted: interrupted_at.is_some(),
         find_max: None,
         latency: stats.latency,
-    }
-}
-
-/// One socket's outgoing batch and what it holds.
-struct Outbox {
-    batch: MsgBatch,
-    /// Whether the queued requests are measured ones (a batch never mixes
-    /// warm-up and measured requests, so its send report is attributable).
-    measured: bool,
-}
-
-impl Outbox {
-    fn flush(&mut self, socket: &UdpSocket, send: &mut SendStats) {
-        if self.batch.is_empty() {
-            return;
-        }
-        let report = self.batch.send_to(socket);
-        if report.failed > 0 {
-            tracing::debug!(error = ?report.last_error, failed = report.failed, "send refused");
-        }
-        if self.measured {
-            send.sent += report.sent as u64;
-            send.failed += report.failed as u64;
-        }
-    }
-}
-
-fn send_loop(
-    plan: &Plan,
-    worker: u32,
-    sockets: &[&UdpSocket],
-    shared: &Shared,
-    stop: &AtomicBool,
-    batch: usize,
-) -> SenderSummary {
-    if let Err(e) = ipcs_common::sys::set_timer_slack(SEND_TIMER_SLACK) {
-        tracing::debug!("cannot lower the timer slack, sends will be less punctual: {e}");
-    }
-    let mut pacer = Pacer::new(plan.schedule, plan.layout, worker);
-    let mut outboxes: Vec<Outbox> = sockets
-        .iter()
-        .map(|_| Outbox {
-            batch: MsgBatch::new(batch, REQUEST_LEN),
-            measured: false,
-        })
-        .collect();
-    let mut issued = vec![0u64; sockets.len()];
-    let mut send = SendStats::default();
-    // Due times of the measured requests queued in this round, for the lag.
-    let mut queued_due: Vec<Instant> = Vec::with_capacity(batch * sockets.len());
-    // Requests due this long after the end would be lost anyway: give up on
-    // them (they count as unsent) so a generator that cannot keep up still
-    // ends in bounded time.
-    let give_up = plan.schedule.warmup() + plan.schedule.duration() + plan.timeout;
-    let mut interrupted_at = None;
-    // The schedule up to here has been handed out (unless we fell behind).
-    let mut covered = Duration::ZERO;
-    loop {
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(plan.start);
-        if stop.load(Ordering::Relaxed) {
-            interrupted_at = Some(covered);
-            break;
-        }
-        if elapsed > give_up {
-            break;
-        }
-        let mut blocked = false;
-        while let Some(due) = pacer.peek().filter(|d| d.at <= elapsed) {
-            let l = due.slot.local as usize;
-            let out = &mut outboxes[l];
-            if !out.batch.is_empty() && (out.batch.is_full() || out.measured != due.measured) {
-                out.flush(sockets[l], &mut send);
-                if !out.batch.is_empty() {
-                    blocked = true;
-                    break;
-                }
-            }
-            let request = plan.request(due.slot).to_bytes();
-            out.batch.push(&request, None);
-            out.measured = due.measured;
-            issued[l] += 1;
-            shared.issued[l].store(issued[l], Ordering::Release);
-            if due.measured {
-                queued_due.push(plan.start + due.at);
-            }
-            pacer.advance();
-        }
-        covered = elapsed;
-        for (l, out) in outboxes.iter_mut().enumerate() {
-            out.flush(sockets[l], &mut send);
-            blocked |= !out.batch.is_empty();
-        }
-        let sent_at = Instant::now();
-        for due in queued_due.drain(..) {
-            send.record_lag(sent_at.saturating_duration_since(due));
-        }
-        let Some(next) = pacer.peek() else {
-            if !blocked {
-                break;
-            }
-            thread::sleep(BACKOFF);
-            continue;
-        };
-        let wait = if blocked {
-            BACKOFF
-        } else {
-            (plan.start + next.at)
-                .saturating_duration_since(Instant::now())
-                .min(MAX_SEND_SLEEP)
-        };
-        if !wait.is_zero() {
-            thread::sleep(wait);
-        }
-    }
-    // Whatever is still queued never left.
-    for out in &outboxes {
-        if out.measured {
-            send.failed += out.batch.len() as u64;
-        }
-    }
-    let due = match interrupted_at {
-        Some(t) => pacer.measured_until(t),
-        None => pacer.measured_until(Duration::MAX),
-    };
-    let summary = SenderSummary {
-        send,
-        due,
-        handed_out: pacer.measured_handed_out(),
-        interrupted_at,
-    };
-    shared.sender_done.store(true, Ordering::Release);
-    summary
-}
-
-fn receive_loop(
-    plan: &Plan,
-    worker: u32,
-    mut sockets: Vec<mio::net::UdpSocket>,
-    shared: &Shared,
-    batch: usize,
-    window: u64,
-) -> io::Result<()> {
-    let mut poll = Poll::new()?;
-    for (i, socket) in sockets.iter_mut().enumerate() {
-        poll.registry()
-            .register(socket, Token(i), Interest::READABLE)?;
-    }
-    let mut trackers: Vec<Tracker> = (0..sockets.len())
-        .map(|l| Tracker::new(worker, l as u32, window))
-        .collect();
-    let mut inbox = MsgBatch::new(batch, RECV_SLOT);
-    let mut events = Events::with_capacity(sockets.len().max(8));
-    loop {
-        if let Err(e) = poll.poll(&mut events, Some(RECV_TICK)) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-        // Read before the issued counts, so that "done and all resolved"
-        // below cannot miss requests issued at the very end.
-        let sender_done = shared.sender_done.load(Ordering::Acquire);
-        let mut stats = shared.stats();
-        for event in events.iter() {
-            let l = event.token().0;
-            drain(
-                plan,
-                &sockets[l],
-                &mut trackers[l],
-                &shared.issued[l],
-                &mut inbox,
-                &mut stats,
-            );
-        }
-        let now = Instant::now();
-        let mut resolved = true;
-        for (tracker, issued) in trackers.iter_mut().zip(&shared.issued) {
-            let issued = issued.load(Ordering::Acquire);
-            tracker.sweep(plan, now, issued, &mut stats);
-            resolved &= tracker.is_resolved(issued);
-        }
-        drop(stats);
-        if sender_done && resolved {
-            return Ok(());
-        }
-    }
-}
-
-/// Reads one socket until it would block.
-fn drain(
-    plan: &Plan,
-    socket: &mio::net::UdpSocket,
-    tracker: &mut Tracker,
-    issued: &AtomicU64,
-    inbox: &mut MsgBatch,
-    stats: &mut Stats,
-) {
-    loop {
-        match inbox.recv_from(socket) {
-            Ok(_) => {
-                let now = Instant::now();
-                let issued = issued.load(Ordering::Acquire);
-                for datagram in inbox.iter() {
-                    if datagram.truncated {
-                        stats.malformed += 1;
-                    } else {
-                        tracker.on_datagram(plan, datagram.data, now, issued, stats);
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => stats.refused += 1,
-            Err(e) => {
-                tracing::warn!("receive failed: {e}");
-                return;
-            }
-        }
     }
 }

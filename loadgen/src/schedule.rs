@@ -6,8 +6,10 @@
 //!
 //! Request `k` (global, from 0) is due at `start + k / rps` seconds. Requests
 //! are dealt round-robin: `k` belongs to worker `k mod threads`; within a
-//! worker, its `i`-th request goes to its socket `i mod sockets_of(worker)`
-//! with that socket's next sequence number.
+//! worker, runs of [`RUN`] consecutive requests go to one socket, the next
+//! run to the next socket, each request taking that socket's next sequence
+//! number. Runs (rather than one request per socket in turn) let requests
+//! that fall due together leave in one segmentation-offloaded send.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,9 @@ use ipcs_common::wire::Request;
 use crate::codec::OperandCodec;
 
 const NANOS: u128 = 1_000_000_000;
+
+/// Consecutive requests of a worker that go to the same socket.
+pub const RUN: u64 = 16;
 
 /// The request rate and the phases of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,19 +131,21 @@ impl Layout {
         let worker = (k % threads) as u32;
         let i = k / threads;
         let per = u64::from(self.sockets_of(worker));
-        let local = (i % per) as u32;
+        let run = i / RUN;
+        let local = (run % per) as u32;
         Slot {
             worker,
             local,
             socket: self.socket_id(worker, local),
-            seq: i / per,
+            seq: run / per * RUN + i % RUN,
         }
     }
 
     /// The request index of sequence number `seq` on worker `w`'s socket
     /// `local` (the inverse of [`slot`](Self::slot)).
     pub fn index(&self, w: u32, local: u32, seq: u64) -> u64 {
-        let i = seq * u64::from(self.sockets_of(w)) + u64::from(local);
+        let run = seq / RUN * u64::from(self.sockets_of(w)) + u64::from(local);
+        let i = run * RUN + seq % RUN;
         i * u64::from(self.threads) + u64::from(w)
     }
 
@@ -307,9 +314,15 @@ mod tests {
                     .map(|l| per_socket[layout.socket_id(w, l) as usize])
                     .collect();
                 let spread = mine.iter().max().unwrap() - mine.iter().min().unwrap();
-                assert!(spread <= 1, "worker {w}: {mine:?}");
+                assert!(spread <= RUN, "worker {w}: {mine:?}");
             }
             assert_eq!(per_socket.iter().sum::<u64>(), 10_000);
+            // A worker's consecutive requests share a socket for a run.
+            let first = layout.slot(u64::from(threads) * RUN * 3);
+            for i in 0..RUN {
+                let slot = layout.slot(u64::from(threads) * (RUN * 3 + i));
+                assert_eq!((slot.socket, slot.seq), (first.socket, first.seq + i));
+            }
             let total: u64 = (0..threads).map(|w| layout.count_for(w, 10, 9_999)).sum();
             assert_eq!(total, 9_989);
         }

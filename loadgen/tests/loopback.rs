@@ -219,12 +219,14 @@ fn a_closed_port_is_all_lost_and_reported_refused() {
 }
 
 #[test]
-fn warmup_is_sent_but_not_measured() {
+fn warmup_is_sent_but_not_measured_and_sendmmsg_works_without_gso() {
     let _guard = exclusive();
     let target = responder(Faults::default(), 1);
     let cfg = RunConfig {
         warmup: Duration::from_millis(300),
         threads: 2,
+        gso: false,
+        tick: Duration::ZERO,
         ..config(target.addr(), 4_000, 500)
     };
     let report = run_quiet(&cfg);
