@@ -217,3 +217,36 @@ fn sigint_stops_early_and_still_reports() {
     assert_eq!(v["lost"], 0, "{v}");
     assert_eq!(v["scheduled"].as_u64().unwrap(), answered);
 }
+
+#[test]
+fn a_stall_of_loadgen_itself_shows_in_the_latency() {
+    let _guard = exclusive();
+    let target = responder(Faults::default());
+    let child = Command::new(LOADGEN)
+        .args(["--rps", "5000", "--duration", "1500ms", "--json", "-q"])
+        .arg(target.addr().to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    // Freeze the whole generator for 200 ms in mid-run: requests due
+    // meanwhile leave late, and their latency counts from their schedule.
+    std::thread::sleep(Duration::from_millis(500));
+    signal("-STOP");
+    std::thread::sleep(Duration::from_millis(200));
+    signal("-CONT");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v = json(&out);
+    let p99 = v["latency_us"]["p99"].as_f64().unwrap();
+    let lag = v["send_lag_us"]["max"].as_f64().unwrap();
+    assert!(p99 >= 100_000.0, "p99 {p99} µs hides the stall: {v}");
+    assert!(lag >= 150_000.0, "send lag {lag} µs: {v}");
+    assert_eq!(v["answered"], v["scheduled"], "{v}");
+}
