@@ -151,7 +151,10 @@ impl Loadgen {
             .get("find_max")
             .ok_or_else(|| LoadgenError::Report("missing find_max".into(), v.to_string()))?;
         // best_rps is null when not even the start rate held.
-        Ok(report.get("best_rps").and_then(Value::as_f64).map_or(0, |r| r as u64))
+        Ok(report
+            .get("best_rps")
+            .and_then(Value::as_f64)
+            .map_or(0, |r| r as u64))
     }
 }
 
