@@ -5,11 +5,13 @@
 //! * [`iface`]: an interface's index, MAC and IPv4 address.
 //! * [`packet`]: a non-blocking raw socket bound to one interface and one
 //!   EtherType.
+//! * [`netns`]: moving one thread into a named network namespace.
 //! * [`batch`]: fixed buffers for moving many datagrams or frames per system
 //!   call, for any socket (UDP or raw).
 
 pub mod batch;
 pub mod iface;
+pub mod netns;
 pub mod packet;
 
 pub use batch::MsgBatch;
