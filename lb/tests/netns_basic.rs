@@ -82,7 +82,11 @@ fn malformed_and_unknown_op_get_errors_without_a_server() {
     .to_bytes();
     for op in [0u8, 3, 255] {
         unknown[8] = op;
-        assert_eq!(client.exchange(&unknown).as_deref(), Some(&[2u8][..]), "op {op}");
+        assert_eq!(
+            client.exchange(&unknown).as_deref(),
+            Some(&[2u8][..]),
+            "op {op}"
+        );
     }
     assert_eq!(rig.metric(r#"ipcs_lb_errors_total{code="1""#), 3);
     assert_eq!(rig.metric(r#"ipcs_lb_errors_total{code="2""#), 3);
@@ -130,7 +134,8 @@ fn without_a_registry_it_answers_error_3_until_the_list_arrives() {
     };
     // Before the wait is over the LB does not read; after it, error 3.
     assert!(
-        wait_until(Duration::from_secs(10), || client.exchange(&request.to_bytes())
+        wait_until(Duration::from_secs(10), || client
+            .exchange(&request.to_bytes())
             == Some(vec![Status::NoServer.to_u8()])),
         "{}",
         topo.logs()
@@ -141,7 +146,9 @@ fn without_a_registry_it_answers_error_3_until_the_list_arrives() {
     topo.start_server(0, &[]).unwrap();
     assert!(
         wait_until(Duration::from_secs(15), || matches!(
-            client.exchange(&request.to_bytes()).map(|b| Response::parse_bytes(&b)),
+            client
+                .exchange(&request.to_bytes())
+                .map(|b| Response::parse_bytes(&b)),
             Some(Ok(Response::Reply(Reply { result: 42, .. })))
         )),
         "{}",
@@ -180,6 +187,9 @@ fn several_workers_share_the_port_and_each_gets_its_replies() {
     }
     assert_eq!(rig.metric("ipcs_lb_replies_total"), 800);
     // The fanout handed every reply to the worker that sent the request.
-    assert_eq!(rig.metric(r#"ipcs_lb_drops_total{reason="foreign_tag"}"#), 0);
+    assert_eq!(
+        rig.metric(r#"ipcs_lb_drops_total{reason="foreign_tag"}"#),
+        0
+    );
     assert_eq!(rig.metric(r#"ipcs_lb_drops_total{reason="stale"}"#), 0);
 }

@@ -32,7 +32,10 @@ fn sigkill_of_one_of_three_servers_loses_no_request() {
     assert_all_answered(&out, &rig);
     assert_eq!(out.errors, [0; 6]);
     assert!(rig.metric("ipcs_lb_retries_total") > 0, "the kill was felt");
-    assert!(rig.wait_for_servers(2, Duration::from_secs(10)), "registry dropped it");
+    assert!(
+        rig.wait_for_servers(2, Duration::from_secs(10)),
+        "registry dropped it"
+    );
 }
 
 #[test]

@@ -43,7 +43,10 @@ impl Rig {
     /// the calling thread moved into the core namespace, and every server
     /// listed by the load balancer.
     pub fn start(servers: usize, lb_args: &[&str]) -> Rig {
-        let mut topo = Topology::builder().servers(servers).build().expect("topology");
+        let mut topo = Topology::builder()
+            .servers(servers)
+            .build()
+            .expect("topology");
         let registry = topo.start_registry(&[]).expect("registry");
         let servers: Vec<usize> = (0..servers)
             .map(|i| topo.start_server(i, &[]).expect("server"))
@@ -186,13 +189,21 @@ const BASE: u64 = 1_000_000_000;
 /// `during(sent)` between sends (to inject a fault), then waits up to 2 s for
 /// the last answers. Request `i` is `i + 1000000000`, so every answer names
 /// its request.
-pub fn paced_load(lb: SocketAddr, total: u32, rate: u32, mut during: impl FnMut(u32)) -> LoadOutcome {
+pub fn paced_load(
+    lb: SocketAddr,
+    total: u32,
+    rate: u32,
+    mut during: impl FnMut(u32),
+) -> LoadOutcome {
     let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
     let receiver_socket = socket.try_clone().unwrap();
-    let seen = Arc::new(Mutex::new((vec![false; total as usize], LoadOutcome::default())));
+    let seen = Arc::new(Mutex::new((
+        vec![false; total as usize],
+        LoadOutcome::default(),
+    )));
     let done = Arc::new(AtomicBool::new(false));
     let receiver = {
         let (seen, done) = (seen.clone(), done.clone());
@@ -217,7 +228,9 @@ pub fn paced_load(lb: SocketAddr, total: u32, rate: u32, mut during: impl FnMut(
                                     None => out.wrong += 1,
                                 }
                             }
-                            Ok(Response::Error(status)) => out.errors[usize::from(status.to_u8())] += 1,
+                            Ok(Response::Error(status)) => {
+                                out.errors[usize::from(status.to_u8())] += 1
+                            }
                             Err(_) => out.wrong += 1,
                         }
                     }
@@ -250,11 +263,7 @@ pub fn paced_load(lb: SocketAddr, total: u32, rate: u32, mut during: impl FnMut(
     }
     done.store(true, Relaxed);
     receiver.join().unwrap();
-    let (_, mut out) = Arc::try_unwrap(seen)
-        .ok()
-        .expect("receiver done")
-        .into_inner()
-        .unwrap();
+    let mut out = std::mem::take(&mut seen.lock().unwrap().1);
     out.sent = sent;
     out
 }
