@@ -60,7 +60,10 @@ mod tests {
             for _ in 0..100_000 {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "CPU reading did not move: {before:?}");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "CPU reading did not move: {before:?}"
+            );
         }
         assert!(x != 1);
     }
