@@ -31,11 +31,14 @@ fn sigkill_of_one_of_three_servers_loses_no_request() {
     });
     assert_all_answered(&out, &rig);
     assert_eq!(out.errors, [0; 6]);
-    assert!(rig.metric("ipcs_lb_retries_total") > 0, "the kill was felt");
+    // The kill closed its registry connection, so the list shrank at once.
+    // (Whether a request was in flight to it at that instant, and so was
+    // retried, is down to timing.)
     assert!(
         rig.wait_for_servers(2, Duration::from_secs(10)),
         "registry dropped it"
     );
+    assert_eq!(rig.metric(r#"ipcs_lb_errors_total{code="4""#), 0);
 }
 
 #[test]
