@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ipcs_common::sys::Interface;
+use ipcs_common::sys::{set_thread_nice, Interface};
 
 use crate::admin::{self, AdminView};
 use crate::core::{ConfigError, Core, CoreConfig};
@@ -45,6 +45,8 @@ pub struct Config {
     pub error_rate: f64,
     /// How often the summary line is logged.
     pub summary_every: Duration,
+    /// Nice value for the worker threads; `None` leaves it alone.
+    pub nice: Option<i32>,
 }
 
 /// Why a load balancer could not start.
@@ -194,9 +196,15 @@ impl LoadBalancer {
             )?;
             let reactor =
                 Reactor::new(udp, raw, core, stats[w].clone(), link.take()).map_err(worker_err)?;
+            let nice = config.nice;
             let handle = std::thread::Builder::new()
                 .name(format!("ipcs-lb-w{w}"))
-                .spawn(move || reactor.run())
+                .spawn(move || {
+                    if let Some(nice) = nice {
+                        prioritise(w, nice);
+                    }
+                    reactor.run()
+                })
                 .map_err(worker_err)?;
             workers.push(handle);
         }
@@ -229,6 +237,18 @@ impl LoadBalancer {
             }
         }
         Ok(())
+    }
+}
+
+/// Gives a worker thread a higher priority than the servers and clients it
+/// shares the machine with: every request crosses it twice, so each time a
+/// woken server preempts it, all traffic waits. Without the privilege the
+/// worker runs at the normal priority (and says so once).
+fn prioritise(worker: usize, nice: i32) {
+    if let Err(e) = set_thread_nice(nice) {
+        if worker == 0 {
+            tracing::warn!("cannot set the workers' nice value to {nice} ({e}); running at the default priority");
+        }
     }
 }
 

@@ -97,6 +97,19 @@ struct Args {
     /// retries, errors by code, live servers); 0 for none.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     summary_secs: u64,
+
+    /// Nice value of the worker threads (-20..=19). Every request crosses
+    /// the LB twice, so a worker preempted by the servers or clients on a
+    /// shared machine stalls all traffic; a higher priority keeps latency
+    /// low under load. Lowering it needs root; without, the default is kept
+    /// with a warning. "keep" leaves the priority alone.
+    #[arg(
+        long,
+        value_name = "N|keep",
+        default_value = "-10",
+        allow_hyphen_values = true
+    )]
+    nice: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,6 +120,15 @@ fn main() -> anyhow::Result<()> {
         addr => Some(
             addr.parse::<SocketAddr>()
                 .with_context(|| format!("--admin {addr:?} is not an address or \"off\""))?,
+        ),
+    };
+    let nice = match args.nice.as_str() {
+        "keep" => None,
+        n => Some(
+            n.parse::<i32>()
+                .ok()
+                .filter(|n| (-20..=19).contains(n))
+                .with_context(|| format!("--nice {n:?} is not -20..=19 or \"keep\""))?,
         ),
     };
     if !args.error_rate.is_finite() || args.error_rate < 0.0 {
@@ -135,6 +157,7 @@ fn main() -> anyhow::Result<()> {
         },
         error_rate: args.error_rate,
         summary_every: Duration::from_secs(args.summary_secs),
+        nice,
     };
     let lb = LoadBalancer::start(config).context("ipcs-lb could not start")?;
     lb.wait()?;
