@@ -193,3 +193,22 @@ fn several_workers_share_the_port_and_each_gets_its_replies() {
     );
     assert_eq!(rig.metric(r#"ipcs_lb_drops_total{reason="stale"}"#), 0);
 }
+
+#[test]
+fn sigterm_and_sigint_stop_it_cleanly() {
+    if !can_run("sigterm_and_sigint") {
+        return;
+    }
+    for signal in [ipcs_testbed::Signal::Term, ipcs_testbed::Signal::Int] {
+        let mut rig = Rig::start(1, &["--workers", "2"]);
+        let lb = rig.lb;
+        rig.topo.process(lb).signal(signal).unwrap();
+        let status = rig
+            .topo
+            .process_mut(lb)
+            .wait_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("still running after {signal:?}"));
+        assert!(status.success(), "{signal:?}: {status:?}\n{}", rig.lb_log());
+        assert!(rig.lb_log().contains("ipcs-lb stopped"));
+    }
+}
