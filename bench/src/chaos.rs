@@ -250,10 +250,17 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let _ = poller.join();
     let samples = samples.lock().expect("poller lock").clone();
     fill_traffic_stops(&mut records, &samples);
-    Ok(ChaosReport {
+    let report = ChaosReport {
         load,
         faults: records,
-    })
+    };
+    if !report.clean() {
+        // The topology (and its log directory) goes with this function.
+        let path = config.out_dir.join("chaos-logs.txt");
+        std::fs::write(&path, topology.logs())?;
+        eprintln!("chaos: not clean; process logs kept in {}", path.display());
+    }
+    Ok(report)
 }
 
 /// For each fault that takes a server out: the last time its counter grew

@@ -20,7 +20,9 @@ fn ten_second_soak_loses_nothing() {
         out_dir: out_dir.clone(),
     })
     .expect("chaos run");
-    let _ = std::fs::remove_dir_all(&out_dir);
+    if report.clean() {
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
     println!("{}", report.render());
     assert!(
         report.load.sent >= 190_000,

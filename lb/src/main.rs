@@ -43,6 +43,12 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     registry_timeout_ms: u64,
 
+    /// After reconnecting to the registry, how long servers it does not list
+    /// (yet) stay in rotation: a restarted registry starts empty and refills
+    /// as servers re-register. 0 trusts every list at once.
+    #[arg(long, value_name = "MS", default_value_t = 3_000)]
+    registry_resync_ms: u64,
+
     /// How long to wait at start for the first server list before serving
     /// anyway (answering error 3, no server, until the list arrives).
     #[arg(long, value_name = "MS", default_value_t = 3000)]
@@ -138,6 +144,7 @@ fn main() -> anyhow::Result<()> {
     let registry = RegistryLinkConfig {
         interval: ms(args.registry_interval_ms),
         answer_timeout: ms(args.registry_timeout_ms),
+        resync_grace: ms(args.registry_resync_ms),
         ..RegistryLinkConfig::new(&args.registry)
     };
     let config = Config {

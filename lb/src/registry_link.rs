@@ -15,7 +15,15 @@
 //! longer than the answer timeout counts as a dead registry.
 //!
 //! While the registry is unreachable the last snapshot stays in use; the
-//! change of state is logged once each way, not once per attempt. Host names
+//! change of state is logged once each way, not once per attempt.
+//!
+//! After a *re*connect the registry may have restarted with an empty table
+//! that its servers are still refilling (they reconnect with backoff). For a
+//! resync grace period the link therefore publishes the union of the new
+//! list and the servers it already knew ([`resync_union`]), and only then the
+//! registry's list alone: a restarted registry never empties the rotation,
+//! and a server that really died meanwhile is handled by retries and passive
+//! ejection until the grace ends. Host names
 //! are resolved on a short-lived thread so a slow DNS never stalls the
 //! reactor.
 
@@ -49,6 +57,9 @@ pub struct RegistryLinkConfig {
     /// First reconnect delay; doubles on each failure up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// After a reconnect, how long servers missing from the registry's
+    /// list stay in the snapshot (see the module docs).
+    pub resync_grace: Duration,
 }
 
 impl RegistryLinkConfig {
@@ -63,6 +74,7 @@ impl RegistryLinkConfig {
             connect_timeout: Duration::from_secs(2),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            resync_grace: Duration::from_secs(3),
         }
     }
 }
@@ -116,6 +128,10 @@ pub struct RegistryLink {
     /// Why the last attempt failed, for the start-up message.
     last_error: Option<String>,
     has_list: bool,
+    /// Until when lists are merged with the known servers (after a reconnect).
+    resync_until: Option<Instant>,
+    /// The registry's own last list, to publish when the grace ends.
+    last_list: Option<ServerSnapshot>,
 }
 
 impl RegistryLink {
@@ -140,6 +156,8 @@ impl RegistryLink {
             reported_down: false,
             last_error: None,
             has_list: false,
+            resync_until: None,
+            last_list: None,
         }
     }
 
@@ -204,7 +222,7 @@ impl RegistryLink {
 
     /// When [`on_timer`](Self::on_timer) next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        Some(match &self.state {
+        let link = match &self.state {
             State::Down { retry_at } => *retry_at,
             State::Resolving { deadline, .. } => (Instant::now() + RESOLVE_POLL).min(*deadline),
             State::Connecting { deadline, .. } => *deadline,
@@ -212,7 +230,8 @@ impl RegistryLink {
                 asked_at: Some(at), ..
             } => *at + self.config.answer_timeout,
             State::Up { next_ask, .. } => *next_ask,
-        })
+        };
+        Some(self.resync_until.map_or(link, |until| until.min(link)))
     }
 
     /// A readiness event for the connection.
@@ -239,6 +258,12 @@ impl RegistryLink {
 
     /// Advances timers: reconnects, gives up on slow answers, asks again.
     pub fn on_timer(&mut self, registry: &Registry, now: Instant) {
+        if self.resync_until.is_some_and(|until| now >= until) {
+            self.resync_until = None;
+            if let Some(list) = self.last_list.take() {
+                self.publish(list);
+            }
+        }
         match &mut self.state {
             State::Down { retry_at } if now >= *retry_at => self.start(registry, now),
             State::Resolving { answer, deadline } => match answer.try_recv() {
@@ -382,6 +407,9 @@ impl RegistryLink {
             listed: false,
         };
         self.reader.reset();
+        if self.has_list && !self.config.resync_grace.is_zero() {
+            self.resync_until = Some(now + self.config.resync_grace);
+        }
         self.backoff = self.config.backoff_min;
         self.last_error = None;
         bump(&self.status.connects);
@@ -469,12 +497,19 @@ impl RegistryLink {
             })
             .collect();
         let fresh = ServerSnapshot::new(list.version, servers);
-        let current = self.snapshot.load();
-        if !self.has_list || **current != fresh {
-            let ids: Vec<u8> = fresh.servers.iter().map(|b| b.id).collect();
-            tracing::info!(version = fresh.version, servers = ?ids, "server list updated");
-            self.status.version.store(fresh.version, Relaxed);
-            self.snapshot.store(Arc::new(fresh));
+        if self.resync_until.is_some_and(|until| now < until) {
+            let merged = resync_union(&self.snapshot.load(), &fresh);
+            if merged.len() > fresh.len() {
+                tracing::debug!(
+                    kept = merged.len() - fresh.len(),
+                    "registry reconnected: keeping known servers until the resync grace ends"
+                );
+            }
+            self.last_list = Some(fresh);
+            self.publish(merged);
+        } else {
+            self.last_list = None;
+            self.publish(fresh);
         }
         self.has_list = true;
         if let State::Up {
@@ -487,6 +522,17 @@ impl RegistryLink {
             *listed = true;
             let asked = asked_at.take().unwrap_or(now);
             *next_ask = (asked + self.config.interval).max(now);
+        }
+    }
+
+    /// Swaps `fresh` in if it differs from what the workers see.
+    fn publish(&mut self, fresh: ServerSnapshot) {
+        let current = self.snapshot.load();
+        if !self.has_list || **current != fresh {
+            let ids: Vec<u8> = fresh.servers.iter().map(|b| b.id).collect();
+            tracing::info!(version = fresh.version, servers = ?ids, "server list updated");
+            self.status.version.store(fresh.version, Relaxed);
+            self.snapshot.store(Arc::new(fresh));
         }
     }
 
@@ -515,6 +561,23 @@ impl RegistryLink {
 }
 
 /// Whether a non-blocking connect has completed (`Ok(false)`: not yet).
+/// The registry's `fresh` list plus every server of `known` it does not
+/// (yet) list, unless its id is now taken by another MAC. The version is the
+/// registry's, so the next `WATCH` asks about the registry's own state.
+pub fn resync_union(known: &ServerSnapshot, fresh: &ServerSnapshot) -> ServerSnapshot {
+    let mut servers = fresh.servers.clone();
+    for old in &known.servers {
+        if !fresh
+            .servers
+            .iter()
+            .any(|b| b.mac == old.mac || b.id == old.id)
+        {
+            servers.push(*old);
+        }
+    }
+    ServerSnapshot::new(fresh.version, servers)
+}
+
 fn connect_result(stream: &TcpStream) -> io::Result<bool> {
     if let Some(e) = stream.take_error()? {
         return Err(e);

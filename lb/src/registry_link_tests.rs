@@ -308,3 +308,48 @@ fn a_host_name_is_resolved_off_the_reactor() {
     assert!(!bad.link.load_initial(Duration::from_millis(500)).unwrap());
     assert!(bad.link.last_error().is_some());
 }
+
+#[test]
+fn a_restarted_registry_does_not_empty_the_rotation_before_the_grace_ends() {
+    // Connection 0: the registry knows 11 and 12, then dies (closes on WATCH).
+    // Connection 1: a restarted registry that has heard from 11 only so far.
+    let peer = Peer::start(|line, conn| match (line, conn) {
+        ("LIST", 0) => Answer::Send(list(5, &[11, 12])),
+        (_, 0) => Answer::Close,
+        ("LIST", _) => Answer::Send(list(900, &[11])),
+        _ => Answer::Silence,
+    });
+    let mut rig = Rig::new(RegistryLinkConfig {
+        resync_grace: Duration::from_millis(400),
+        ..config(&peer.addr.to_string())
+    });
+    rig.start();
+    assert!(rig.drive_until(|r| r.snapshot.load().version == 900));
+    let ids: Vec<u8> = rig.snapshot.load().servers.iter().map(|b| b.id).collect();
+    assert_eq!(ids, [11, 12], "12 is kept while the registry refills");
+    let merged_at = Instant::now();
+    assert!(rig.drive_until(|r| r.snapshot.load().len() == 1));
+    assert!(
+        merged_at.elapsed() >= Duration::from_millis(250),
+        "kept for the grace"
+    );
+    assert_eq!(rig.snapshot.load().servers[0].id, 11);
+}
+
+#[test]
+fn the_union_keeps_only_servers_the_fresh_list_does_not_contradict() {
+    let backend = |id: u8, mac: u8| Backend {
+        id,
+        mac: ipcs_common::wire::MacAddr([2, 0, 0, 0, 0, mac]),
+        ip: std::net::Ipv4Addr::new(172, 16, 238, id),
+        udp: None,
+    };
+    let known = ServerSnapshot::new(5, vec![backend(11, 1), backend(12, 2), backend(13, 3)]);
+    // 11 is back; id 12 now belongs to another MAC (a restarted container).
+    let fresh = ServerSnapshot::new(900, vec![backend(11, 1), backend(12, 9)]);
+    let merged = resync_union(&known, &fresh);
+    assert_eq!(merged.version, 900);
+    let got: Vec<(u8, u8)> = merged.servers.iter().map(|b| (b.id, b.mac.0[5])).collect();
+    assert_eq!(got, [(11, 1), (12, 9), (13, 3)]);
+    assert_eq!(resync_union(&ServerSnapshot::empty(), &fresh), fresh);
+}

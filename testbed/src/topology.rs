@@ -137,6 +137,16 @@ impl TopologyBuilder {
     }
 }
 
+/// A locally administered unicast MAC, different for each topology.
+fn bridge_mac() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let bits = (std::process::id() << 12) ^ nanos;
+    let b = bits.to_be_bytes();
+    format!("02:1c:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
+}
+
 fn unique_prefix() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     // Short: veth names are at most 15 bytes.
@@ -405,7 +415,11 @@ impl Topology {
             run("ip", &["netns", "add", core])?;
             self.ip_in_core(&["link", "set", "lo", "up"])?;
         }
-        self.ip_in_core(&["link", "add", BRIDGE, "type", "bridge"])?;
+        // A fixed MAC: a bridge otherwise takes the lowest MAC of its ports
+        // and changes it when ports come and go, and the load balancer,
+        // which sends from the bridge's MAC, would stop getting replies.
+        let mac = bridge_mac();
+        self.ip_in_core(&["link", "add", BRIDGE, "address", &mac, "type", "bridge"])?;
         self.made_bridge = true;
         self.ip_in_core(&[
             "addr",

@@ -125,3 +125,33 @@ fn removed_server_loses_its_namespace() {
     assert_eq!(slot, 2);
     assert_eq!(topology.server(2).unwrap().ip.octets()[3], 13);
 }
+
+/// A bridge takes the lowest MAC of its ports unless one is set; the LB
+/// sends from the bridge's MAC, so it must not change when servers come and go.
+#[test]
+fn the_bridge_keeps_its_mac_when_ports_come_and_go() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut topology = Topology::builder().servers(2).build().unwrap();
+    let core = topology.core_netns().unwrap().to_owned();
+    let mac_now = |core: &str| {
+        let out = Command::new("ip")
+            .args(["-n", core, "-br", "link", "show", "ipcs0"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .to_owned()
+    };
+    let before = mac_now(&core);
+    topology.remove_server(0).unwrap();
+    topology.add_server().unwrap();
+    topology.add_server().unwrap();
+    topology.remove_server(1).unwrap();
+    assert_eq!(mac_now(&core), before);
+}
