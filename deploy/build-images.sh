@@ -58,16 +58,18 @@ declare -A contents=(
 )
 
 for image in registry server lb; do
+    # The image's whole file tree, copied in one layer (one COPY: each step
+    # of the legacy builder is a commit, slow on overlay-on-FUSE storage).
     ctx=$stage/$image
-    mkdir -p "$ctx"
-    cp -r "$IPCS_REPO/deploy/docker/etc" "$ctx/etc"
+    mkdir -p "$ctx/rootfs/bin"
+    cp -r "$IPCS_REPO/deploy/docker/etc" "$ctx/rootfs/etc"
     for bin in ${contents[$image]}; do
         # Debug info stays in the host's copy (profile.release has debug = 1);
         # the image gets the stripped binary.
         if have strip; then
-            strip -o "$ctx/$bin" "$IPCS_BIN_DIR/$bin"
+            strip -o "$ctx/rootfs/bin/$bin" "$IPCS_BIN_DIR/$bin"
         else
-            cp "$IPCS_BIN_DIR/$bin" "$ctx/$bin"
+            cp "$IPCS_BIN_DIR/$bin" "$ctx/rootfs/bin/$bin"
         fi
     done
     # The legacy builder warns that it is deprecated on every run: its output

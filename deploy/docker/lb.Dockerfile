@@ -4,7 +4,6 @@ FROM scratch
 LABEL org.opencontainers.image.title="ipcs-lb" \
       org.opencontainers.image.description="IPCS load balancer (UDP in, raw frames on ipcs0)" \
       org.ipcs.managed-by="bootstrap"
-COPY etc/ /etc/
-COPY ipcs-lb calc /bin/
+COPY rootfs/ /
 ENTRYPOINT ["/bin/ipcs-lb"]
 CMD ["--listen", "0.0.0.0:8080", "--iface", "ipcs0", "--registry", "registry.batata:7070", "--admin", "127.0.0.1:9100"]

@@ -4,8 +4,7 @@ FROM scratch
 LABEL org.opencontainers.image.title="ipcs-registry" \
       org.opencontainers.image.description="IPCS server registry (heartbeats in, server list out)" \
       org.ipcs.managed-by="bootstrap"
-COPY etc/ /etc/
-COPY ipcs-registry /bin/ipcs-registry
+COPY rootfs/ /
 # Needs no privilege: a TCP listener on an unprivileged port.
 USER 65534:65534
 EXPOSE 7070/tcp

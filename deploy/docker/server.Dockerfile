@@ -4,8 +4,7 @@ FROM scratch
 LABEL org.opencontainers.image.title="ipcs-server" \
       org.opencontainers.image.description="IPCS calculation server (raw 0x88B5 frames on eth0)" \
       org.ipcs.managed-by="bootstrap"
-COPY etc/ /etc/
-COPY ipcs-server calc /bin/
+COPY rootfs/ /
 # Root inside the container: the AF_PACKET socket needs CAP_NET_RAW, which
 # Docker grants to uid 0 only (no ambient capabilities).
 EXPOSE 9000/udp
