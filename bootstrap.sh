@@ -22,7 +22,8 @@ Commands:
                  add $IPCS_CALC_HOST and $IPCS_REGISTRY_HOST to $IPCS_HOSTS_FILE, start the
                  load balancer on the host and wait until it answers. Running it
                  again keeps what is already right and fixes the rest.
-  scale N        run N servers (Docker: compose --scale; netns: ipcs-netns up)
+  scale N        run N servers (Docker: compose --scale, in place; netns: the
+                 topology is made again with N servers)
   status         show what runs: mode, LB, network, servers, registry list, hosts entries
   down           remove everything 'up' made: the LB, the containers or
                  namespaces, the network, the hosts entries, $IPCS_RUN_DIR
@@ -94,6 +95,8 @@ while (($#)); do
     esac
     shift
 done
+
+bridge_new=0 # set when this run made the bridge (a running LB must rebind)
 
 mode_file() { printf '%s\n' "$IPCS_RUN_DIR/mode"; }
 recorded_mode() { cat "$(mode_file)" 2>/dev/null || true; }
@@ -168,6 +171,7 @@ ensure_network() {
     if ip link show "$IPCS_BRIDGE" >/dev/null 2>&1; then
         die "interface $IPCS_BRIDGE exists but is not Docker's network '$IPCS_NET' (a netns deployment or test? './bootstrap.sh down' or 'ipcs-netns down')"
     fi
+    bridge_new=1
     docker network create --driver bridge --internal \
         --subnet "$IPCS_SUBNET" --gateway "$IPCS_GATEWAY" --ip-range "$IPCS_IP_RANGE" \
         -o "com.docker.network.bridge.name=$IPCS_BRIDGE" --label "$IPCS_LABEL" \
@@ -222,17 +226,40 @@ docker_down() {
 
 # --- netns mode: the testbed's harness ------------------------------------------------
 netns_tool() { printf '%s\n' "$IPCS_BIN_DIR/ipcs-netns"; }
+# The harness keeps its state file and process logs under our run directory.
+netns() { "$(netns_tool)" --run-dir "$IPCS_RUN_DIR/netns" "$@"; }
+
+# Server processes of the netns topology that still run, from the harness's
+# status (lines "  server<id> pid <pid> running").
+netns_running_servers() {
+    netns status 2>/dev/null | awk '$1 ~ /^server[0-9]+$/ && $2 == "pid" && $4 == "running"' | wc -l
+}
+
+netns_is_up() { [[ -e "$IPCS_RUN_DIR/netns/state" ]]; }
+
+# Starts the topology, or keeps it when it already runs N servers.
+netns_start() {
+    local n=$1
+    if netns_is_up; then
+        if (($(netns_running_servers) == n)) && netns status | grep -qE '^ *registry +pid +[0-9]+ +running'; then
+            say "the netns topology already runs the registry and $n servers"
+            return 0
+        fi
+        say "the netns topology differs (wants $n servers running): recreating it"
+        netns down
+    fi
+    bridge_new=1
+    netns up --servers "$n" --bin-dir "$IPCS_BIN_DIR"
+}
 
 netns_up() {
     require_binaries ipcs-netns ipcs-registry ipcs-server
-    if ip link show "$IPCS_BRIDGE" >/dev/null 2>&1 && docker_reachable &&
-        docker network inspect "$IPCS_NET" >/dev/null 2>&1; then
-        die "$IPCS_BRIDGE belongs to the Docker network '$IPCS_NET': run ./bootstrap.sh down first"
+    if ! netns_is_up && ip link show "$IPCS_BRIDGE" >/dev/null 2>&1; then
+        die "interface $IPCS_BRIDGE already exists (the Docker network '$IPCS_NET', or another harness run): ./bootstrap.sh down first"
     fi
     hosts_add
     say "starting the registry and $servers servers in network namespaces (ipcs-netns)"
-    IPCS_RUN_DIR=$IPCS_RUN_DIR "$(netns_tool)" up --servers "$servers" --root-bridge \
-        --bin-dir "$IPCS_BIN_DIR"
+    netns_start "$servers"
 }
 
 # Runs the harness's own `down` unless a Docker deployment is recorded (then
@@ -242,8 +269,11 @@ netns_down() {
     recorded=$(recorded_mode)
     [[ $recorded == docker ]] && return 0
     if [[ -x "$(netns_tool)" ]]; then
-        IPCS_RUN_DIR=$IPCS_RUN_DIR timeout 60 "$(netns_tool)" down ||
+        netns_is_up || return 0
+        timeout 60 "$(netns_tool)" --run-dir "$IPCS_RUN_DIR/netns" down >/dev/null ||
             warn "ipcs-netns down failed (exit $?)"
+        say "removed the netns topology"
+        rm -rf -- "${IPCS_RUN_DIR:?}/netns"
     elif [[ $recorded == netns ]]; then
         warn "$(netns_tool) is missing: cannot take the namespaces down"
     fi
@@ -259,6 +289,10 @@ ensure_lb() {
     if pid=$(lb_pid); then
         if [[ "$IPCS_BIN_DIR/ipcs-lb" -nt "$(lb_pidfile)" ]]; then
             say "ipcs-lb was rebuilt: restarting it"
+            lb_stop
+        elif ((bridge_new)); then
+            # Its raw socket is bound to the interface index of the old bridge.
+            say "$IPCS_BRIDGE was made anew: restarting the load balancer"
             lb_stop
         else
             say "load balancer already running (pid $pid)"
@@ -315,8 +349,10 @@ cmd_scale() {
         compose up -d --no-recreate --scale "server=$scale_to" registry server
     else
         require_binaries ipcs-netns
-        IPCS_RUN_DIR=$IPCS_RUN_DIR "$(netns_tool)" up --servers "$scale_to" --root-bridge \
-            --bin-dir "$IPCS_BIN_DIR"
+        # ipcs-netns has no way to add or remove one server: the topology is
+        # made again with N servers (the LB keeps running and re-learns it).
+        warn "netns mode: scaling recreates the registry and servers (ipcs-netns cannot scale in place)"
+        netns_start "$scale_to"
     fi
     say "$scale_to servers requested; the LB learns them from the registry within its poll interval"
 }
@@ -366,7 +402,7 @@ cmd_status() {
     fi
     if [[ $m == netns && -x "$(netns_tool)" ]]; then
         echo "namespaces:"
-        "$(netns_tool)" status 2>&1 | sed 's/^/  /' || true
+        netns status 2>&1 | sed 's/^/  /' || true
     fi
     echo "registry list ($IPCS_REGISTRY_IP:$IPCS_REGISTRY_PORT):"
     registry_list 2>/dev/null | sed 's/^/  /' || echo "  (no answer)"

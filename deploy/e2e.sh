@@ -25,7 +25,7 @@ lost == 0, wrong == 0 and errors == 0.
 
 It uses the deployment's fixed names (network ipcs, bridge ipcs0, the tagged
 /etc/hosts lines), so it refuses to run while a deployment is up rather than
-destroy it. Needs root, a Docker engine (for the Docker pass) and cargo.
+destroy it. Needs root, a Docker engine (for the Docker pass), cargo and python3.
 Ends with 'N passed, M failed'; exits 1 if anything failed.
 
 Options:
@@ -67,6 +67,7 @@ while (($#)); do
 done
 
 ((EUID == 0)) || die "run as root (hosts file, raw sockets, namespaces)"
+have python3 || die "python3 is needed to read loadgen's JSON report"
 
 # A run directory of our own, so a concurrent run elsewhere never shares
 # pidfiles or logs with this one.
@@ -130,7 +131,7 @@ diagnostics() {
     say "--- diagnostics ---"
     "$BOOTSTRAP" status 2>&1 | sed 's/^/  /' || true
     say "--- last lines of the LB log ---"
-    tail -n 30 "$(lb_logfile)" 2>/dev/null | sed 's/^/  /' || true
+    lb_log_tail 30 | sed 's/^/  /' || true
     if [[ $current == docker ]]; then
         local c
         for c in $(server_containers) $(docker ps -aq --filter "label=com.docker.compose.service=registry" --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT"); do
@@ -166,15 +167,11 @@ running_ids() {
     fi
 }
 
-# "id pid" for each server process of the netns pass, from the harness's status.
+# "id pid" for each running server process of the netns pass, from the
+# harness's status (lines "  server<id> pid <pid> running").
 netns_server_pids() {
-    "$IPCS_BIN_DIR/ipcs-netns" status 2>/dev/null |
-        awk '$1 == "server" { id = ""; pid = "";
-                for (i = 2; i <= NF; i++) {
-                    if ($i ~ /^id=/) id = substr($i, 4);
-                    if ($i ~ /^pid=/) pid = substr($i, 5);
-                }
-                if (id != "" && pid != "") print id, pid }'
+    "$IPCS_BIN_DIR/ipcs-netns" --run-dir "$IPCS_RUN_DIR/netns" status 2>/dev/null |
+        awk '$1 ~ /^server[0-9]+$/ && $2 == "pid" && $4 == "running" { print substr($1, 7), $3 }'
 }
 
 # Kills (KILL) or freezes (STOP) one running server; prints what it hit.
@@ -222,27 +219,36 @@ load_start() {
     loadgen_pid=$!
 }
 
-json_number() { grep -oE "\"$1\"[[:space:]]*:[[:space:]]*[0-9]+" "$2" | head -n 1 | grep -oE '[0-9]+$'; }
+# "sent answered lost wrong errors" from loadgen's JSON report (errors is a
+# map of error code to count: its total). Fails if a field is missing.
+load_counts() {
+    python3 - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+errors = r["errors"]
+total = sum(errors.values()) if isinstance(errors, dict) else int(errors)
+print(r["sent"], r["answered"], r["lost"], r["wrong"], total)
+PY
+}
 
 # Waits for loadgen and checks that every request was answered.
 load_check() {
-    local what=$1 out=$2 rc=0 sent lost wrong errors
+    local what=$1 out=$2 rc=0 counts sent answered lost wrong errors
     wait "$loadgen_pid" || rc=$?
     loadgen_pid=""
     if ((rc != 0)); then
         fail "$what: loadgen exited $rc: $(tail -n 3 "$out.err" 2>/dev/null | tr '\n' ' ')"
         return
     fi
-    sent=$(json_number sent "$out") || sent=""
-    lost=$(json_number lost "$out") || lost=""
-    wrong=$(json_number wrong "$out") || wrong=""
-    errors=$(json_number errors "$out") || errors=""
-    if [[ -z $lost || -z $wrong || -z $errors ]]; then
-        fail "$what: loadgen --json has no lost/wrong/errors: $(head -c 300 "$out")"
-    elif ((lost == 0 && wrong == 0 && errors == 0)); then
-        pass "$what: every request answered (sent ${sent:-?}, lost 0, wrong 0, errors 0)"
+    if ! counts=$(load_counts "$out" 2>&1); then
+        fail "$what: unreadable loadgen --json report: $(head -c 300 "$out")"
+        return
+    fi
+    read -r sent answered lost wrong errors <<<"$counts"
+    if ((sent > 0 && lost == 0 && wrong == 0 && errors == 0)); then
+        pass "$what: every request answered (sent $sent, answered $answered, lost 0, wrong 0, errors 0)"
     else
-        fail "$what: sent ${sent:-?}, lost $lost, wrong $wrong, errors $errors"
+        fail "$what: sent $sent, answered $answered, lost $lost, wrong $wrong, errors $errors ($(grep -o '"errors":{[^}]*}' "$out"))"
     fi
 }
 
@@ -258,17 +264,19 @@ under_load() {
 
 # The server ids seen in `n` replies through the LB (calc --show-server).
 ids_in_replies() {
-    local n=$1
-    yes 1+1 | head -n "$n" |
-        timeout 10 "$CALC" --show-server --timeout-ms 300 "$TARGET" 2>/dev/null |
-        sed -nE 's/.*\(server ([0-9]+)\).*/\1/p' | sort -n | uniq | tr '\n' ' '
+    local n=$1 i replies
+    # calc fails when any request goes unanswered; the ids of the answered
+    # ones still count here.
+    replies=$(for ((i = 0; i < n; i++)); do echo 1+1; done |
+        timeout 10 "$CALC" --show-server --timeout-ms 300 "$TARGET" 2>/dev/null) || true
+    sed -nE 's/.*\(server ([0-9]+)\).*/\1/p' <<<"$replies" | sort -n | uniq | tr '\n' ' '
 }
 
 # --- the steps -----------------------------------------------------------------------------
 step_answers() {
     local out
     if out=$("$CALC" "$TARGET" '2+3' '6*7' '4294967295+1' 2>&1) &&
-        [[ "$(printf '%s' "$out" | tr '\n' ' ')" == "5 42 4294967296 " ]]; then
+        [[ "$(tr '\n' ' ' <<<"$out")" == "5 42 4294967296 " ]]; then
         pass "calc through the LB: 2+3, 6*7, 4294967295+1"
     else
         fail "calc through the LB answered: $(printf '%s' "$out" | tr '\n' ' ')"
@@ -296,7 +304,7 @@ step_scale_up() {
     done
     ms=$((($(date +%s%N) - t0) / 1000000))
     if ((ok)); then
-        pass "scaled to 5: ids $seen all answered within ${ms} ms"
+        pass "scaled to 5: ids ${seen% } all answered within ${ms} ms"
     else
         fail "scaled to 5: running ids [$want], seen in replies [$seen] after ${ms} ms (registry: $(registry_ids))"
     fi

@@ -147,18 +147,45 @@ lb_pid() {
     printf '%s\n' "$pid"
 }
 
+# What holds UDP port $IPCS_LB_PORT on the host, if anything (ss's users:
+# field), so a clash is reported before the LB fails to bind.
+udp_port_holder() {
+    have ss || return 1
+    ss -H -ulnp "sport = :$IPCS_LB_PORT" 2>/dev/null | grep -oE 'users:\(\(.*\)\)' | head -n 1
+}
+
+# The LB's log without backtrace frames (RUST_BACKTRACE makes errors long).
+lb_log_tail() {
+    grep -vE '^ +(at |[0-9]+: )' "$(lb_logfile)" 2>/dev/null | tail -n "${1:-20}"
+}
+
 # Starts the LB detached (own session, stdin closed, output to the log file).
 lb_start() {
     mkdir -p "$IPCS_RUN_DIR"
-    local log
+    local log holder
     log=$(lb_logfile)
+    if holder=$(udp_port_holder) && [[ -n $holder ]]; then
+        die "UDP port $IPCS_LB_PORT is already in use ($holder): stop that first (another deployment with another IPCS_RUN_DIR, or the compose lb service?)"
+    fi
     printf '\n--- %s starting ipcs-lb\n' "$(date -Is)" >>"$log"
     RUST_LOG=${RUST_LOG:-info} setsid "$IPCS_BIN_DIR/ipcs-lb" \
         --listen "0.0.0.0:$IPCS_LB_PORT" --iface "$IPCS_BRIDGE" \
         --registry "$IPCS_REGISTRY_HOST:$IPCS_REGISTRY_PORT" --admin "$IPCS_LB_ADMIN" \
         </dev/null >>"$log" 2>&1 &
-    printf '%s\n' "$!" >"$(lb_pidfile)"
-    say "load balancer started (pid $!, log $log)"
+    local pid=$! i
+    printf '%s\n' "$pid" >"$(lb_pidfile)"
+    # Until the background shell has exec'd ipcs-lb, /proc/<pid>/exe is still
+    # bash and lb_pid would call it "not running": wait for the exec.
+    for ((i = 0; i < 100; i++)); do
+        lb_pid >/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.02
+    done
+    if ! lb_pid >/dev/null; then
+        lb_log_tail 20 >&2 || true
+        die "ipcs-lb (pid $pid) did not start; its log is above"
+    fi
+    say "load balancer started (pid $pid, log $log)"
 }
 
 # Stops the host LB: SIGTERM, then SIGKILL after 5 s. Always removes the pidfile.
@@ -191,7 +218,7 @@ wait_for_answer() {
         fi
         if ! lb_pid >/dev/null; then
             warn "the load balancer is not running; last lines of $(lb_logfile):"
-            tail -n 20 "$(lb_logfile)" >&2 || true
+            lb_log_tail 20 >&2 || true
             return 1
         fi
         sleep 0.2
