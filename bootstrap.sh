@@ -235,6 +235,25 @@ netns_running_servers() {
     netns status 2>/dev/null | awk '$1 ~ /^server[0-9]+$/ && $2 == "pid" && $4 == "running"' | wc -l
 }
 
+# Docker sets the FORWARD policy to DROP and loads br_netfilter, so traffic
+# bridged between two namespaces on a bridge in this namespace (server ->
+# registry TCP) meets iptables and is dropped; Docker accepts only its own
+# bridges. One tagged rule lets ipcs0 forward to itself; `down` removes it.
+FORWARD_RULE=(FORWARD -i "$IPCS_BRIDGE" -o "$IPCS_BRIDGE" -m comment --comment ipcs-bootstrap -j ACCEPT)
+
+netns_forward_allow() {
+    if ! have iptables; then
+        warn "no iptables: if a firewall drops bridged traffic, servers cannot reach the registry"
+        return 0
+    fi
+    iptables -C "${FORWARD_RULE[@]}" 2>/dev/null || iptables -I "${FORWARD_RULE[@]}"
+}
+
+netns_forward_remove() {
+    have iptables || return 0
+    while iptables -D "${FORWARD_RULE[@]}" 2>/dev/null; do :; done
+}
+
 netns_is_up() { [[ -e "$IPCS_RUN_DIR/netns/state" ]]; }
 
 # Starts the topology, or keeps it when it already runs N servers.
@@ -258,6 +277,7 @@ netns_up() {
         die "interface $IPCS_BRIDGE already exists (the Docker network '$IPCS_NET', or another harness run): ./bootstrap.sh down first"
     fi
     hosts_add
+    netns_forward_allow
     say "starting the registry and $servers servers in network namespaces (ipcs-netns)"
     netns_start "$servers"
 }
@@ -268,6 +288,7 @@ netns_down() {
     local recorded
     recorded=$(recorded_mode)
     [[ $recorded == docker ]] && return 0
+    netns_forward_remove
     if [[ -x "$(netns_tool)" ]]; then
         netns_is_up || return 0
         timeout 60 "$(netns_tool)" --run-dir "$IPCS_RUN_DIR/netns" down >/dev/null ||
@@ -389,7 +410,7 @@ cmd_status() {
     else
         echo "bridge:        $IPCS_BRIDGE absent"
     fi
-    if docker_reachable; then
+    if [[ $m != netns ]] && docker_reachable; then
         if docker network inspect "$IPCS_NET" >/dev/null 2>&1; then
             echo "network:       Docker network $IPCS_NET present"
         else

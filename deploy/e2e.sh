@@ -100,6 +100,8 @@ preflight() {
     fi
     ip link show "$IPCS_BRIDGE" >/dev/null 2>&1 && found+=("interface $IPCS_BRIDGE")
     hosts_has_tagged && found+=("tagged entries in $IPCS_HOSTS_FILE")
+    ip netns list 2>/dev/null | grep -qE '^ipcs-' && found+=("namespaces ipcs-* (ipcs-netns)")
+    ip -br link 2>/dev/null | grep -qE '^ipcs-' && found+=("links ipcs-* (veth ends of an ipcs-netns topology)")
     if ((${#found[@]})); then
         printf 'e2e: refusing to run: an IPCS deployment (or another e2e run) is up:\n' >&2
         printf '  - %s\n' "${found[@]}" >&2
@@ -215,6 +217,7 @@ unfreeze_all() {
 # --- load and answers ---------------------------------------------------------------------
 # Starts loadgen in the background at the steady rate; its JSON goes to $1.
 load_start() {
+    bridge_is_local || die "$IPCS_BRIDGE with $IPCS_GATEWAY is gone: not sending load to $TARGET"
     "$LOADGEN" --rps "$rps" --duration "${seconds}s" --json "$TARGET" >"$1" 2>"$1.err" &
     loadgen_pid=$!
 }
@@ -265,6 +268,7 @@ under_load() {
 # The server ids seen in `n` replies through the LB (calc --show-server).
 ids_in_replies() {
     local n=$1 i replies
+    bridge_is_local || return 0
     # calc fails when any request goes unanswered; the ids of the answered
     # ones still count here.
     replies=$(for ((i = 0; i < n; i++)); do echo 1+1; done |
@@ -275,6 +279,7 @@ ids_in_replies() {
 # --- the steps -----------------------------------------------------------------------------
 step_answers() {
     local out
+    bridge_is_local || die "$IPCS_BRIDGE with $IPCS_GATEWAY is gone: not sending to $TARGET"
     if out=$("$CALC" "$TARGET" '2+3' '6*7' '4294967295+1' 2>&1) &&
         [[ "$(tr '\n' ' ' <<<"$out")" == "5 42 4294967296 " ]]; then
         pass "calc through the LB: 2+3, 6*7, 4294967295+1"
@@ -358,6 +363,9 @@ step_down() {
     lb=$(lb_pid) && left+=("an LB process ($lb) in the pidfile")
     if [[ $current == netns ]]; then
         [[ -n "$(netns_server_pids)" ]] && left+=("server processes of ipcs-netns")
+        ip netns list 2>/dev/null | grep -qE '^ipcs-' && left+=("namespaces ipcs-*")
+        ip -br link 2>/dev/null | grep -qE '^ipcs-' && left+=("links ipcs-* (veth ends)")
+        iptables -S FORWARD 2>/dev/null | grep -q ipcs-bootstrap && left+=("the FORWARD rule for $IPCS_BRIDGE")
     fi
     if ((${#left[@]})); then
         fail "down left behind: ${left[*]}"

@@ -206,12 +206,23 @@ lb_stop() {
     rm -f "$(lb_pidfile)"
 }
 
+# Whether this namespace holds the bridge with the host's address on it. Every
+# packet to 172.16.238.x (calc.batata, the registry) is sent only then:
+# without the bridge those addresses would route off the machine.
+bridge_is_local() {
+    ip -4 -o addr show dev "$IPCS_BRIDGE" 2>/dev/null | grep -qF " $IPCS_GATEWAY/"
+}
+
 # Asks the LB with `calc HOST:PORT 1+1` until it answers 2 or `timeout_s`
 # passes. Returns 1 on timeout.
 wait_for_answer() {
     local timeout_s=$1 deadline out
     deadline=$((SECONDS + timeout_s))
     while ((SECONDS < deadline)); do
+        if ! bridge_is_local; then
+            warn "$IPCS_BRIDGE with $IPCS_GATEWAY is not here: not sending to $IPCS_CALC_HOST"
+            return 1
+        fi
         if out=$(timeout 3 "$IPCS_BIN_DIR/calc" "$IPCS_CALC_HOST:$IPCS_LB_PORT" 1+1 2>/dev/null) &&
             [[ "${out%% *}" == 2 ]]; then
             return 0
@@ -230,6 +241,7 @@ wait_for_answer() {
 # status needs no client binary; bounded by `timeout` since a connect to an
 # absent address can hang. Returns non-zero if the registry does not answer.
 registry_list() {
+    bridge_is_local || return 1
     # shellcheck disable=SC2016 # expanded by the inner bash
     timeout 3 bash -c '
         exec 3<>"/dev/tcp/$1/$2" || exit 1
