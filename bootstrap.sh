@@ -374,6 +374,10 @@ cmd_scale() {
         # made again with N servers (the LB keeps running and re-learns it).
         warn "netns mode: scaling recreates the registry and servers (ipcs-netns cannot scale in place)"
         netns_start "$scale_to"
+        # A new bridge: the LB's raw socket must be bound again.
+        ((bridge_new)) && ensure_lb
+        wait_for_answer "$timeout_s" ||
+            die "no answer through $IPCS_CALC_HOST:$IPCS_LB_PORT within ${timeout_s}s after scaling"
     fi
     say "$scale_to servers requested; the LB learns them from the registry within its poll interval"
 }

@@ -296,10 +296,10 @@ step_scale_up() {
     }
     # All five ids must come back in replies within 3 s of the scale command
     # returning (containers or processes started; the LB polls the registry).
-    local want seen="" t0 ms ok=0
+    local want="" seen="" t0 ms ok=0
     t0=$(date +%s%N)
-    want=$(running_ids)
     while (($(date +%s%N) - t0 < 3000000000)); do
+        want=$(running_ids)
         seen=$(ids_in_replies 40)
         if [[ $seen == "$want" ]] && (($(wc -w <<<"$want") == 5)); then
             ok=1
