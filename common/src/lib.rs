@@ -1,11 +1,13 @@
 //! Shared code of the IPCS processes: the wire formats (HSMAP over UDP and the
-//! backend Ethernet frame), the arithmetic the servers perform, and logging
-//! set-up. Everything here is pure and allocation-free on the hot path so the
-//! load balancer, the servers, `calc` and `loadgen` all speak through exactly
-//! one implementation.
+//! backend Ethernet frame), the arithmetic the servers perform, the
+//! registry's line protocol and its client side, the one module of unsafe
+//! system calls, and logging set-up. The load balancer, the servers, `calc`
+//! and `loadgen` all speak through exactly this one implementation.
 
 pub mod arith;
 pub mod logging;
+pub mod registry_client;
+pub mod registry_proto;
 pub mod sys;
 pub mod wire;
 

@@ -1,1 +1,26 @@
-//! placeholder
+//! `ipcs-lb`, the IPCS load balancer: takes HSMAP requests on UDP, forwards
+//! each to a live server as a backend frame on a raw socket, matches the
+//! reply by its tag and answers the client.
+//!
+//! The decisions live in sans-io modules, unit-tested with fabricated
+//! instants: [`pending`] (requests in flight and their deadlines), [`pick`]
+//! (round-robin and passive ejection), [`snapshot`] (the shared server
+//! list), [`ratelimit`] and [`core`] (the state machine tying them together).
+//! [`metrics`] names and renders every metric.
+//!
+//! The I/O around them: [`reactor`] (one mio event loop per worker, moving
+//! datagrams and frames between the sockets and the core), [`registry_link`]
+//! (the registry connection that publishes new snapshots), [`admin`]
+//! (`/metrics` and the summary log) and [`balancer`] (wiring it all from a
+//! [`balancer::Config`]).
+
+pub mod admin;
+pub mod balancer;
+pub mod core;
+pub mod metrics;
+pub mod pending;
+pub mod pick;
+pub mod ratelimit;
+pub mod reactor;
+pub mod registry_link;
+pub mod snapshot;

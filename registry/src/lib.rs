@@ -1,1 +1,21 @@
-//! placeholder
+//! The IPCS registry: the source of truth for which servers are alive.
+//! Servers register over TCP with `HELLO` and keep their registration with
+//! `BEAT`; the load balancer reads the live list with `LIST` or `WATCH`.
+//!
+//! * [`state`]: the membership table, a sans-io state machine.
+//! * [`reactor`]: the single-threaded mio event loop that moves bytes between
+//!   sockets and the state machine, and enforces the resource limits.
+//! * [`conn`]: one connection's bounded buffers.
+//! * [`config`]: the settings and their limits.
+//! * [`cidr`]: the `--allow` networks.
+//! * [`metrics`]: the counters `STATS` reports, and their names.
+
+pub mod cidr;
+pub mod config;
+pub mod conn;
+pub mod metrics;
+pub mod reactor;
+pub mod state;
+
+pub use config::Config;
+pub use reactor::{Registry, RegistryError, StopHandle};

@@ -1,1 +1,98 @@
-fn main() {}
+//! `ipcs-registry`: parses the command line and runs the registry.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use ipcs_registry::cidr::Cidr;
+use ipcs_registry::config::Config;
+use ipcs_registry::reactor::Registry;
+
+/// The IPCS registry: the source of truth for which servers are alive.
+///
+/// Servers connect over TCP, register with `HELLO id=<1..255> mac=<mac>
+/// ip=<a.b.c.d> [udp=<port>]` and send `BEAT` every interval; the load
+/// balancer reads the live list with `LIST` or `WATCH <version>`; `STATS`
+/// prints the counters. The protocol is line-based ASCII, so `nc` works.
+/// Nothing is kept on disk: after a restart servers register again.
+#[derive(Debug, Parser)]
+#[command(name = "ipcs-registry", version)]
+struct Args {
+    /// Address and port to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:7070")]
+    listen: SocketAddr,
+
+    /// A server that sends no BEAT for this many milliseconds is removed and
+    /// its connection closed (servers beat every 500 ms by default, so the
+    /// default tolerates two lost beats).
+    #[arg(long, value_name = "MS", default_value_t = 1500)]
+    ttl_ms: u64,
+
+    /// Only accept registrations (HELLO) from this network, e.g.
+    /// 10.77.0.0/16 or a single address; repeat for several. Without it,
+    /// anyone who can reach the port can register any MAC and IP and so have
+    /// the load balancer send requests there. LIST/WATCH/STATS stay open to
+    /// all; restrict those with a firewall if the list is secret. Default:
+    /// none, everyone may register.
+    #[arg(long, value_name = "CIDR")]
+    allow: Vec<Cidr>,
+
+    /// Open connections at most; further connections get `ERR too many
+    /// connections` and are closed. Keep it below the descriptor limit
+    /// (`ulimit -n`).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    max_connections: usize,
+
+    /// Longest accepted line in bytes, newline included (64..=256; the
+    /// protocol allows 256). A longer line gets an ERR and the connection is
+    /// closed.
+    #[arg(long, value_name = "BYTES", default_value_t = 256)]
+    max_line_bytes: usize,
+
+    /// A connection that has not sent a valid line (HELLO, LIST, WATCH or
+    /// STATS) within this many milliseconds of connecting is closed.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    first_line_timeout_ms: u64,
+
+    /// Registered servers at most (1..=255: server ids are 1..=255). A HELLO
+    /// beyond the cap gets `ERR registry full`.
+    #[arg(long, value_name = "N", default_value_t = 255)]
+    max_servers: usize,
+
+    /// A connection whose answers pile up unsent beyond this many bytes (its
+    /// peer is not reading) is closed. At least 12288, the size of a full
+    /// list.
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    max_output_bytes: usize,
+
+    /// A WATCH whose version is still current is answered (with the same
+    /// version) after this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    watch_timeout_ms: u64,
+}
+
+impl Args {
+    fn config(self) -> Config {
+        Config {
+            listen: self.listen,
+            ttl: Duration::from_millis(self.ttl_ms),
+            allow: self.allow,
+            max_connections: self.max_connections,
+            max_line: self.max_line_bytes,
+            first_line_timeout: Duration::from_millis(self.first_line_timeout_ms),
+            max_servers: self.max_servers,
+            max_output: self.max_output_bytes,
+            watch_timeout: Duration::from_millis(self.watch_timeout_ms),
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ipcs_common::logging::init();
+    let mut registry = Registry::bind(args.config()).context("starting the registry")?;
+    registry.handle_signals()?;
+    registry.run()?;
+    Ok(())
+}

@@ -1,1 +1,82 @@
-fn main() {}
+//! `ipcs-server`: parses the command line and wires the parts of the
+//! `ipcs_server` library together.
+
+#![forbid(unsafe_code)]
+
+use anyhow::{anyhow, Context};
+use clap::Parser;
+use ipcs_common::sys::Interface;
+use ipcs_server::{
+    Announcement, Config, Identity, Reactor, ReactorOptions, Registration, RegistryTarget,
+};
+use tracing::info;
+
+fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    ipcs_common::logging::init();
+
+    let iface = Interface::lookup(&config.iface)
+        .with_context(|| format!("backend interface {:?}", config.iface))?;
+    let identity = Identity::resolve(&iface, config.id)?;
+    let target = config.registry_target();
+    // Checked before binding anything: a server that cannot announce
+    // itself must not look ready.
+    let announce_ip = match (&target, identity.ipv4) {
+        (RegistryTarget::Disabled, _) => None,
+        (_, Some(ip)) => Some(ip),
+        (_, None) => {
+            return Err(anyhow!(
+                "interface {} has no IPv4 address to announce to the registry {target}; \
+                 give it one or run with --registry none",
+                iface.name
+            ))
+        }
+    };
+    let reactor = Reactor::bind(
+        &iface,
+        identity,
+        config.udp,
+        ReactorOptions {
+            batch: usize::from(config.batch),
+            stats_interval: config.stats_interval(),
+        },
+    )?;
+    let udp = reactor.udp_local_addr();
+    info!(
+        "server {} on {} mac={} ip={} serving backend frames",
+        identity.id,
+        iface.name,
+        identity.mac,
+        identity
+            .ipv4
+            .map_or_else(|| "none".to_owned(), |ip| ip.to_string()),
+    );
+    if let Some(addr) = udp {
+        info!("serving HSMAP over UDP on {addr}");
+    }
+    let registration = match announce_ip {
+        None => {
+            info!("no registry: running standalone");
+            None
+        }
+        Some(ip) => {
+            info!("announcing to registry {target}");
+            let announcement = Announcement {
+                id: identity.id,
+                mac: identity.mac,
+                ip,
+                udp: udp.map(|a| a.port()),
+            };
+            Registration::start(&target, announcement, config.beat_interval())
+        }
+    };
+
+    let stats = reactor.run()?;
+    // Close the registry connection before the last log line, so the
+    // registry has already dropped us when the process is seen to exit.
+    if let Some(registration) = registration {
+        registration.stop();
+    }
+    info!("final stats {stats}");
+    Ok(())
+}

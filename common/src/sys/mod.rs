@@ -5,16 +5,27 @@
 //! * [`iface`]: an interface's index, MAC and IPv4 address.
 //! * [`packet`]: a non-blocking raw socket bound to one interface and one
 //!   EtherType.
+//! * [`netns`]: moving one thread into a named network namespace.
 //! * [`batch`]: fixed buffers for moving many datagrams or frames per system
 //!   call, for any socket (UDP or raw).
+//! * [`timer`]: a thread's timer slack (how precisely its sleeps end).
+//! * [`sched`]: a thread's nice value (scheduling priority).
+//! * [`udp`]: UDP segmentation offload (many datagrams per send).
 
 pub mod batch;
 pub mod iface;
+pub mod netns;
 pub mod packet;
+pub mod sched;
+pub mod timer;
+pub mod udp;
 
 pub use batch::MsgBatch;
 pub use iface::Interface;
 pub use packet::PacketSocket;
+pub use sched::set_thread_nice;
+pub use timer::set_timer_slack;
+pub use udp::set_udp_segment;
 
 /// Whether the process runs with root's effective user id (tests that need
 /// namespaces or raw sockets skip themselves otherwise).

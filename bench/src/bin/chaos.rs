@@ -1,0 +1,46 @@
+//! `ipcs-chaos`: the chaos soak on a netns topology (run as root).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Parser;
+use ipcs_bench::chaos::{run, ChaosConfig};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Steady load through ipcs-lb while servers are killed, frozen, added, removed and cut off and the \
+             registry restarts; fails unless every request is answered correctly"
+)]
+struct Cli {
+    /// Length of the soak, in seconds.
+    #[arg(long, default_value_t = 60)]
+    duration_s: u64,
+    /// Offered load, requests per second.
+    #[arg(long, default_value_t = 20_000)]
+    rps: u64,
+    /// Servers at the start (one more is added and one removed during the run).
+    #[arg(long, default_value_t = 4)]
+    servers: usize,
+    /// Directory for loadgen's latency histogram.
+    #[arg(long, default_value = "target/chaos")]
+    out_dir: PathBuf,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let report = run(&ChaosConfig {
+        duration: Duration::from_secs(cli.duration_s),
+        rps: cli.rps,
+        servers: cli.servers,
+        out_dir: cli.out_dir,
+    })?;
+    print!("{}", report.render());
+    if report.clean() {
+        println!("chaos: clean: zero wrong, zero lost, zero error replies");
+        Ok(())
+    } else {
+        anyhow::bail!("chaos: requests were lost, wrong or answered with errors")
+    }
+}

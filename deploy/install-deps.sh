@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what IPCS's build and tests need and a fresh machine may lack.
+# Idempotent: installs only what is missing. Needs root for apt-get.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: deploy/install-deps.sh [--help]
+Checks for, and installs when missing (Debian packages via apt-get):
+  ip (iproute2), kill/ps (procps), Rust's rustfmt and clippy components.
+Docker and a Compose tool cannot be installed from here (no image registry);
+their absence is reported, and the Docker end-to-end test is then skipped.
+USAGE
+}
+[[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
+
+apt_updated=0
+need_pkg() { # need_pkg COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "install-deps: $1 missing, installing Debian package $2"
+  if [[ $apt_updated == 0 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+
+need_pkg ip iproute2
+need_pkg ps procps
+need_pkg tmux tmux
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo is missing; install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+exit 0

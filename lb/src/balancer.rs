@@ -1,0 +1,263 @@
+//! Puts a load balancer together from its [`Config`]: binds every socket
+//! first (so a busy port or a missing interface fails at once), loads the
+//! first server list with a bounded wait, then runs the workers (one reactor
+//! thread each) and the admin threads until a signal stops the workers.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ipcs_common::sys::{set_thread_nice, Interface};
+
+use crate::admin::{self, AdminView};
+use crate::core::{ConfigError, Core, CoreConfig};
+use crate::metrics::{RegistryStatus, WorkerStats};
+use crate::pick::EjectionPolicy;
+use crate::reactor::{bind_udp, open_raw, Reactor};
+use crate::registry_link::{RegistryLink, RegistryLinkConfig};
+use crate::snapshot::shared_empty;
+
+/// The most workers (each one's index must fit the tag's low byte, and more
+/// than the machine's cores only adds contention).
+pub const MAX_WORKERS: usize = 64;
+
+/// Everything a load balancer is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where clients send requests.
+    pub listen: SocketAddr,
+    /// The backend interface (the bridge the servers hang on).
+    pub iface: String,
+    pub registry: RegistryLinkConfig,
+    /// How long to wait for the first list before serving without one.
+    pub registry_wait: Duration,
+    /// Where `/metrics` is served; `None` for nowhere.
+    pub admin: Option<SocketAddr>,
+    pub workers: usize,
+    /// Requests in flight at most, over all workers.
+    pub capacity: usize,
+    pub timeout: Duration,
+    pub attempts: u32,
+    pub ejection: EjectionPolicy,
+    /// Error replies per second at most, over all workers.
+    pub error_rate: f64,
+    /// How often the summary line is logged.
+    pub summary_every: Duration,
+    /// Nice value for the worker threads; `None` leaves it alone.
+    pub nice: Option<i32>,
+}
+
+/// Why a load balancer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("workers must be 1..={MAX_WORKERS}, got {0}")]
+    Workers(usize),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("backend interface {name}: {source}")]
+    Interface { name: String, source: io::Error },
+    #[error("cannot listen on UDP {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("cannot open a raw socket on {iface} (root or CAP_NET_RAW needed): {source}")]
+    Raw { iface: String, source: io::Error },
+    #[error("cannot serve admin requests on {addr}: {source}")]
+    Admin { addr: SocketAddr, source: io::Error },
+    #[error("cannot set up worker {worker}: {source}")]
+    Worker { worker: usize, source: io::Error },
+}
+
+/// Why a running load balancer stopped other than by a signal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("worker {worker} failed: {source}")]
+    Worker { worker: usize, source: io::Error },
+    #[error("worker {0} panicked")]
+    Panicked(usize),
+}
+
+/// A started load balancer.
+pub struct LoadBalancer {
+    workers: Vec<JoinHandle<io::Result<()>>>,
+    listen: SocketAddr,
+    admin: Option<SocketAddr>,
+}
+
+impl LoadBalancer {
+    /// Binds, loads the first list (bounded wait) and starts the workers.
+    pub fn start(config: Config) -> Result<LoadBalancer, StartError> {
+        let n = config.workers;
+        if !(1..=MAX_WORKERS).contains(&n) {
+            return Err(StartError::Workers(n));
+        }
+        let per_worker = |w: usize| CoreConfig {
+            worker: w as u8,
+            capacity: config.capacity.div_ceil(n),
+            timeout: config.timeout,
+            attempts: config.attempts,
+            ejection: config.ejection,
+            error_rate: config.error_rate / n as f64,
+            error_burst: burst(config.error_rate / n as f64),
+        };
+        per_worker(0).validate()?;
+        let iface = Interface::lookup(&config.iface).map_err(|source| StartError::Interface {
+            name: config.iface.clone(),
+            source,
+        })?;
+
+        // Sockets first. The UDP sockets queue requests while the list loads.
+        let mut udp = Vec::with_capacity(n);
+        let mut listen = config.listen;
+        for _ in 0..n {
+            let socket = bind_udp(listen, n > 1).map_err(|source| StartError::Listen {
+                addr: listen,
+                source,
+            })?;
+            // With port 0, the other workers join the port the first got.
+            listen = socket.local_addr().map_err(|source| StartError::Listen {
+                addr: listen,
+                source,
+            })?;
+            udp.push(socket);
+        }
+        let group = (std::process::id() & 0xffff) as u16;
+        let mut raw = Vec::with_capacity(n);
+        for _ in 0..n {
+            // In index order: the fanout numbers members as they join.
+            let fanout = (n > 1).then_some((group, n as u32));
+            raw.push(open_raw(&iface, fanout).map_err(|source| StartError::Raw {
+                iface: config.iface.clone(),
+                source,
+            })?);
+        }
+
+        let snapshot = shared_empty();
+        let registry_status = Arc::new(RegistryStatus::default());
+        let stats: Vec<Arc<WorkerStats>> =
+            (0..n).map(|_| Arc::new(WorkerStats::default())).collect();
+        let view = AdminView {
+            workers: stats.clone(),
+            registry: registry_status.clone(),
+            snapshot: snapshot.clone(),
+        };
+        let mut admin_addr = None;
+        if let Some(addr) = config.admin {
+            let admin_err = |source| StartError::Admin { addr, source };
+            let listener = admin::bind(addr).map_err(admin_err)?;
+            admin_addr = Some(listener.local_addr().map_err(admin_err)?);
+            admin::spawn_http(listener, view.clone()).map_err(admin_err)?;
+        }
+        if !config.summary_every.is_zero() {
+            admin::spawn_summary(view, config.summary_every)
+                .map_err(|source| StartError::Worker { worker: 0, source })?;
+        }
+        tracing::info!(
+            listen = %listen,
+            iface = %iface.name,
+            mac = %iface.mac,
+            workers = n,
+            admin = ?admin_addr,
+            registry = %config.registry.addr,
+            "ipcs-lb starting"
+        );
+
+        let mut link =
+            RegistryLink::new(config.registry.clone(), snapshot.clone(), registry_status);
+        let loaded = link
+            .load_initial(config.registry_wait)
+            .map_err(|source| StartError::Worker { worker: 0, source })?;
+        if loaded {
+            tracing::info!(
+                servers = snapshot.load().len(),
+                "first server list loaded; serving"
+            );
+        } else {
+            tracing::warn!(
+                "no server list from the registry at {} within {} ms ({}); serving anyway: \
+                 clients get error 3 (no server) until a list arrives",
+                config.registry.addr,
+                config.registry_wait.as_millis(),
+                link.last_error().unwrap_or("no answer yet")
+            );
+        }
+
+        let now = Instant::now();
+        let mut link = Some(link);
+        let mut workers = Vec::with_capacity(n);
+        for (w, (udp, raw)) in udp.into_iter().zip(raw).enumerate() {
+            let worker_err = |source| StartError::Worker { worker: w, source };
+            let core = Core::new(
+                per_worker(w),
+                iface.mac,
+                snapshot.clone(),
+                stats[w].clone(),
+                now,
+            )?;
+            let reactor =
+                Reactor::new(udp, raw, core, stats[w].clone(), link.take()).map_err(worker_err)?;
+            let nice = config.nice;
+            let handle = std::thread::Builder::new()
+                .name(format!("ipcs-lb-w{w}"))
+                .spawn(move || {
+                    if let Some(nice) = nice {
+                        prioritise(w, nice);
+                    }
+                    reactor.run()
+                })
+                .map_err(worker_err)?;
+            workers.push(handle);
+        }
+        Ok(LoadBalancer {
+            workers,
+            listen,
+            admin: admin_addr,
+        })
+    }
+
+    /// The UDP address clients reach.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The admin address, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// Waits for every worker to stop (each stops on SIGINT/SIGTERM).
+    /// Returns at the first failure: the caller should then exit, which
+    /// ends the other workers.
+    pub fn wait(self) -> Result<(), RunError> {
+        for (w, handle) in self.workers.into_iter().enumerate() {
+            match handle.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => return Err(RunError::Worker { worker: w, source }),
+                Err(_) => return Err(RunError::Panicked(w)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Gives a worker thread a higher priority than the servers and clients it
+/// shares the machine with: every request crosses it twice, so each time a
+/// woken server preempts it, all traffic waits. Without the privilege the
+/// worker runs at the normal priority (and says so once).
+fn prioritise(worker: usize, nice: i32) {
+    if let Err(e) = set_thread_nice(nice) {
+        if worker == 0 {
+            tracing::warn!("cannot set the workers' nice value to {nice} ({e}); running at the default priority");
+        }
+    }
+}
+
+/// Error replies a worker may send at once: a tenth of a second's worth,
+/// at least 10 (none at all if the rate is 0).
+fn burst(rate: f64) -> f64 {
+    if rate <= 0.0 {
+        0.0
+    } else {
+        (rate / 10.0).max(10.0)
+    }
+}

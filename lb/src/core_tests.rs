@@ -1,0 +1,564 @@
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use ipcs_common::wire::{FrameBody, FrameRepr};
+use ipcs_common::Op;
+
+use super::*;
+use crate::pending::TagLayout;
+use crate::snapshot::{shared_empty, Backend};
+
+const LB: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+const MS: Duration = Duration::from_millis(1);
+
+fn mac(id: u8) -> MacAddr {
+    MacAddr([2, 0, 0, 0, 0, 10 + id])
+}
+
+fn backend(id: u8) -> Backend {
+    Backend {
+        id,
+        mac: mac(id),
+        ip: Ipv4Addr::new(172, 16, 238, 10 + id),
+        udp: None,
+    }
+}
+
+fn config() -> CoreConfig {
+    CoreConfig {
+        worker: 0,
+        capacity: 64,
+        timeout: 20 * MS,
+        attempts: 3,
+        ejection: EjectionPolicy::default(),
+        error_rate: 1e6,
+        error_burst: 1e6,
+    }
+}
+
+struct Rig {
+    core: Core,
+    shared: SharedSnapshot,
+    stats: Arc<WorkerStats>,
+    t0: Instant,
+}
+
+impl Rig {
+    fn new(config: CoreConfig, ids: &[u8]) -> Rig {
+        let shared = shared_empty();
+        let stats = Arc::new(WorkerStats::default());
+        let t0 = Instant::now();
+        let rig_shared = shared.clone();
+        let core = Core::new(config, LB, shared, stats.clone(), t0).unwrap();
+        let mut rig = Rig {
+            core,
+            shared: rig_shared,
+            stats,
+            t0,
+        };
+        rig.servers(1, ids);
+        rig
+    }
+
+    fn servers(&mut self, version: u64, ids: &[u8]) {
+        let list = ids.iter().map(|id| backend(*id)).collect();
+        self.shared
+            .store(Arc::new(ServerSnapshot::new(version, list)));
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    fn server_counter(&self, id: u8, pick: fn(&crate::metrics::ServerCounters) -> u64) -> u64 {
+        self.core
+            .health()
+            .get(mac(id))
+            .map_or(0, |s| pick(&s.counters))
+    }
+}
+
+fn client(port: u16) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, 1], port))
+}
+
+fn request(a: u32, b: u32, op: Op) -> Request {
+    Request { a, b, op }
+}
+
+/// The server's answer to a forward, as frame bytes.
+fn answer(action: Action, from: MacAddr, server_id: u8) -> Vec<u8> {
+    let Action::Forward { tag, request, .. } = action else {
+        panic!("not a forward: {action:?}");
+    };
+    let frame = FrameRepr {
+        dst: LB,
+        src: from,
+        tag,
+        body: FrameBody::Reply(Reply {
+            result: request.answer(),
+            server_id,
+        }),
+    };
+    let mut buf = [0u8; 64];
+    frame.emit_into(&mut buf).to_vec()
+}
+
+fn forwarded_to(action: Action) -> MacAddr {
+    match action {
+        Action::Forward { server, .. } => server,
+        other => panic!("not a forward: {other:?}"),
+    }
+}
+
+fn tag_of(action: Action) -> u32 {
+    match action {
+        Action::Forward { tag, .. } => tag,
+        other => panic!("not a forward: {other:?}"),
+    }
+}
+
+#[test]
+fn request_is_forwarded_and_the_reply_goes_back_to_its_client() {
+    let mut rig = Rig::new(config(), &[1]);
+    let req = request(50, 1337, Op::Mul);
+    let action = rig.core.on_request(client(4000), &req.to_bytes(), rig.t0);
+    assert_eq!(forwarded_to(action), mac(1));
+    let frame = action.frame(LB).unwrap();
+    assert_eq!(frame.src, LB);
+    assert_eq!(frame.body, FrameBody::Request(req));
+    assert_eq!(rig.core.in_flight(), 1);
+
+    let reply = rig.core.on_frame(&answer(action, mac(1), 1), rig.at(1));
+    assert_eq!(
+        reply,
+        Action::Reply {
+            client: client(4000),
+            reply: Reply {
+                result: 66_850,
+                server_id: 1
+            }
+        }
+    );
+    assert_eq!(rig.core.in_flight(), 0);
+    assert_eq!(rig.stats.replies.load(Relaxed), 1);
+    assert_eq!(rig.core.latency().len(), 1);
+    assert_eq!(rig.server_counter(1, |c| c.requests.load(Relaxed)), 1);
+    assert_eq!(rig.server_counter(1, |c| c.replies.load(Relaxed)), 1);
+}
+
+#[test]
+fn three_hundred_requests_spread_exactly_by_server() {
+    let mut rig = Rig::new(config(), &[2, 3, 1]);
+    let mut by_id = [0u32; 4];
+    for i in 0..300u32 {
+        let now = rig.at(u64::from(i));
+        let action = rig
+            .core
+            .on_request(client(1), &request(i, i, Op::Add).to_bytes(), now);
+        let server = forwarded_to(action);
+        let id = server.0[5] - 10;
+        let reply = rig.core.on_frame(&answer(action, server, id), now);
+        let Action::Reply { reply, .. } = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(reply.result, u64::from(i) * 2);
+        by_id[usize::from(reply.server_id)] += 1;
+    }
+    assert_eq!(by_id, [0, 100, 100, 100]);
+}
+
+#[test]
+fn malformed_and_unknown_op_are_answered_without_a_server() {
+    let mut rig = Rig::new(config(), &[1]);
+    for len in [0usize, 8, 10, 64] {
+        let action = rig.core.on_request(client(1), &vec![1u8; len], rig.t0);
+        assert_eq!(
+            action,
+            Action::Error {
+                client: client(1),
+                status: Status::Malformed
+            },
+            "len {len}"
+        );
+    }
+    let mut bytes = request(1, 2, Op::Add).to_bytes();
+    bytes[8] = 3;
+    assert_eq!(
+        rig.core.on_request(client(2), &bytes, rig.t0),
+        Action::Error {
+            client: client(2),
+            status: Status::UnknownOp
+        }
+    );
+    assert_eq!(rig.core.in_flight(), 0);
+    assert_eq!(rig.server_counter(1, |c| c.requests.load(Relaxed)), 0);
+    assert_eq!(rig.stats.error(Status::Malformed).load(Relaxed), 4);
+    assert_eq!(rig.stats.error(Status::UnknownOp).load(Relaxed), 1);
+    assert_eq!(rig.stats.requests.load(Relaxed), 5);
+}
+
+#[test]
+fn no_server_is_error_3_and_a_full_table_is_error_5() {
+    let mut rig = Rig::new(
+        CoreConfig {
+            capacity: 2,
+            ..config()
+        },
+        &[],
+    );
+    let bytes = request(1, 2, Op::Add).to_bytes();
+    assert_eq!(
+        rig.core.on_request(client(1), &bytes, rig.t0),
+        Action::Error {
+            client: client(1),
+            status: Status::NoServer
+        }
+    );
+    rig.servers(2, &[1]);
+    forwarded_to(rig.core.on_request(client(1), &bytes, rig.t0));
+    forwarded_to(rig.core.on_request(client(2), &bytes, rig.t0));
+    assert_eq!(
+        rig.core.on_request(client(3), &bytes, rig.t0),
+        Action::Error {
+            client: client(3),
+            status: Status::Overloaded
+        }
+    );
+    assert_eq!(rig.core.in_flight(), 2);
+}
+
+#[test]
+fn timeout_retries_elsewhere_then_gives_up_with_error_4() {
+    let mut rig = Rig::new(config(), &[1, 2, 3]);
+    let first = rig
+        .core
+        .on_request(client(9), &request(6, 7, Op::Mul).to_bytes(), rig.t0);
+    assert_eq!(forwarded_to(first), mac(1));
+    assert_eq!(rig.core.next_deadline(), Some(rig.at(20)));
+
+    let mut out = Vec::new();
+    rig.core.on_tick(rig.at(19), |a| out.push(a));
+    assert!(out.is_empty(), "not yet");
+    rig.core.on_tick(rig.at(20), |a| out.push(a));
+    assert_eq!(out.len(), 1);
+    let second = out.pop().unwrap();
+    assert_eq!(forwarded_to(second), mac(2));
+    assert_eq!(tag_of(second), tag_of(first), "same slot, same tag");
+    assert_eq!(rig.core.next_deadline(), Some(rig.at(40)));
+
+    rig.core.on_tick(rig.at(40), |a| out.push(a));
+    assert_eq!(forwarded_to(out.pop().unwrap()), mac(3));
+    rig.core.on_tick(rig.at(60), |a| out.push(a));
+    assert_eq!(
+        out,
+        [Action::Error {
+            client: client(9),
+            status: Status::TimedOut
+        }]
+    );
+    assert_eq!(rig.core.in_flight(), 0);
+    assert_eq!(rig.stats.retries.load(Relaxed), 2);
+    assert_eq!(rig.stats.attempt_timeouts.load(Relaxed), 3);
+    for id in 1..=3 {
+        assert_eq!(rig.server_counter(id, |c| c.failures.load(Relaxed)), 1);
+    }
+    // The requests' original tag is dead now.
+    let late = answer(second, mac(2), 2);
+    assert_eq!(rig.core.on_frame(&late, rig.at(61)), Action::None);
+    assert_eq!(rig.stats.drop_count(DropReason::Stale).load(Relaxed), 1);
+}
+
+#[test]
+fn with_one_server_the_retry_goes_to_it_again() {
+    let mut rig = Rig::new(config(), &[1]);
+    let first = rig
+        .core
+        .on_request(client(9), &request(1, 1, Op::Add).to_bytes(), rig.t0);
+    let mut out = Vec::new();
+    rig.core.on_tick(rig.at(20), |a| out.push(a));
+    assert_eq!(forwarded_to(out[0]), mac(1));
+    // Its answer (to either attempt) is accepted.
+    let reply = rig.core.on_frame(&answer(first, mac(1), 1), rig.at(21));
+    assert!(matches!(reply, Action::Reply { .. }), "{reply:?}");
+}
+
+#[test]
+fn late_reply_from_an_earlier_server_is_accepted_once() {
+    let mut rig = Rig::new(config(), &[1, 2]);
+    let first = rig
+        .core
+        .on_request(client(9), &request(3, 4, Op::Add).to_bytes(), rig.t0);
+    let mut out = Vec::new();
+    rig.core.on_tick(rig.at(20), |a| out.push(a));
+    let second = out[0];
+    assert_eq!(forwarded_to(second), mac(2));
+
+    let late = rig.core.on_frame(&answer(first, mac(1), 1), rig.at(25));
+    assert_eq!(
+        late,
+        Action::Reply {
+            client: client(9),
+            reply: Reply {
+                result: 7,
+                server_id: 1
+            }
+        }
+    );
+    assert_eq!(rig.stats.late_replies.load(Relaxed), 1);
+    // Server 1 answered late: its failure stays counted.
+    assert_eq!(rig.core.health().get(mac(1)).unwrap().health.failures(), 1);
+    // The current attempt's answer arrives after: stale.
+    assert_eq!(
+        rig.core.on_frame(&answer(second, mac(2), 2), rig.at(26)),
+        Action::None
+    );
+    assert_eq!(rig.stats.drop_count(DropReason::Stale).load(Relaxed), 1);
+    assert_eq!(rig.stats.replies.load(Relaxed), 1);
+}
+
+#[test]
+fn replies_that_do_not_match_are_dropped_and_counted() {
+    // 48 slots use 6 tag bits, so slots 48..63 exist only in the tag space.
+    let mut rig = Rig::new(
+        CoreConfig {
+            capacity: 48,
+            ..config()
+        },
+        &[1, 2],
+    );
+    let action = rig
+        .core
+        .on_request(client(9), &request(3, 4, Op::Add).to_bytes(), rig.t0);
+    let now = rig.at(1);
+    let count = |rig: &Rig, r: DropReason| rig.stats.drop_count(r).load(Relaxed);
+
+    // From a server the request was never sent to.
+    assert_eq!(
+        rig.core.on_frame(&answer(action, mac(2), 2), now),
+        Action::None
+    );
+    assert_eq!(count(&rig, DropReason::WrongServer), 1);
+    // Garbage, truncated, wrong EtherType.
+    let good = answer(action, mac(1), 1);
+    assert_eq!(rig.core.on_frame(&good[..20], now), Action::None);
+    assert_eq!(rig.core.on_frame(&[], now), Action::None);
+    let mut wrong_type = good.clone();
+    wrong_type[12] = 0x08;
+    assert_eq!(rig.core.on_frame(&wrong_type, now), Action::None);
+    assert_eq!(count(&rig, DropReason::BadFrame), 3);
+    // Addressed to someone else.
+    let mut other_dst = good.clone();
+    other_dst[..6].copy_from_slice(&[2, 9, 9, 9, 9, 9]);
+    assert_eq!(rig.core.on_frame(&other_dst, now), Action::None);
+    assert_eq!(count(&rig, DropReason::NotForUs), 1);
+    // A request frame.
+    let mut buf = [0u8; 64];
+    let req_frame = action.frame(LB).unwrap();
+    let req_frame = FrameRepr {
+        dst: LB,
+        ..req_frame
+    };
+    assert_eq!(
+        rig.core.on_frame(req_frame.emit_into(&mut buf), now),
+        Action::None
+    );
+    assert_eq!(count(&rig, DropReason::NotAReply), 1);
+    // Tags of another worker and of a slot that does not exist.
+    let mut foreign = good.clone();
+    foreign[18] = 7;
+    assert_eq!(rig.core.on_frame(&foreign, now), Action::None);
+    assert_eq!(count(&rig, DropReason::ForeignTag), 1);
+    let mut no_slot = good.clone();
+    let tag = TagLayout::new(48, 0).encode(50, 0);
+    no_slot[15..19].copy_from_slice(&tag.to_be_bytes());
+    assert_eq!(rig.core.on_frame(&no_slot, now), Action::None);
+    assert_eq!(count(&rig, DropReason::UnknownTag), 1);
+
+    // None of that disturbed the request: the right answer still lands,
+    // once; its duplicate is stale.
+    assert!(matches!(
+        rig.core.on_frame(&good, now),
+        Action::Reply { .. }
+    ));
+    assert_eq!(rig.core.on_frame(&good, now), Action::None);
+    assert_eq!(count(&rig, DropReason::Stale), 1);
+    assert_eq!(rig.stats.replies.load(Relaxed), 1);
+}
+
+#[test]
+fn server_error_frame_retries_at_once() {
+    let mut rig = Rig::new(config(), &[1, 2]);
+    let first = rig
+        .core
+        .on_request(client(9), &request(3, 4, Op::Add).to_bytes(), rig.t0);
+    let frame = FrameRepr {
+        dst: LB,
+        src: mac(1),
+        tag: tag_of(first),
+        body: FrameBody::Error(Status::Overloaded),
+    };
+    let mut buf = [0u8; 64];
+    let action = rig.core.on_frame(frame.emit_into(&mut buf), rig.at(1));
+    assert_eq!(forwarded_to(action), mac(2));
+    assert_eq!(rig.stats.retries.load(Relaxed), 1);
+    assert_eq!(rig.core.next_deadline(), Some(rig.at(21)));
+    // The same refusal again (now for a superseded attempt) changes nothing.
+    assert_eq!(rig.core.on_frame(&buf[..20], rig.at(2)), Action::None);
+    assert_eq!(rig.core.in_flight(), 1);
+}
+
+#[test]
+fn failing_server_is_ejected_then_tried_again_after_the_cool_down() {
+    let mut rig = Rig::new(
+        CoreConfig {
+            attempts: 1,
+            ..config()
+        },
+        &[1, 2],
+    );
+    let bytes = request(1, 1, Op::Add).to_bytes();
+    // Three requests to server 1 time out (server 2 answers its own).
+    let mut now = rig.t0;
+    for _ in 0..3 {
+        let a = rig.core.on_request(client(1), &bytes, now);
+        assert_eq!(forwarded_to(a), mac(1));
+        let b = rig.core.on_request(client(2), &bytes, now);
+        assert_eq!(forwarded_to(b), mac(2));
+        assert!(matches!(
+            rig.core.on_frame(&answer(b, mac(2), 2), now),
+            Action::Reply { .. }
+        ));
+        now += 20 * MS;
+        let mut out = Vec::new();
+        rig.core.on_tick(now, |a| out.push(a));
+        assert_eq!(out.len(), 1);
+    }
+    assert_eq!(rig.stats.ejections.load(Relaxed), 1);
+    assert_eq!(rig.server_counter(1, |c| c.ejections.load(Relaxed)), 1);
+    // Out of rotation: everything goes to server 2 for the cool-down.
+    for _ in 0..4 {
+        let a = rig.core.on_request(client(3), &bytes, now);
+        assert_eq!(forwarded_to(a), mac(2));
+        rig.core.on_frame(&answer(a, mac(2), 2), now);
+    }
+    now += Duration::from_secs(5);
+    let picks: Vec<MacAddr> = (0..2)
+        .map(|_| {
+            let a = rig.core.on_request(client(3), &bytes, now);
+            rig.core.on_frame(&answer(a, forwarded_to(a), 0), now);
+            forwarded_to(a)
+        })
+        .collect();
+    assert!(picks.contains(&mac(1)), "back in rotation: {picks:?}");
+}
+
+#[test]
+fn list_change_mid_rotation_neither_repeats_nor_skips() {
+    let mut rig = Rig::new(config(), &[1, 2, 3]);
+    let bytes = request(1, 1, Op::Add).to_bytes();
+    let next = |rig: &mut Rig| {
+        let a = rig.core.on_request(client(1), &bytes, rig.t0);
+        rig.core.on_frame(&answer(a, forwarded_to(a), 0), rig.t0);
+        forwarded_to(a).0[5] - 10
+    };
+    assert_eq!([next(&mut rig), next(&mut rig)], [1, 2]);
+    rig.servers(2, &[1, 2, 3, 4]);
+    assert_eq!([next(&mut rig), next(&mut rig), next(&mut rig)], [3, 4, 1]);
+    rig.servers(3, &[2, 4]);
+    assert_eq!([next(&mut rig), next(&mut rig)], [2, 4]);
+    assert_eq!(rig.core.snapshot().version, 3);
+    // The metrics list follows membership.
+    let listed: Vec<u8> = rig.stats.servers.load().iter().map(|e| e.id).collect();
+    assert_eq!(listed, [2, 4]);
+}
+
+#[test]
+fn retry_with_no_server_left_is_error_3() {
+    let mut rig = Rig::new(config(), &[1]);
+    rig.core
+        .on_request(client(9), &request(1, 1, Op::Add).to_bytes(), rig.t0);
+    rig.servers(2, &[]);
+    let mut out = Vec::new();
+    rig.core.on_tick(rig.at(20), |a| out.push(a));
+    assert_eq!(
+        out,
+        [Action::Error {
+            client: client(9),
+            status: Status::NoServer
+        }]
+    );
+}
+
+#[test]
+fn error_replies_are_rate_limited_and_counted() {
+    let mut rig = Rig::new(
+        CoreConfig {
+            error_rate: 10.0,
+            error_burst: 5.0,
+            ..config()
+        },
+        &[1],
+    );
+    let sent = (0..100)
+        .filter(|_| rig.core.on_request(client(1), &[], rig.t0) != Action::None)
+        .count();
+    assert_eq!(sent, 5);
+    assert_eq!(rig.stats.errors_suppressed.load(Relaxed), 95);
+    assert_eq!(rig.stats.error(Status::Malformed).load(Relaxed), 100);
+    // 10/s: a second later, 5 more (the burst).
+    let later = rig.at(1000);
+    let sent = (0..100)
+        .filter(|_| rig.core.on_request(client(1), &[], later) != Action::None)
+        .count();
+    assert_eq!(sent, 5);
+    // Forwarding is not limited.
+    let a = rig
+        .core
+        .on_request(client(1), &request(1, 1, Op::Add).to_bytes(), later);
+    assert_eq!(forwarded_to(a), mac(1));
+}
+
+#[test]
+fn tags_carry_the_worker_and_bad_configs_are_refused() {
+    let mut rig = Rig::new(
+        CoreConfig {
+            worker: 5,
+            ..config()
+        },
+        &[1],
+    );
+    let a = rig
+        .core
+        .on_request(client(1), &request(1, 1, Op::Add).to_bytes(), rig.t0);
+    assert_eq!(tag_of(a) & 0xff, 5);
+    assert!(matches!(
+        rig.core.on_frame(&answer(a, mac(1), 1), rig.t0),
+        Action::Reply { .. }
+    ));
+    for (bad, err) in [
+        (
+            CoreConfig {
+                capacity: 0,
+                ..config()
+            },
+            ConfigError::Capacity(0),
+        ),
+        (
+            CoreConfig {
+                attempts: 9,
+                ..config()
+            },
+            ConfigError::Attempts(9),
+        ),
+        (
+            CoreConfig {
+                timeout: Duration::ZERO,
+                ..config()
+            },
+            ConfigError::Timeout,
+        ),
+    ] {
+        assert_eq!(bad.validate(), Err(err));
+    }
+}

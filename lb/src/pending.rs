@@ -1,0 +1,429 @@
+//! The table of requests in flight: a fixed slab of slots allocated once,
+//! a FIFO free list, and a FIFO deadline list, all threaded through the slab
+//! by index, so every operation is O(1) and nothing is allocated after
+//! [`PendingTable::new`].
+//!
+//! # Tags
+//!
+//! Every request sent to a server carries a 32-bit tag that the server echoes.
+//! The tag names the slot, the slot's generation and the worker that owns it:
+//!
+//! ```text
+//!  31                      8+S  8+S-1          8  7          0
+//! +-------------------------+-----------------+-------------+
+//! |  generation (24-S bits) |  slot (S bits)  |  worker (8) |
+//! +-------------------------+-----------------+-------------+
+//! ```
+//!
+//! `S = ceil(log2(capacity))` (16 for the default 65,536 slots, leaving 8
+//! generation bits); capacity is at most 2^20 so at least 4 generation bits
+//! remain. The worker index sits in the tag's lowest byte, which is byte 18
+//! of the backend frame: the kernel's `PACKET_FANOUT` program hashes on it so
+//! a reply reaches the worker that sent the request.
+//!
+//! A slot's generation is bumped whenever the slot is freed, so a late or
+//! duplicated reply for a slot that has since been reused carries an old
+//! generation and is recognised as stale. The free list is FIFO: a freed slot
+//! is reused only after every other free slot, so with a mostly idle table a
+//! generation wraps only after about `2^(24-S) * capacity` requests, far
+//! longer than any reply can be late.
+//!
+//! # Deadlines
+//!
+//! All requests share one timeout, so deadlines are appended in time order:
+//! a FIFO list is a priority queue here. The caller must pass non-decreasing
+//! `now` values (an `Instant` clock does); an out-of-order deadline is only
+//! noticed when the ones before it expire.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Instant;
+
+use ipcs_common::wire::{MacAddr, Request};
+use ipcs_common::Op;
+
+/// The most attempts (first send plus retries) one request may get.
+pub const MAX_ATTEMPTS: usize = 8;
+/// The most slots one table may have (keeps 4 generation bits in the tag).
+pub const MAX_CAPACITY: usize = 1 << 20;
+
+const NIL: u32 = u32::MAX;
+const WORKER_BITS: u32 = 8;
+const INDEX_BITS: u32 = 24;
+
+/// How tags are packed for one table (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagLayout {
+    slot_bits: u32,
+    worker: u8,
+}
+
+/// A tag taken apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagParts {
+    pub worker: u8,
+    pub slot: u32,
+    /// Only the generation bits the tag has room for.
+    pub generation: u32,
+}
+
+impl TagLayout {
+    /// The layout for a table of `capacity` slots owned by `worker`.
+    ///
+    /// # Panics
+    /// If `capacity` is 0 or above [`MAX_CAPACITY`] (the caller validates).
+    pub fn new(capacity: usize, worker: u8) -> TagLayout {
+        assert!(
+            (1..=MAX_CAPACITY).contains(&capacity),
+            "capacity {capacity} out of range"
+        );
+        let slot_bits = usize::BITS - (capacity - 1).leading_zeros();
+        TagLayout { slot_bits, worker }
+    }
+
+    pub fn slot_bits(&self) -> u32 {
+        self.slot_bits
+    }
+
+    pub fn generation_bits(&self) -> u32 {
+        INDEX_BITS - self.slot_bits
+    }
+
+    fn slot_mask(&self) -> u32 {
+        (1u32 << self.slot_bits) - 1
+    }
+
+    fn generation_mask(&self) -> u32 {
+        (1u32 << self.generation_bits()) - 1
+    }
+
+    pub fn encode(&self, slot: u32, generation: u32) -> u32 {
+        debug_assert!(slot <= self.slot_mask());
+        ((generation & self.generation_mask()) << (WORKER_BITS + self.slot_bits))
+            | ((slot & self.slot_mask()) << WORKER_BITS)
+            | u32::from(self.worker)
+    }
+
+    pub fn decode(&self, tag: u32) -> TagParts {
+        TagParts {
+            worker: tag as u8,
+            slot: (tag >> WORKER_BITS) & self.slot_mask(),
+            generation: (tag >> (WORKER_BITS + self.slot_bits)) & self.generation_mask(),
+        }
+    }
+}
+
+/// Why a tag names no request in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagMiss {
+    /// The tag belongs to another worker's table.
+    ForeignWorker,
+    /// The slot number is beyond this table (never issued by it).
+    NoSuchSlot,
+    /// The slot is free or has been reused since: a late or duplicated reply.
+    Stale,
+}
+
+/// A request in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    /// Where the answer goes.
+    pub client: SocketAddr,
+    pub request: Request,
+    /// When the request arrived (for the latency histogram).
+    pub started: Instant,
+    /// When the current attempt times out.
+    pub deadline: Instant,
+    attempts: u8,
+    sent_to: [MacAddr; MAX_ATTEMPTS],
+}
+
+impl Pending {
+    fn blank(now: Instant) -> Pending {
+        Pending {
+            client: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+            request: Request {
+                a: 0,
+                b: 0,
+                op: Op::Add,
+            },
+            started: now,
+            deadline: now,
+            attempts: 0,
+            sent_to: [MacAddr::default(); MAX_ATTEMPTS],
+        }
+    }
+
+    /// Attempts made so far (sends to a server).
+    pub fn attempts(&self) -> u32 {
+        u32::from(self.attempts)
+    }
+
+    /// Every server this request was sent to, in order (repeats possible).
+    pub fn sent_to(&self) -> &[MacAddr] {
+        &self.sent_to[..usize::from(self.attempts)]
+    }
+
+    /// The server of the current attempt.
+    pub fn current_server(&self) -> Option<MacAddr> {
+        self.sent_to().last().copied()
+    }
+
+    pub fn was_sent_to(&self, mac: MacAddr) -> bool {
+        self.sent_to().contains(&mac)
+    }
+}
+
+/// A busy slot, as handed out by [`PendingTable::insert`] and
+/// [`PendingTable::find`]. Valid until the slot is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handle(u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    /// On the free list.
+    Free,
+    /// In flight and on the deadline list.
+    Waiting,
+    /// In flight but on no list (just inserted, or just expired).
+    Detached,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    state: SlotState,
+    prev: u32,
+    next: u32,
+    entry: Pending,
+}
+
+/// Head and tail of an intrusive list through the slab.
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+    };
+}
+
+/// The fixed-capacity table of requests in flight.
+#[derive(Debug)]
+pub struct PendingTable {
+    slots: Box<[Slot]>,
+    layout: TagLayout,
+    free: List,
+    deadlines: List,
+    busy: usize,
+}
+
+impl PendingTable {
+    /// A table of `capacity` slots for `worker` (see [`TagLayout::new`]).
+    pub fn new(capacity: usize, worker: u8, now: Instant) -> PendingTable {
+        let layout = TagLayout::new(capacity, worker);
+        let slots: Box<[Slot]> = (0..capacity)
+            .map(|i| Slot {
+                generation: 0,
+                state: SlotState::Free,
+                prev: if i == 0 { NIL } else { i as u32 - 1 },
+                next: if i + 1 == capacity { NIL } else { i as u32 + 1 },
+                entry: Pending::blank(now),
+            })
+            .collect();
+        PendingTable {
+            slots,
+            layout,
+            free: List {
+                head: 0,
+                tail: capacity as u32 - 1,
+            },
+            deadlines: List::EMPTY,
+            busy: 0,
+        }
+    }
+
+    pub fn layout(&self) -> TagLayout {
+        self.layout
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Requests in flight.
+    pub fn len(&self) -> usize {
+        self.busy
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.busy == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.busy == self.slots.len()
+    }
+
+    /// Takes a free slot for a new request; `None` when the table is full.
+    /// The request is on no deadline until [`dispatch`](Self::dispatch).
+    pub fn insert(&mut self, client: SocketAddr, request: Request, now: Instant) -> Option<Handle> {
+        let index = self.free.head;
+        if index == NIL {
+            return None;
+        }
+        self.unlink(index, ListId::Free);
+        let slot = &mut self.slots[index as usize];
+        slot.state = SlotState::Detached;
+        slot.entry = Pending {
+            client,
+            request,
+            started: now,
+            deadline: now,
+            attempts: 0,
+            sent_to: [MacAddr::default(); MAX_ATTEMPTS],
+        };
+        self.busy += 1;
+        Some(Handle(index))
+    }
+
+    /// Records an attempt to `server` that times out at `deadline`, and puts
+    /// the request at the back of the deadline list. Returns `false`, doing
+    /// nothing, when the request already had [`MAX_ATTEMPTS`].
+    pub fn dispatch(&mut self, handle: Handle, server: MacAddr, deadline: Instant) -> bool {
+        let index = handle.0;
+        let state = self.slots[index as usize].state;
+        debug_assert_ne!(state, SlotState::Free, "dispatch of a free slot");
+        if usize::from(self.slots[index as usize].entry.attempts) >= MAX_ATTEMPTS {
+            return false;
+        }
+        if state == SlotState::Waiting {
+            self.unlink(index, ListId::Deadlines);
+        }
+        let slot = &mut self.slots[index as usize];
+        let entry = &mut slot.entry;
+        entry.sent_to[usize::from(entry.attempts)] = server;
+        entry.attempts += 1;
+        entry.deadline = deadline;
+        slot.state = SlotState::Waiting;
+        self.push_back(index, ListId::Deadlines);
+        true
+    }
+
+    /// The tag that names this request's slot and generation.
+    pub fn tag(&self, handle: Handle) -> u32 {
+        self.layout
+            .encode(handle.0, self.slots[handle.0 as usize].generation)
+    }
+
+    /// Finds the request a reply's tag names.
+    pub fn find(&self, tag: u32) -> Result<Handle, TagMiss> {
+        let parts = self.layout.decode(tag);
+        if parts.worker != self.layout.worker {
+            return Err(TagMiss::ForeignWorker);
+        }
+        let slot = self
+            .slots
+            .get(parts.slot as usize)
+            .ok_or(TagMiss::NoSuchSlot)?;
+        let current = slot.generation & self.layout.generation_mask();
+        if slot.state == SlotState::Free || current != parts.generation {
+            return Err(TagMiss::Stale);
+        }
+        Ok(Handle(parts.slot))
+    }
+
+    pub fn get(&self, handle: Handle) -> &Pending {
+        debug_assert_ne!(self.slots[handle.0 as usize].state, SlotState::Free);
+        &self.slots[handle.0 as usize].entry
+    }
+
+    /// Frees the slot (bumping its generation) and returns what it held.
+    pub fn remove(&mut self, handle: Handle) -> Pending {
+        let index = handle.0;
+        match self.slots[index as usize].state {
+            SlotState::Waiting => self.unlink(index, ListId::Deadlines),
+            SlotState::Detached => {}
+            SlotState::Free => panic!("remove of a free slot {index}"),
+        }
+        let slot = &mut self.slots[index as usize];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.state = SlotState::Free;
+        let entry = slot.entry;
+        self.push_back(index, ListId::Free);
+        self.busy -= 1;
+        entry
+    }
+
+    /// The earliest deadline of any request in flight.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.deadlines.head {
+            NIL => None,
+            head => Some(self.slots[head as usize].entry.deadline),
+        }
+    }
+
+    /// Takes the oldest request whose deadline is at or before `now` off the
+    /// deadline list. It stays in flight: the caller either
+    /// [`dispatch`](Self::dispatch)es it again or [`remove`](Self::remove)s it.
+    pub fn pop_expired(&mut self, now: Instant) -> Option<Handle> {
+        let head = self.deadlines.head;
+        if head == NIL || self.slots[head as usize].entry.deadline > now {
+            return None;
+        }
+        self.unlink(head, ListId::Deadlines);
+        self.slots[head as usize].state = SlotState::Detached;
+        Some(Handle(head))
+    }
+
+    fn list(&mut self, id: ListId) -> &mut List {
+        match id {
+            ListId::Free => &mut self.free,
+            ListId::Deadlines => &mut self.deadlines,
+        }
+    }
+
+    fn unlink(&mut self, index: u32, id: ListId) {
+        let (prev, next) = {
+            let slot = &self.slots[index as usize];
+            (slot.prev, slot.next)
+        };
+        match prev {
+            NIL => self.list(id).head = next,
+            p => self.slots[p as usize].next = next,
+        }
+        match next {
+            NIL => self.list(id).tail = prev,
+            n => self.slots[n as usize].prev = prev,
+        }
+        let slot = &mut self.slots[index as usize];
+        slot.prev = NIL;
+        slot.next = NIL;
+    }
+
+    fn push_back(&mut self, index: u32, id: ListId) {
+        let tail = self.list(id).tail;
+        {
+            let slot = &mut self.slots[index as usize];
+            slot.prev = tail;
+            slot.next = NIL;
+        }
+        match tail {
+            NIL => self.list(id).head = index,
+            t => self.slots[t as usize].next = index,
+        }
+        self.list(id).tail = index;
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ListId {
+    Free,
+    Deadlines,
+}
+
+#[cfg(test)]
+#[path = "pending_tests.rs"]
+mod tests;

@@ -1,0 +1,279 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn client(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn req(a: u32) -> Request {
+    Request {
+        a,
+        b: 2,
+        op: Op::Mul,
+    }
+}
+
+fn mac(last: u8) -> MacAddr {
+    MacAddr([2, 0, 0, 0, 0, last])
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn layout_packs_worker_in_low_byte_and_round_trips() {
+    let layout = TagLayout::new(65_536, 3);
+    assert_eq!(layout.slot_bits(), 16);
+    assert_eq!(layout.generation_bits(), 8);
+    let tag = layout.encode(0xabcd, 0x1ef);
+    // generation keeps its low 8 bits
+    assert_eq!(tag, 0xefab_cd03);
+    assert_eq!(tag & 0xff, 3, "byte 18 of the frame is the worker");
+    assert_eq!(
+        layout.decode(tag),
+        TagParts {
+            worker: 3,
+            slot: 0xabcd,
+            generation: 0xef
+        }
+    );
+}
+
+#[test]
+fn layout_slot_bits_follow_capacity() {
+    for (capacity, bits) in [
+        (1, 0),
+        (2, 1),
+        (3, 2),
+        (4, 2),
+        (5, 3),
+        (1000, 10),
+        (1024, 10),
+        (65_536, 16),
+        (65_537, 17),
+        (MAX_CAPACITY, 20),
+    ] {
+        let layout = TagLayout::new(capacity, 0);
+        assert_eq!(layout.slot_bits(), bits, "capacity {capacity}");
+        let last = capacity as u32 - 1;
+        let g = layout.generation_bits();
+        let tag = layout.encode(last, (1 << g) - 1);
+        assert_eq!(layout.decode(tag).slot, last);
+        assert_eq!(layout.decode(tag).generation, (1 << g) - 1);
+    }
+}
+
+#[test]
+#[should_panic]
+fn layout_rejects_oversized_capacity() {
+    TagLayout::new(MAX_CAPACITY + 1, 0);
+}
+
+#[test]
+fn insert_find_remove_and_stale_tag() {
+    let t0 = Instant::now();
+    let mut table = PendingTable::new(4, 1, t0);
+    let h = table.insert(client(1000), req(7), t0).unwrap();
+    assert!(table.dispatch(h, mac(11), t0 + 20 * MS));
+    let tag = table.tag(h);
+    assert_eq!(table.find(tag), Ok(h));
+    let entry = *table.get(h);
+    assert_eq!(entry.client, client(1000));
+    assert_eq!(entry.request, req(7));
+    assert_eq!(entry.sent_to(), &[mac(11)]);
+    assert_eq!(entry.current_server(), Some(mac(11)));
+    assert_eq!(table.len(), 1);
+
+    assert_eq!(table.remove(h), entry);
+    assert!(table.is_empty());
+    // The same tag again (a duplicated reply) is stale now.
+    assert_eq!(table.find(tag), Err(TagMiss::Stale));
+    assert_eq!(table.next_deadline(), None);
+}
+
+#[test]
+fn reused_slot_gets_a_new_generation() {
+    let t0 = Instant::now();
+    // One slot: every request reuses it.
+    let mut table = PendingTable::new(1, 0, t0);
+    let first = table.insert(client(1), req(1), t0).unwrap();
+    let old_tag = table.tag(first);
+    table.remove(first);
+    let second = table.insert(client(2), req(2), t0).unwrap();
+    assert_eq!(first, second, "same slot");
+    let new_tag = table.tag(second);
+    assert_ne!(old_tag, new_tag);
+    assert_eq!(table.find(old_tag), Err(TagMiss::Stale));
+    assert_eq!(table.find(new_tag), Ok(second));
+}
+
+#[test]
+fn foreign_and_out_of_range_tags_are_told_apart() {
+    let t0 = Instant::now();
+    let table = PendingTable::new(3, 2, t0);
+    let other = TagLayout::new(3, 5);
+    assert_eq!(table.find(other.encode(0, 0)), Err(TagMiss::ForeignWorker));
+    // Capacity 3 uses 2 slot bits: slot 3 exists in the tag space only.
+    assert_eq!(
+        table.find(table.layout().encode(3, 0)),
+        Err(TagMiss::NoSuchSlot)
+    );
+    assert_eq!(table.find(table.layout().encode(1, 0)), Err(TagMiss::Stale));
+}
+
+#[test]
+fn free_list_is_fifo_so_a_freed_slot_waits_for_all_others() {
+    let t0 = Instant::now();
+    let mut table = PendingTable::new(3, 0, t0);
+    let a = table.insert(client(1), req(1), t0).unwrap();
+    table.remove(a);
+    let b = table.insert(client(2), req(2), t0).unwrap();
+    let c = table.insert(client(3), req(3), t0).unwrap();
+    assert_ne!(a, b);
+    assert_ne!(a, c);
+    let d = table.insert(client(4), req(4), t0).unwrap();
+    assert_eq!(a, d, "a's slot comes last");
+    assert!(table.is_full());
+    assert_eq!(table.insert(client(5), req(5), t0), None);
+}
+
+#[test]
+fn deadlines_expire_in_order_and_redispatch_moves_to_the_back() {
+    let t0 = Instant::now();
+    let mut table = PendingTable::new(8, 0, t0);
+    let h1 = table.insert(client(1), req(1), t0).unwrap();
+    table.dispatch(h1, mac(1), t0 + 20 * MS);
+    let h2 = table.insert(client(2), req(2), t0 + MS).unwrap();
+    table.dispatch(h2, mac(2), t0 + 21 * MS);
+    let h3 = table.insert(client(3), req(3), t0 + 2 * MS).unwrap();
+    table.dispatch(h3, mac(3), t0 + 22 * MS);
+    assert_eq!(table.next_deadline(), Some(t0 + 20 * MS));
+
+    assert_eq!(table.pop_expired(t0 + 19 * MS), None);
+    assert_eq!(table.pop_expired(t0 + 20 * MS), Some(h1));
+    assert_eq!(table.pop_expired(t0 + 20 * MS), None);
+    // h1 is retried: it goes behind h3.
+    assert!(table.dispatch(h1, mac(2), t0 + 40 * MS));
+    assert_eq!(table.get(h1).sent_to(), &[mac(1), mac(2)]);
+    assert_eq!(table.get(h1).attempts(), 2);
+    // h2 answered: leaves the deadline list from the middle.
+    table.remove(h2);
+    assert_eq!(table.pop_expired(t0 + 100 * MS), Some(h3));
+    assert_eq!(table.pop_expired(t0 + 100 * MS), Some(h1));
+    assert_eq!(table.pop_expired(t0 + 100 * MS), None);
+    assert_eq!(table.next_deadline(), None);
+    // Detached entries are still in flight and can be removed.
+    assert_eq!(table.len(), 2);
+    table.remove(h3);
+    table.remove(h1);
+    assert!(table.is_empty());
+}
+
+#[test]
+fn dispatch_stops_at_max_attempts() {
+    let t0 = Instant::now();
+    let mut table = PendingTable::new(1, 0, t0);
+    let h = table.insert(client(1), req(1), t0).unwrap();
+    for i in 0..MAX_ATTEMPTS {
+        assert!(table.dispatch(h, mac(i as u8), t0 + MS * i as u32));
+    }
+    assert!(!table.dispatch(h, mac(99), t0 + 100 * MS));
+    assert_eq!(table.get(h).attempts() as usize, MAX_ATTEMPTS);
+    assert!(!table.get(h).was_sent_to(mac(99)));
+}
+
+#[derive(Debug, Clone)]
+enum Op2 {
+    Insert,
+    Dispatch(usize),
+    Remove(usize),
+    Expire(u32),
+    Advance(u32),
+}
+
+fn op_strategy() -> impl Strategy<Value = Op2> {
+    prop_oneof![
+        3 => Just(Op2::Insert),
+        2 => (0usize..64).prop_map(Op2::Dispatch),
+        2 => (0usize..64).prop_map(Op2::Remove),
+        1 => (0u32..5).prop_map(Op2::Expire),
+        1 => (0u32..30).prop_map(Op2::Advance),
+    ]
+}
+
+proptest! {
+    /// The table behaves like a simple model: a map from tag to deadline,
+    /// expiring in deadline order, with stale tags never found.
+    #[test]
+    fn table_matches_model(ops in proptest::collection::vec(op_strategy(), 1..300)) {
+        let t0 = Instant::now();
+        let capacity = 16;
+        let mut table = PendingTable::new(capacity, 7, t0);
+        let mut now = t0;
+        // tag -> (handle, deadline if waiting)
+        let mut model: BTreeMap<u32, (Handle, Option<Instant>)> = BTreeMap::new();
+        let mut dead_tags: Vec<u32> = Vec::new();
+        for op in ops {
+            match op {
+                Op2::Insert => {
+                    let got = table.insert(client(9), req(1), now);
+                    prop_assert_eq!(got.is_none(), model.len() == capacity);
+                    if let Some(h) = got {
+                        model.insert(table.tag(h), (h, None));
+                    }
+                }
+                Op2::Dispatch(i) if !model.is_empty() => {
+                    let tag = *model.keys().nth(i % model.len()).unwrap();
+                    let (h, _) = model[&tag];
+                    let deadline = now + 10 * MS;
+                    if table.dispatch(h, mac(1), deadline) {
+                        model.insert(tag, (h, Some(deadline)));
+                    }
+                }
+                Op2::Remove(i) if !model.is_empty() => {
+                    let tag = *model.keys().nth(i % model.len()).unwrap();
+                    let (h, _) = model.remove(&tag).unwrap();
+                    table.remove(h);
+                    dead_tags.push(tag);
+                }
+                Op2::Expire(n) => {
+                    for _ in 0..n {
+                        let expected = model
+                            .iter()
+                            .filter_map(|(t, (_, d))| d.map(|d| (d, *t)))
+                            .filter(|(d, _)| *d <= now)
+                            .min();
+                        match table.pop_expired(now) {
+                            Some(h) => {
+                                let tag = table.tag(h);
+                                let (d, t) = expected.expect("model has an expired entry");
+                                prop_assert_eq!(table.get(h).deadline, d);
+                                // Equal deadlines may come in insertion order.
+                                prop_assert_eq!(model[&tag].1, Some(d));
+                                let _ = t;
+                                model.insert(tag, (h, None));
+                            }
+                            None => prop_assert!(expected.is_none()),
+                        }
+                    }
+                }
+                Op2::Advance(ms) => now += MS * ms,
+                _ => {}
+            }
+            prop_assert_eq!(table.len(), model.len());
+            for (tag, (h, _)) in &model {
+                prop_assert_eq!(table.find(*tag), Ok(*h));
+            }
+            for tag in &dead_tags {
+                if !model.contains_key(tag) {
+                    prop_assert_eq!(table.find(*tag), Err(TagMiss::Stale));
+                }
+            }
+            let min = model.values().filter_map(|(_, d)| *d).min();
+            prop_assert_eq!(table.next_deadline(), min);
+        }
+    }
+}

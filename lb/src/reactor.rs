@@ -1,0 +1,334 @@
+//! One worker's event loop: a single mio `Poll` over the UDP listener, the
+//! raw packet socket, the signal pipe and (on worker 0) the registry
+//! connection, with the poll timeout taken from the earliest deadline. The
+//! reactor only moves bytes: datagrams and frames go to the [`Core`], and the
+//! [`Action`]s it returns are queued in [`MsgBatch`]es and sent with one
+//! `sendmmsg` per batch.
+//!
+//! Draining: a readable socket is read with `recvmmsg` until a call returns
+//! fewer messages than the batch holds (the queue was empty at that moment;
+//! anything arriving later raises a new edge) or `WouldBlock`. The two
+//! sockets are read in turn, one batch each, so a flood on one cannot starve
+//! the other. When the kernel will not take more output, reading pauses
+//! until the socket is writable again instead of dropping what was decided.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipcs_common::sys::{Interface, MsgBatch, PacketSocket};
+use ipcs_common::wire::{frame::MAX_FRAME_LEN, MacAddr, ETHERTYPE};
+use mio::net::UdpSocket;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::core::{Action, Core};
+use crate::metrics::{DropReason, WorkerStats};
+use crate::registry_link::RegistryLink;
+
+const UDP: Token = Token(0);
+const RAW: Token = Token(1);
+const SIGNALS: Token = Token(2);
+/// The registry connection (worker 0 only).
+pub const REGISTRY: Token = Token(3);
+
+/// Messages moved per system call.
+pub const BATCH: usize = 64;
+/// Longer than any valid request, so an oversized datagram is seen as such.
+const UDP_SLOT: usize = 16;
+/// Room for a frame with Ethernet padding; anything longer is not IPCS.
+const RAW_SLOT: usize = 128;
+/// How often the latency histogram is copied out for the metrics page.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// Kernel buffer size asked for on both sockets, for bursts.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Binds the client-facing UDP socket. With `reuse_port`, several workers
+/// bind the same address and the kernel spreads clients over them.
+pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<StdUdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    // Best effort: a small buffer only costs drops under bursts.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Opens the raw socket for backend frames on `iface`. With `fanout`
+/// (group, members), joins the `PACKET_FANOUT` group that hands each reply
+/// to the worker named in its tag's low byte; workers must call this in
+/// index order.
+pub fn open_raw(iface: &Interface, fanout: Option<(u16, u32)>) -> io::Result<PacketSocket> {
+    let socket = PacketSocket::bind(iface, ETHERTYPE)?;
+    let _ = socket.set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER);
+    if let Some((group, members)) = fanout {
+        // Byte 18 of the frame is the tag's last byte: the worker index.
+        socket.join_fanout_by_byte(group, 18, members)?;
+    }
+    Ok(socket)
+}
+
+/// One worker: its sockets, its core and its buffers.
+pub struct Reactor {
+    poll: Poll,
+    signals: Signals,
+    core: Core,
+    io: Outbox,
+    registry: Option<RegistryLink>,
+    udp_in: MsgBatch,
+    raw_in: MsgBatch,
+    udp_readable: bool,
+    raw_readable: bool,
+    next_publish: Instant,
+}
+
+impl Reactor {
+    /// Wires a worker. `registry`, if given, is polled by this worker.
+    pub fn new(
+        udp: StdUdpSocket,
+        raw: PacketSocket,
+        core: Core,
+        stats: Arc<WorkerStats>,
+        registry: Option<RegistryLink>,
+    ) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let mut udp = UdpSocket::from_std(udp);
+        let both = Interest::READABLE | Interest::WRITABLE;
+        poll.registry().register(&mut udp, UDP, both)?;
+        poll.registry()
+            .register(&mut SourceFd(&raw.as_raw_fd()), RAW, both)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut registry = registry;
+        if let Some(link) = registry.as_mut() {
+            link.attach(poll.registry(), REGISTRY)?;
+        }
+        let lb_mac = raw.interface().mac;
+        Ok(Reactor {
+            poll,
+            signals,
+            core,
+            io: Outbox {
+                udp,
+                raw,
+                udp_out: MsgBatch::new(BATCH * 2, UDP_SLOT),
+                raw_out: MsgBatch::new(BATCH * 2, MAX_FRAME_LEN),
+                lb_mac,
+                stats,
+            },
+            registry,
+            udp_in: MsgBatch::new(BATCH, UDP_SLOT),
+            raw_in: MsgBatch::new(BATCH, RAW_SLOT),
+            // Requests may have queued while the registry list loaded.
+            udp_readable: true,
+            raw_readable: true,
+            next_publish: Instant::now() + PUBLISH_EVERY,
+        })
+    }
+
+    /// Runs until SIGINT or SIGTERM.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(64);
+        loop {
+            let timeout = self.timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            let mut stop = false;
+            for event in events.iter() {
+                match event.token() {
+                    UDP => self.udp_readable |= event.is_readable(),
+                    RAW => self.raw_readable |= event.is_readable(),
+                    SIGNALS => stop |= self.signals.pending().next().is_some(),
+                    REGISTRY => {
+                        if let Some(link) = self.registry.as_mut() {
+                            link.on_event(self.poll.registry(), event, now);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if stop {
+                self.core.publish_latency();
+                return Ok(());
+            }
+            self.pump(now);
+            self.on_timers(now);
+            self.io.flush();
+        }
+    }
+
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        let mut next = self.next_publish;
+        if let Some(d) = self.core.next_deadline() {
+            next = next.min(d);
+        }
+        if let Some(d) = self.registry.as_ref().and_then(RegistryLink::next_deadline) {
+            next = next.min(d);
+        }
+        Some(next.saturating_duration_since(now))
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        if let Some(link) = self.registry.as_mut() {
+            link.on_timer(self.poll.registry(), now);
+        }
+        let io = &mut self.io;
+        self.core.on_tick(now, |action| io.push(action));
+        if now >= self.next_publish {
+            self.core.publish_latency();
+            self.next_publish = now + PUBLISH_EVERY;
+        }
+    }
+
+    /// Reads both sockets in turn until both are drained or output is
+    /// blocked.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            if self.io.blocked() {
+                // The kernel refused output; wait for a writable edge.
+                return;
+            }
+            let mut read = false;
+            if self.raw_readable {
+                self.read_raw(now);
+                read = true;
+            }
+            if self.udp_readable {
+                self.read_udp(now);
+                read = true;
+            }
+            self.io.flush();
+            if !read {
+                return;
+            }
+        }
+    }
+
+    fn read_raw(&mut self, now: Instant) {
+        match self.raw_in.recv_from(&self.io.raw) {
+            Ok(n) => {
+                self.raw_readable = n == self.raw_in.capacity();
+                for frame in self.raw_in.iter() {
+                    self.io.push(self.core.on_frame(frame.data, now));
+                }
+            }
+            Err(e) => self.raw_readable = !read_error("raw socket", e),
+        }
+    }
+
+    fn read_udp(&mut self, now: Instant) {
+        match self.udp_in.recv_from(&self.io.udp) {
+            Ok(n) => {
+                self.udp_readable = n == self.udp_in.capacity();
+                for datagram in self.udp_in.iter() {
+                    // Every UDP datagram has a source address.
+                    let Some(client) = datagram.addr else {
+                        continue;
+                    };
+                    self.io
+                        .push(self.core.on_request(client, datagram.data, now));
+                }
+            }
+            Err(e) => self.udp_readable = !read_error("UDP socket", e),
+        }
+    }
+}
+
+/// Whether a read error means the socket is drained (`true`) or may be
+/// read again (`false`, interrupted).
+fn read_error(what: &str, e: io::Error) -> bool {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => true,
+        io::ErrorKind::Interrupted => false,
+        _ => {
+            tracing::warn!("reading the {what}: {e}");
+            true
+        }
+    }
+}
+
+/// The sending half: both sockets and their send queues.
+struct Outbox {
+    udp: UdpSocket,
+    raw: PacketSocket,
+    udp_out: MsgBatch,
+    raw_out: MsgBatch,
+    lb_mac: MacAddr,
+    stats: Arc<WorkerStats>,
+}
+
+impl Outbox {
+    /// Queues what an action sends; a full queue is flushed first.
+    fn push(&mut self, action: Action) {
+        let queued = match action {
+            Action::None => return,
+            Action::Forward { .. } => {
+                let Some(frame) = action.frame(self.lb_mac) else {
+                    return;
+                };
+                let write =
+                    |out: &mut MsgBatch| out.push_with(None, |slot| frame.emit_into(slot).len());
+                write(&mut self.raw_out) || {
+                    send(&mut self.raw_out, &self.raw, &self.stats, "raw socket");
+                    write(&mut self.raw_out)
+                }
+            }
+            Action::Reply { client, reply } => self.push_udp(&reply.to_bytes(), client),
+            Action::Error { client, status } => self.push_udp(&status.to_bytes(), client),
+        };
+        if !queued {
+            // The kernel will not take more right now. A lost forward is
+            // retried at its deadline; a lost reply is lost like any UDP.
+            self.stats.count_drop(DropReason::QueueFull);
+        }
+    }
+
+    fn push_udp(&mut self, bytes: &[u8], client: SocketAddr) -> bool {
+        self.udp_out.push(bytes, Some(client)) || {
+            send(&mut self.udp_out, &self.udp, &self.stats, "UDP socket");
+            self.udp_out.push(bytes, Some(client))
+        }
+    }
+
+    fn blocked(&self) -> bool {
+        !self.udp_out.is_empty() || !self.raw_out.is_empty()
+    }
+
+    fn flush(&mut self) {
+        send(&mut self.raw_out, &self.raw, &self.stats, "raw socket");
+        send(&mut self.udp_out, &self.udp, &self.stats, "UDP socket");
+    }
+}
+
+fn send(batch: &mut MsgBatch, socket: &impl AsRawFd, stats: &WorkerStats, what: &str) {
+    if batch.is_empty() {
+        return;
+    }
+    let report = batch.send_to(socket);
+    if report.failed > 0 {
+        crate::metrics::add(
+            stats.drop_count(DropReason::SendFailed),
+            report.failed as u64,
+        );
+        tracing::debug!(
+            "{} sends on the {what} failed: {:?}",
+            report.failed,
+            report.last_error
+        );
+    }
+}

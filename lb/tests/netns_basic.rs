@@ -1,0 +1,214 @@
+//! The load balancer in network namespaces with the real registry and
+//! servers: answers, rotation, malformed input, start-up without a registry,
+//! several workers.
+
+mod support;
+
+use std::thread;
+use std::time::Duration;
+
+use ipcs_common::wire::{Reply, Request, Response, Status};
+use ipcs_common::Op;
+use support::{can_run, wait_until, Client, Rig};
+
+#[test]
+fn answers_both_ops_and_boundaries_and_spreads_exactly_by_server() {
+    if !can_run("answers_both_ops_and_boundaries") {
+        return;
+    }
+    // A generous timeout: this test is about rotation, and a retry on a
+    // busy test machine would legitimately shift it.
+    let rig = Rig::start(3, &["--timeout-ms", "500"]);
+    let client = Client::new(rig.lb_addr());
+    let pairs = [
+        (0, 0),
+        (0, u32::MAX),
+        (1, 1),
+        (50, 1337),
+        (u32::MAX, u32::MAX),
+        (u32::MAX - 1, 2),
+    ];
+    for (a, b) in pairs {
+        for op in Op::ALL {
+            let request = Request { a, b, op };
+            match client.ask(request) {
+                Response::Reply(Reply { result, server_id }) => {
+                    assert_eq!(result, op.apply(a, b), "{request}");
+                    assert!((11..=13).contains(&server_id), "server id {server_id}");
+                }
+                other => panic!("{request}: {other:?}"),
+            }
+        }
+    }
+    let mut by_id = [0u32; 256];
+    for i in 0..300u32 {
+        let request = Request {
+            a: i,
+            b: 3,
+            op: Op::Mul,
+        };
+        let Response::Reply(reply) = client.ask(request) else {
+            panic!("no reply to {request}");
+        };
+        assert_eq!(reply.result, u64::from(i) * 3);
+        by_id[usize::from(reply.server_id)] += 1;
+    }
+    assert_eq!(&by_id[11..=13], &[100, 100, 100], "spread by server id");
+    assert_eq!(rig.metric("ipcs_lb_retries_total"), 0);
+    assert_eq!(rig.metric("ipcs_lb_replies_total"), 312);
+    for id in 11..=13 {
+        let prefix = format!("ipcs_lb_server_requests_total{{id=\"{id}\",");
+        assert_eq!(rig.metric(&prefix), 104, "server {id}");
+    }
+    assert!(rig.metric(r#"ipcs_lb_latency_seconds_bucket{le="+Inf"}"#) <= 312);
+}
+
+#[test]
+fn malformed_and_unknown_op_get_errors_without_a_server() {
+    if !can_run("malformed_and_unknown_op") {
+        return;
+    }
+    let rig = Rig::start(3, &[]);
+    let client = Client::new(rig.lb_addr());
+    for len in [0usize, 8, 10] {
+        let answer = client.exchange(&vec![1u8; len]);
+        assert_eq!(answer.as_deref(), Some(&[1u8][..]), "{len}-byte datagram");
+    }
+    let mut unknown = Request {
+        a: 1,
+        b: 2,
+        op: Op::Add,
+    }
+    .to_bytes();
+    for op in [0u8, 3, 255] {
+        unknown[8] = op;
+        assert_eq!(
+            client.exchange(&unknown).as_deref(),
+            Some(&[2u8][..]),
+            "op {op}"
+        );
+    }
+    assert_eq!(rig.metric(r#"ipcs_lb_errors_total{code="1""#), 3);
+    assert_eq!(rig.metric(r#"ipcs_lb_errors_total{code="2""#), 3);
+    // No server was bothered.
+    for id in 11..=13 {
+        let prefix = format!("ipcs_lb_server_requests_total{{id=\"{id}\",");
+        assert_eq!(rig.metric(&prefix), 0);
+    }
+    // And it still answers properly.
+    assert!(matches!(
+        client.ask(Request {
+            a: 2,
+            b: 2,
+            op: Op::Add
+        }),
+        Response::Reply(Reply { result: 4, .. })
+    ));
+}
+
+#[test]
+fn without_a_registry_it_answers_error_3_until_the_list_arrives() {
+    if !can_run("without_a_registry") {
+        return;
+    }
+    let mut topo = ipcs_testbed::Topology::builder()
+        .servers(1)
+        .build()
+        .expect("topology");
+    let lb = topo
+        .start_lb(&[
+            "--listen",
+            support::LISTEN,
+            "--admin",
+            support::ADMIN,
+            "--registry-wait-ms",
+            "300",
+        ])
+        .expect("lb");
+    topo.enter_core().unwrap();
+    let client = Client::new(support::LISTEN.parse().unwrap());
+    let request = Request {
+        a: 20,
+        b: 22,
+        op: Op::Add,
+    };
+    // Before the wait is over the LB does not read; after it, error 3.
+    assert!(
+        wait_until(Duration::from_secs(10), || client
+            .exchange(&request.to_bytes())
+            == Some(vec![Status::NoServer.to_u8()])),
+        "{}",
+        topo.logs()
+    );
+    let log = topo.process(lb).log();
+    assert!(log.contains("no server list from the registry"), "{log}");
+    topo.start_registry(&[]).unwrap();
+    topo.start_server(0, &[]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || matches!(
+            client
+                .exchange(&request.to_bytes())
+                .map(|b| Response::parse_bytes(&b)),
+            Some(Ok(Response::Reply(Reply { result: 42, .. })))
+        )),
+        "{}",
+        topo.logs()
+    );
+}
+
+#[test]
+fn several_workers_share_the_port_and_each_gets_its_replies() {
+    if !can_run("several_workers") {
+        return;
+    }
+    let rig = Rig::start(3, &["--workers", "2", "--timeout-ms", "200"]);
+    // Many client sockets, so SO_REUSEPORT spreads them over both workers.
+    let handles: Vec<_> = (0..8u32)
+        .map(|c| {
+            let lb = rig.lb_addr();
+            thread::spawn(move || {
+                let client = Client::new(lb);
+                for i in 0..100u32 {
+                    let request = Request {
+                        a: c * 1000 + i,
+                        b: 7,
+                        op: Op::Mul,
+                    };
+                    match client.ask(request) {
+                        Response::Reply(reply) => assert_eq!(reply.result, request.answer()),
+                        other => panic!("{request}: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client thread");
+    }
+    assert_eq!(rig.metric("ipcs_lb_replies_total"), 800);
+    // The fanout handed every reply to the worker that sent the request.
+    assert_eq!(
+        rig.metric(r#"ipcs_lb_drops_total{reason="foreign_tag"}"#),
+        0
+    );
+    assert_eq!(rig.metric(r#"ipcs_lb_drops_total{reason="stale"}"#), 0);
+}
+
+#[test]
+fn sigterm_and_sigint_stop_it_cleanly() {
+    if !can_run("sigterm_and_sigint") {
+        return;
+    }
+    for signal in [ipcs_testbed::Signal::Term, ipcs_testbed::Signal::Int] {
+        let mut rig = Rig::start(1, &["--workers", "2"]);
+        let lb = rig.lb;
+        rig.topo.process(lb).signal(signal).unwrap();
+        let status = rig
+            .topo
+            .process_mut(lb)
+            .wait_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("still running after {signal:?}"));
+        assert!(status.success(), "{signal:?}: {status:?}\n{}", rig.lb_log());
+        assert!(rig.lb_log().contains("ipcs-lb stopped"));
+    }
+}

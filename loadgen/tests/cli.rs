@@ -1,0 +1,252 @@
+//! The `loadgen` binary as a person or a script uses it: flags, JSON,
+//! `.hgrm`, exit status, SIGINT.
+
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ipcs_loadgen::responder::{Faults, Responder, ResponderConfig};
+use serde_json::Value;
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+
+fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn responder(faults: Faults) -> Responder {
+    let mut cfg = ResponderConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.faults = faults;
+    cfg.server_ids = 2;
+    Responder::spawn(cfg).unwrap()
+}
+
+fn loadgen(args: &[&str]) -> Output {
+    let out = Command::new(LOADGEN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("loadgen runs");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn help_explains_every_flag_with_defaults() {
+    let out = loadgen(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--rps",
+        "--duration",
+        "--warmup",
+        "--timeout",
+        "--sockets",
+        "--threads",
+        "--mix",
+        "--batch",
+        "--quiet",
+        "--json",
+        "--hgrm",
+        "--find-max",
+        "--p99-max",
+        "--min-answered",
+        "--start-rps",
+        "--step-factor",
+        "--step-rps",
+        "--step-duration",
+        "--max-rps",
+        "--refine",
+        "--seed",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    for default in [
+        "[default: 10s]",
+        "[default: 1s]",
+        "[default: 4]",
+        "[default: 1ms]",
+        "[default: add=1,mul=1]",
+    ] {
+        assert!(help.contains(default), "{default} missing from --help");
+    }
+}
+
+#[test]
+fn json_report_has_the_stable_keys_and_hgrm_is_written() {
+    let _guard = exclusive();
+    let target = responder(Faults::default());
+    let dir = std::env::temp_dir().join(format!("loadgen-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hgrm = dir.join("latency.hgrm");
+    let addr = target.addr().to_string();
+    let out = loadgen(&[
+        "--rps",
+        "5000",
+        "--duration",
+        "500ms",
+        "--json",
+        "--quiet",
+        "--mix",
+        "add=3,mul=1",
+        "--hgrm",
+        hgrm.to_str().unwrap(),
+        &addr,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v = json(&out);
+    for key in [
+        "offered_rps",
+        "achieved_rps",
+        "sent",
+        "answered",
+        "lost",
+        "wrong",
+        "errors",
+        "latency_us",
+        "per_server",
+    ] {
+        assert!(v.get(key).is_some(), "key {key} missing: {v}");
+    }
+    for p in ["p50", "p90", "p99", "p999", "p9999", "max"] {
+        assert!(v["latency_us"][p].as_f64().unwrap() > 0.0, "{p}");
+    }
+    assert_eq!(v["offered_rps"], 5000.0);
+    assert_eq!(v["answered"], 2500);
+    assert_eq!(v["wrong"], 0);
+    assert_eq!(v["mix"], "add=3,mul=1");
+    assert_eq!(
+        v["per_server"]["1"].as_u64().unwrap() + v["per_server"]["2"].as_u64().unwrap(),
+        2500
+    );
+    assert!(v.get("find_max").is_none());
+    let table = std::fs::read_to_string(&hgrm).unwrap();
+    assert!(table.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"));
+    assert!(table.contains("Total count    =         2500]"), "{table}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn wrong_replies_make_the_exit_status_non_zero() {
+    let _guard = exclusive();
+    let target = responder(Faults {
+        wrong_one_in: 100,
+        ..Faults::default()
+    });
+    let addr = target.addr().to_string();
+    let out = loadgen(&[
+        "--rps",
+        "2000",
+        "--duration",
+        "500ms",
+        "--timeout",
+        "200ms",
+        "-q",
+        &addr,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("FAILED: the target sent wrong replies"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_targets_and_arguments_are_refused_clearly() {
+    let out = loadgen(&["no-such-host.invalid:8080", "--duration", "1s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot resolve `no-such-host.invalid:8080`")
+    );
+    let out = loadgen(&["127.0.0.1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not HOST:PORT"));
+    for args in [
+        &["--rps", "0", "127.0.0.1:9"][..],
+        &["--mix", "div=1", "127.0.0.1:9"],
+        &["--duration", "soon", "127.0.0.1:9"],
+        &["--step-factor", "2", "--step-rps", "5", "127.0.0.1:9"],
+    ] {
+        let out = loadgen(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    let out = loadgen(&["--threads", "5", "--sockets", "4", "127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--threads (5) cannot exceed --sockets (4)")
+    );
+}
+
+#[test]
+fn sigint_stops_early_and_still_reports() {
+    let _guard = exclusive();
+    let target = responder(Faults::default());
+    let child = Command::new(LOADGEN)
+        .args(["--rps", "2000", "--duration", "30s", "--json", "-q"])
+        .arg(target.addr().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not stop promptly"
+    );
+    assert!(out.status.success(), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["interrupted"], true);
+    let secs = v["duration_s"].as_f64().unwrap();
+    assert!((0.4..2.0).contains(&secs), "{secs}");
+    let answered = v["answered"].as_u64().unwrap();
+    assert!(answered > 500, "{v}");
+    assert_eq!(v["lost"], 0, "{v}");
+    assert_eq!(v["scheduled"].as_u64().unwrap(), answered);
+}
+
+#[test]
+fn a_stall_of_loadgen_itself_shows_in_the_latency() {
+    let _guard = exclusive();
+    let target = responder(Faults::default());
+    let child = Command::new(LOADGEN)
+        .args(["--rps", "5000", "--duration", "1500ms", "--json", "-q"])
+        .arg(target.addr().to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    // Freeze the whole generator for 200 ms in mid-run: requests due
+    // meanwhile leave late, and their latency counts from their schedule.
+    std::thread::sleep(Duration::from_millis(500));
+    signal("-STOP");
+    std::thread::sleep(Duration::from_millis(200));
+    signal("-CONT");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v = json(&out);
+    let p99 = v["latency_us"]["p99"].as_f64().unwrap();
+    let lag = v["send_lag_us"]["max"].as_f64().unwrap();
+    assert!(p99 >= 100_000.0, "p99 {p99} µs hides the stall: {v}");
+    assert!(lag >= 150_000.0, "send lag {lag} µs: {v}");
+    assert_eq!(v["answered"], v["scheduled"], "{v}");
+}

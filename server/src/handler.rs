@@ -1,0 +1,366 @@
+//! The server's answer to one backend frame, without any socket: given the
+//! server's own MAC and id and the bytes of a received frame, either the
+//! reply frame to send back or the reason the frame is dropped. The reactor
+//! feeds it every frame the raw socket delivers.
+
+use ipcs_common::wire::{self, FrameBody, FramePacket, FrameRepr, MacAddr, Reply, Status};
+
+/// Why a received frame gets no reply. Each reason is counted on its own
+/// (see [`crate::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Addressed to another station: a bridge floods frames for unknown
+    /// MACs to every port, and answering those would duplicate replies.
+    NotForUs,
+    /// Too short for the header or for its kind's body.
+    Short,
+    /// The `kind` byte is none of request, reply, error.
+    UnknownKind,
+    /// Not EtherType 0x88B5 (the socket is bound to it, so only a kernel
+    /// that ignores the binding would deliver one).
+    WrongEtherType,
+    /// A well-formed reply or error frame: servers only answer requests.
+    NotARequest,
+    /// The source is a broadcast or multicast address, which no request
+    /// can legitimately come from and no reply should go to.
+    BadSource,
+}
+
+impl DropReason {
+    /// Every reason, in the order stats report them.
+    pub const ALL: [DropReason; 6] = [
+        DropReason::NotForUs,
+        DropReason::Short,
+        DropReason::UnknownKind,
+        DropReason::WrongEtherType,
+        DropReason::NotARequest,
+        DropReason::BadSource,
+    ];
+
+    /// Position in [`ALL`](Self::ALL), for counter arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What to do with one received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameOutcome {
+    /// Send this frame back (a reply, or an error frame for an unknown op).
+    Reply(FrameRepr),
+    /// Send nothing.
+    Drop(DropReason),
+}
+
+/// Answers backend frames as server `id` at `mac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHandler {
+    mac: MacAddr,
+    id: u8,
+}
+
+impl FrameHandler {
+    pub const fn new(mac: MacAddr, id: u8) -> FrameHandler {
+        FrameHandler { mac, id }
+    }
+
+    pub const fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    pub const fn id(&self) -> u8 {
+        self.id
+    }
+
+    /// Decides the answer to `frame` (the bytes as received, Ethernet header
+    /// first; trailing padding is allowed).
+    pub fn handle(&self, frame: &[u8]) -> FrameOutcome {
+        // The destination is checked before anything else so that flooded
+        // frames for other servers are never counted as malformed here.
+        if frame.len() < wire::frame::HEADER_LEN {
+            if frame.len() >= 6 && frame[..6] != self.mac.0 {
+                return FrameOutcome::Drop(DropReason::NotForUs);
+            }
+            return FrameOutcome::Drop(DropReason::Short);
+        }
+        let packet = FramePacket::new_unchecked(frame);
+        if packet.dst() != self.mac {
+            return FrameOutcome::Drop(DropReason::NotForUs);
+        }
+        let body = match FrameRepr::parse(&packet) {
+            Ok(FrameRepr {
+                body: FrameBody::Request(request),
+                ..
+            }) => FrameBody::Reply(Reply {
+                result: request.answer(),
+                server_id: self.id,
+            }),
+            Ok(_) => return FrameOutcome::Drop(DropReason::NotARequest),
+            // parse checked length, EtherType and kind before the op, so
+            // src and tag are in bounds and the frame is a request.
+            Err(wire::Error::UnknownOp(_)) => FrameBody::Error(Status::UnknownOp),
+            Err(wire::Error::UnknownKind(_)) => return FrameOutcome::Drop(DropReason::UnknownKind),
+            Err(wire::Error::EtherType(_)) => {
+                return FrameOutcome::Drop(DropReason::WrongEtherType)
+            }
+            Err(_) => return FrameOutcome::Drop(DropReason::Short),
+        };
+        let src = packet.src();
+        if !src.is_unicast() {
+            return FrameOutcome::Drop(DropReason::BadSource);
+        }
+        FrameOutcome::Reply(FrameRepr {
+            dst: src,
+            src: self.mac,
+            tag: packet.tag(),
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipcs_common::wire::{Request, ETHERTYPE};
+    use ipcs_common::Op;
+
+    const LB: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x01]);
+    const ME: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x03]);
+    const OTHER: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x04]);
+
+    /// `50 * 1337` with tag 0x01020304, from the LB to server 3.
+    const REQUEST_FRAME: [u8; 28] = [
+        0x02, 0x42, 0xac, 0x10, 0xee, 0x03, // dst
+        0x02, 0x42, 0xac, 0x10, 0xee, 0x01, // src
+        0x88, 0xb5, // ethertype
+        0x01, // kind: request
+        0x01, 0x02, 0x03, 0x04, // tag
+        0x00, 0x00, 0x00, 0x32, 0x00, 0x00, 0x05, 0x39, 0x02, // 50 * 1337
+    ];
+
+    /// The answer: 66850 from server 3, same tag, back to the LB.
+    const REPLY_FRAME: [u8; 28] = [
+        0x02, 0x42, 0xac, 0x10, 0xee, 0x01, // dst
+        0x02, 0x42, 0xac, 0x10, 0xee, 0x03, // src
+        0x88, 0xb5, // ethertype
+        0x02, // kind: reply
+        0x01, 0x02, 0x03, 0x04, // tag
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x05, 0x22, 0x03, // 66850, id 3
+    ];
+
+    fn handler() -> FrameHandler {
+        FrameHandler::new(ME, 3)
+    }
+
+    fn reply_bytes(outcome: FrameOutcome) -> Vec<u8> {
+        match outcome {
+            FrameOutcome::Reply(repr) => {
+                let mut buf = [0u8; 64];
+                repr.emit_into(&mut buf).to_vec()
+            }
+            FrameOutcome::Drop(reason) => panic!("dropped: {reason:?}"),
+        }
+    }
+
+    fn request(a: u32, b: u32, op: Op, tag: u32) -> Vec<u8> {
+        let repr = FrameRepr {
+            dst: ME,
+            src: LB,
+            tag,
+            body: FrameBody::Request(Request { a, b, op }),
+        };
+        let mut buf = [0u8; 64];
+        repr.emit_into(&mut buf).to_vec()
+    }
+
+    #[test]
+    fn request_gets_reply_bytes_to_sender_with_tag_and_id() {
+        assert_eq!(reply_bytes(handler().handle(&REQUEST_FRAME)), REPLY_FRAME);
+    }
+
+    #[test]
+    fn ethernet_padding_is_ignored() {
+        let mut padded = REQUEST_FRAME.to_vec();
+        padded.resize(60, 0);
+        assert_eq!(reply_bytes(handler().handle(&padded)), REPLY_FRAME);
+    }
+
+    #[test]
+    fn boundary_operands_for_both_ops() {
+        for op in Op::ALL {
+            for a in [0, 1, u32::MAX] {
+                for b in [0, 1, u32::MAX] {
+                    let tag = a ^ b.rotate_left(7) ^ op as u32;
+                    let outcome = handler().handle(&request(a, b, op, tag));
+                    let FrameOutcome::Reply(repr) = outcome else {
+                        panic!("{a} {op} {b}: {outcome:?}");
+                    };
+                    assert_eq!(repr.dst, LB);
+                    assert_eq!(repr.src, ME);
+                    assert_eq!(repr.tag, tag);
+                    assert_eq!(
+                        repr.body,
+                        FrameBody::Reply(Reply {
+                            result: op.apply(a, b),
+                            server_id: 3,
+                        })
+                    );
+                }
+            }
+        }
+        let max = FrameOutcome::Reply(FrameRepr {
+            dst: LB,
+            src: ME,
+            tag: 0,
+            body: FrameBody::Reply(Reply {
+                result: 18_446_744_065_119_617_025,
+                server_id: 3,
+            }),
+        });
+        assert_eq!(
+            handler().handle(&request(u32::MAX, u32::MAX, Op::Mul, 0)),
+            max
+        );
+    }
+
+    #[test]
+    fn unknown_op_gets_error_frame_with_status_2() {
+        for op in [0u8, 3, 0xff] {
+            let mut frame = REQUEST_FRAME;
+            frame[27] = op;
+            let bytes = reply_bytes(handler().handle(&frame));
+            assert_eq!(bytes.len(), 20);
+            assert_eq!(&bytes[..6], &LB.0);
+            assert_eq!(&bytes[6..12], &ME.0);
+            assert_eq!(&bytes[12..14], &ETHERTYPE.to_be_bytes());
+            assert_eq!(bytes[14], 3, "kind: error");
+            assert_eq!(&bytes[15..19], &[1, 2, 3, 4], "tag echoed");
+            assert_eq!(bytes[19], 2, "status: unknown op");
+        }
+    }
+
+    #[test]
+    fn frames_for_other_macs_are_ignored_even_when_malformed() {
+        let mut frame = REQUEST_FRAME;
+        frame[..6].copy_from_slice(&OTHER.0);
+        assert_eq!(
+            handler().handle(&frame),
+            FrameOutcome::Drop(DropReason::NotForUs)
+        );
+        frame[..6].copy_from_slice(&MacAddr::BROADCAST.0);
+        assert_eq!(
+            handler().handle(&frame),
+            FrameOutcome::Drop(DropReason::NotForUs)
+        );
+        assert_eq!(
+            handler().handle(&frame[..10]),
+            FrameOutcome::Drop(DropReason::NotForUs)
+        );
+    }
+
+    #[test]
+    fn short_frames_are_dropped_at_every_length() {
+        for len in 0..REQUEST_FRAME.len() {
+            assert_eq!(
+                handler().handle(&REQUEST_FRAME[..len]),
+                FrameOutcome::Drop(DropReason::Short),
+                "length {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_kind_and_non_requests_are_dropped() {
+        for kind in [0u8, 4, 0x80, 0xff] {
+            let mut frame = REQUEST_FRAME;
+            frame[14] = kind;
+            assert_eq!(
+                handler().handle(&frame),
+                FrameOutcome::Drop(DropReason::UnknownKind),
+                "kind {kind}"
+            );
+        }
+        let mut reply = REPLY_FRAME;
+        reply[..6].copy_from_slice(&ME.0);
+        assert_eq!(
+            handler().handle(&reply),
+            FrameOutcome::Drop(DropReason::NotARequest)
+        );
+        let mut error = [0u8; 20];
+        error[..6].copy_from_slice(&ME.0);
+        error[6..12].copy_from_slice(&LB.0);
+        error[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
+        error[14] = 3;
+        error[19] = 2;
+        assert_eq!(
+            handler().handle(&error),
+            FrameOutcome::Drop(DropReason::NotARequest)
+        );
+    }
+
+    #[test]
+    fn wrong_ethertype_and_multicast_source_are_dropped() {
+        let mut frame = REQUEST_FRAME;
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        assert_eq!(
+            handler().handle(&frame),
+            FrameOutcome::Drop(DropReason::WrongEtherType)
+        );
+        let mut frame = REQUEST_FRAME;
+        frame[6..12].copy_from_slice(&MacAddr::BROADCAST.0);
+        assert_eq!(
+            handler().handle(&frame),
+            FrameOutcome::Drop(DropReason::BadSource)
+        );
+        frame[6] = 0x01;
+        assert_eq!(
+            handler().handle(&frame),
+            FrameOutcome::Drop(DropReason::BadSource)
+        );
+    }
+
+    proptest::proptest! {
+        /// Any bytes at all: no panic; a reply only to a request for us,
+        /// sent back to its source with its tag.
+        #[test]
+        fn any_bytes_are_answered_or_dropped_safely(
+            mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            for_us in proptest::prelude::any::<bool>(),
+            like_request in proptest::prelude::any::<bool>(),
+        ) {
+            if for_us && bytes.len() >= 6 {
+                bytes[..6].copy_from_slice(&ME.0);
+            }
+            if like_request && bytes.len() >= 15 {
+                bytes[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
+                bytes[14] = 1;
+            }
+            match handler().handle(&bytes) {
+                FrameOutcome::Reply(repr) => {
+                    let request = FramePacket::new_checked(&bytes[..]).unwrap();
+                    proptest::prop_assert_eq!(request.dst(), ME);
+                    proptest::prop_assert_eq!(request.kind_byte(), 1);
+                    proptest::prop_assert_eq!(repr.dst, request.src());
+                    proptest::prop_assert_eq!(repr.src, ME);
+                    proptest::prop_assert_eq!(repr.tag, request.tag());
+                    let expected = match Request::parse_bytes(request.body()) {
+                        Ok(r) => FrameBody::Reply(Reply { result: r.answer(), server_id: 3 }),
+                        Err(_) => FrameBody::Error(Status::UnknownOp),
+                    };
+                    proptest::prop_assert_eq!(repr.body, expected);
+                }
+                FrameOutcome::Drop(DropReason::NotForUs) => {
+                    proptest::prop_assert!(bytes.len() >= 6 && bytes[..6] != ME.0);
+                }
+                FrameOutcome::Drop(_) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn reason_indices_match_all() {
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i);
+        }
+    }
+}

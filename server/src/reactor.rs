@@ -1,0 +1,400 @@
+//! The server's event loop: one `mio::Poll` over the raw backend socket, the
+//! optional UDP socket and SIGINT/SIGTERM. A readable socket is read in
+//! batches (`recvmmsg`) until `WouldBlock`, every frame is answered by the
+//! sans-io [`FrameHandler`]/[`UdpHandler`], and each batch of replies leaves
+//! in one `sendmmsg`. A turn is bounded, so a flood that never drains cannot
+//! starve signals, the stats timer or the other socket. When the kernel takes
+//! only part of a reply batch, the socket is not read again until it is
+//! writable, so memory stays bounded and the server drops no reply itself.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use ipcs_common::sys::{Interface, MsgBatch, PacketSocket};
+use ipcs_common::wire::{frame::MAX_FRAME_LEN, ETHERTYPE};
+use mio::net::UdpSocket;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{debug, info, warn};
+
+use crate::config::Identity;
+use crate::handler::{FrameHandler, FrameOutcome};
+use crate::stats::{Stats, StatsTicker};
+use crate::udp::UdpHandler;
+
+/// The raw backend socket.
+pub const RAW: Token = Token(0);
+/// The plain-UDP HSMAP socket.
+pub const UDP: Token = Token(1);
+/// SIGINT / SIGTERM.
+pub const SIGNALS: Token = Token(2);
+
+/// Receive slot for a frame: room for Ethernet padding (60 bytes) and more,
+/// so longer frames still arrive whole enough to be judged.
+const FRAME_SLOT: usize = 128;
+/// Receive slot for a datagram: longer than a request, so a cut datagram
+/// still has the wrong length and gets "malformed".
+const DATAGRAM_SLOT: usize = 64;
+/// Kernel buffer sizes asked for each socket: bursts from the load balancer
+/// must not overflow while the reactor is between wake-ups.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+/// Batches one socket may receive per turn of the event loop before the
+/// loop looks at signals, the stats timer and the other socket again.
+const BATCHES_PER_TURN: usize = 16;
+
+/// What the reactor needs besides the sockets.
+#[derive(Debug, Clone, Copy)]
+pub struct ReactorOptions {
+    /// Frames or datagrams per `recvmmsg`/`sendmmsg`.
+    pub batch: usize,
+    /// Period of the stats log line.
+    pub stats_interval: Duration,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open raw socket on {iface}: {source} (needs CAP_NET_RAW)")]
+    RawSocket { iface: String, source: io::Error },
+    #[error("cannot bind UDP socket on {addr}: {source}")]
+    UdpSocket { addr: SocketAddr, source: io::Error },
+    #[error("cannot set up the event loop: {0}")]
+    Poll(io::Error),
+}
+
+/// A bound, ready server; [`run`](Self::run) serves until SIGINT/SIGTERM.
+pub struct Reactor {
+    poll: Poll,
+    events: Events,
+    raw: Path<RawEndpoint>,
+    udp: Option<Path<UdpEndpoint>>,
+    signals: Signals,
+    stats: Stats,
+    ticker: StatsTicker,
+}
+
+impl Reactor {
+    /// Opens the raw socket on `iface`, the UDP socket on `udp` if given,
+    /// and registers them and the signals with a new `Poll`.
+    pub fn bind(
+        iface: &Interface,
+        identity: Identity,
+        udp: Option<SocketAddr>,
+        options: ReactorOptions,
+    ) -> Result<Reactor, StartError> {
+        let poll = Poll::new().map_err(StartError::Poll)?;
+        let batch = options.batch.max(1);
+        let socket =
+            PacketSocket::bind(iface, ETHERTYPE).map_err(|source| StartError::RawSocket {
+                iface: iface.name.clone(),
+                source,
+            })?;
+        if let Err(err) = socket.set_buffer_sizes(SOCKET_BUFFER_BYTES, SOCKET_BUFFER_BYTES) {
+            warn!("cannot enlarge raw socket buffers: {err}");
+        }
+        poll.registry()
+            .register(&mut SourceFd(&socket.as_raw_fd()), RAW, Interest::READABLE)
+            .map_err(StartError::Poll)?;
+        let raw = Path::new(
+            RawEndpoint {
+                socket,
+                handler: FrameHandler::new(identity.mac, identity.id),
+            },
+            RAW,
+            MsgBatch::new(batch, FRAME_SLOT),
+            MsgBatch::new(batch, MAX_FRAME_LEN),
+        );
+        let udp = match udp {
+            None => None,
+            Some(addr) => {
+                let mut socket =
+                    bind_udp(addr).map_err(|source| StartError::UdpSocket { addr, source })?;
+                poll.registry()
+                    .register(&mut socket, UDP, Interest::READABLE)
+                    .map_err(StartError::Poll)?;
+                Some(Path::new(
+                    UdpEndpoint {
+                        socket,
+                        handler: UdpHandler::new(identity.id),
+                    },
+                    UDP,
+                    MsgBatch::new(batch, DATAGRAM_SLOT),
+                    MsgBatch::new(batch, DATAGRAM_SLOT),
+                ))
+            }
+        };
+        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(StartError::Poll)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(StartError::Poll)?;
+        Ok(Reactor {
+            poll,
+            events: Events::with_capacity(16),
+            raw,
+            udp,
+            signals,
+            stats: Stats::default(),
+            ticker: StatsTicker::new(options.stats_interval, Instant::now()),
+        })
+    }
+
+    /// The UDP address actually bound (its port when `:0` was asked for).
+    pub fn udp_local_addr(&self) -> Option<SocketAddr> {
+        self.udp
+            .as_ref()
+            .and_then(|u| u.endpoint.socket.local_addr().ok())
+    }
+
+    /// Serves until SIGINT or SIGTERM; returns the final counters.
+    pub fn run(mut self) -> io::Result<Stats> {
+        let mut last_logged = Stats::default();
+        // A socket whose turn ended with frames still queued is served again
+        // after a poll that does not sleep.
+        let mut raw_more = false;
+        let mut udp_more = false;
+        loop {
+            let timeout = if raw_more || udp_more {
+                Duration::ZERO
+            } else {
+                self.ticker.timeout(Instant::now())
+            };
+            if let Err(err) = self.poll.poll(&mut self.events, Some(timeout)) {
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            for event in self.events.iter() {
+                match event.token() {
+                    RAW => raw_more = true,
+                    UDP => udp_more = true,
+                    SIGNALS => {
+                        if let Some(signal) = self.signals.pending().next() {
+                            info!(signal, "shutting down");
+                            return Ok(self.stats);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if raw_more {
+                raw_more = self.raw.serve(self.poll.registry(), &mut self.stats)? == Turn::More;
+            }
+            if let (true, Some(udp)) = (udp_more, &mut self.udp) {
+                udp_more = udp.serve(self.poll.registry(), &mut self.stats)? == Turn::More;
+            }
+            if self.ticker.poll(Instant::now()) {
+                if self.stats != last_logged {
+                    info!("stats {}", self.stats);
+                    last_logged = self.stats.clone();
+                } else {
+                    debug!("stats {}", self.stats);
+                }
+            }
+        }
+    }
+}
+
+/// A non-blocking UDP socket on `addr` with enlarged buffers (as far as
+/// `net.core.rmem_max` allows), so bursts from a load balancer fit.
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(err) = socket
+        .set_recv_buffer_size(SOCKET_BUFFER_BYTES)
+        .and_then(|()| socket.set_send_buffer_size(SOCKET_BUFFER_BYTES))
+    {
+        warn!("cannot enlarge UDP socket buffers: {err}");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(UdpSocket::from_std(socket.into()))
+}
+
+/// How one socket's turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Drained to `WouldBlock`, or waiting to be writable: a readiness
+    /// event brings the socket back.
+    Idle,
+    /// The turn's budget ran out with frames possibly still queued.
+    More,
+}
+
+/// What differs between the raw and the UDP side: the socket, how it is
+/// (re)registered, how a received batch is answered, what failures count.
+trait Endpoint {
+    type Socket: AsRawFd;
+    const NAME: &'static str;
+
+    fn socket(&self) -> &Self::Socket;
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()>;
+
+    /// Answers every message in `rx` into `tx` (which is empty and as large
+    /// as `rx`, so every answer fits).
+    fn answer(&self, rx: &MsgBatch, tx: &mut MsgBatch, stats: &mut Stats);
+
+    fn count_send_failures(stats: &mut Stats, failed: usize);
+}
+
+struct RawEndpoint {
+    socket: PacketSocket,
+    handler: FrameHandler,
+}
+
+impl Endpoint for RawEndpoint {
+    type Socket = PacketSocket;
+    const NAME: &'static str = "raw";
+
+    fn socket(&self) -> &PacketSocket {
+        &self.socket
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        registry.reregister(&mut SourceFd(&self.socket.as_raw_fd()), token, interest)
+    }
+
+    fn answer(&self, rx: &MsgBatch, tx: &mut MsgBatch, stats: &mut Stats) {
+        for frame in rx.iter() {
+            let outcome = self.handler.handle(frame.data);
+            stats.record_frame(&outcome);
+            if let FrameOutcome::Reply(repr) = outcome {
+                tx.push_with(None, |slot| repr.emit_into(slot).len());
+            }
+        }
+    }
+
+    fn count_send_failures(stats: &mut Stats, failed: usize) {
+        stats.frames_send_failed += failed as u64;
+    }
+}
+
+struct UdpEndpoint {
+    socket: UdpSocket,
+    handler: UdpHandler,
+}
+
+impl Endpoint for UdpEndpoint {
+    type Socket = UdpSocket;
+    const NAME: &'static str = "UDP";
+
+    fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        registry.reregister(&mut self.socket, token, interest)
+    }
+
+    fn answer(&self, rx: &MsgBatch, tx: &mut MsgBatch, stats: &mut Stats) {
+        for datagram in rx.iter() {
+            let Some(addr) = datagram.addr else { continue };
+            let answer = self.handler.handle(datagram.data);
+            stats.record_udp(&answer);
+            tx.push(answer.as_bytes(), Some(addr));
+        }
+    }
+
+    fn count_send_failures(stats: &mut Stats, failed: usize) {
+        stats.udp_send_failed += failed as u64;
+    }
+}
+
+/// A socket with its receive and send batches.
+struct Path<E: Endpoint> {
+    endpoint: E,
+    token: Token,
+    rx: MsgBatch,
+    tx: MsgBatch,
+    /// WRITABLE interest is registered because `tx` still holds replies.
+    blocked: bool,
+}
+
+impl<E: Endpoint> Path<E> {
+    fn new(endpoint: E, token: Token, rx: MsgBatch, tx: MsgBatch) -> Path<E> {
+        debug_assert!(tx.capacity() >= rx.capacity());
+        Path {
+            endpoint,
+            token,
+            rx,
+            tx,
+            blocked: false,
+        }
+    }
+
+    /// One turn: send what is queued, then receive and answer up to
+    /// [`BATCHES_PER_TURN`] batches.
+    fn serve(&mut self, registry: &Registry, stats: &mut Stats) -> io::Result<Turn> {
+        for _ in 0..BATCHES_PER_TURN {
+            if !self.flush(stats) {
+                self.set_blocked(registry, true)?;
+                return Ok(Turn::Idle);
+            }
+            match self.rx.recv_from(self.endpoint.socket()) {
+                Ok(_) => self.endpoint.answer(&self.rx, &mut self.tx, stats),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    if err.kind() != io::ErrorKind::WouldBlock {
+                        // e.g. ENETDOWN while a link flaps: the error is
+                        // consumed by reading it; wait for the next edge
+                        // rather than exit or spin.
+                        warn!("{} receive failed: {err}", E::NAME);
+                    }
+                    self.set_blocked(registry, false)?;
+                    return Ok(Turn::Idle);
+                }
+            }
+        }
+        let sent = self.flush(stats);
+        self.set_blocked(registry, !sent)?;
+        Ok(if sent { Turn::More } else { Turn::Idle })
+    }
+
+    /// Sends what is queued; returns whether all of it is out.
+    fn flush(&mut self, stats: &mut Stats) -> bool {
+        if self.tx.is_empty() {
+            return true;
+        }
+        let report = self.tx.send_to(self.endpoint.socket());
+        if report.failed > 0 {
+            E::count_send_failures(stats, report.failed);
+            debug!(failed = report.failed, error = ?report.last_error, "{} sends refused by the kernel", E::NAME);
+        }
+        self.tx.is_empty()
+    }
+
+    /// READABLE, plus WRITABLE while answers wait to be sent.
+    fn set_blocked(&mut self, registry: &Registry, blocked: bool) -> io::Result<()> {
+        if self.blocked == blocked {
+            return Ok(());
+        }
+        let interest = if blocked {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        self.endpoint.reregister(registry, self.token, interest)?;
+        self.blocked = blocked;
+        Ok(())
+    }
+}

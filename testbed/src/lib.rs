@@ -1,0 +1,25 @@
+//! The one network-namespace topology of IPCS, shared by every integration
+//! test, the benchmark and chaos scripts, and `bootstrap.sh --netns`:
+//!
+//! ```text
+//!   core (a namespace of its own, or the root namespace for bootstrap)
+//!   +-- bridge ipcs0 172.16.238.1/24   <- the load balancer binds here
+//!        |-- veth -- [registry ns] eth0 172.16.238.100
+//!        |-- veth -- [server ns]   eth0 172.16.238.11   (id 11)
+//!        |-- veth -- [server ns]   eth0 172.16.238.12   (id 12)
+//!        ...
+//! ```
+//!
+//! The addresses are those of the Docker deployment, so every test exercises
+//! the production layout. Tests put the core in a namespace of its own, so
+//! any number of topologies run side by side without clashing; everything a
+//! [`Topology`] makes is removed when it is dropped, also on panic.
+
+pub mod binaries;
+pub mod persisted;
+pub mod process;
+pub mod topology;
+
+pub use binaries::binary;
+pub use process::{ChildProcess, Signal};
+pub use topology::{Core, Host, Topology, TopologyBuilder, TopologyError};

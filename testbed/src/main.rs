@@ -1,0 +1,77 @@
+//! `ipcs-netns`: stands the IPCS topology up on this host without Docker,
+//! with the bridge `ipcs0` in the host's namespace, for `bootstrap.sh --netns`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ipcs_testbed::persisted::{self, Persisted};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Stand the IPCS registry and servers up in network namespaces on bridge ipcs0"
+)]
+struct Cli {
+    /// Directory for the state file and process logs.
+    #[arg(long, global = true, default_value = "/run/ipcs/netns")]
+    run_dir: PathBuf,
+    /// Prefix of every namespace and link made (namespaces `<prefix>-reg`, `<prefix>-s11`, ...).
+    #[arg(long, global = true, default_value = "ipcs")]
+    prefix: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create bridge ipcs0 (172.16.238.1/24) in this namespace, the registry
+    /// (172.16.238.100) and N servers (172.16.238.11..) in namespaces, and start them.
+    Up {
+        /// How many servers to start.
+        #[arg(long, default_value_t = 3)]
+        servers: usize,
+        /// Directory holding ipcs-registry and ipcs-server (default: beside this binary).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Stop the processes and remove the namespaces, links and bridge that `up` made.
+    Down,
+    /// Show what `up` made and whether its processes still run.
+    Status,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let state = Persisted::path(&cli.run_dir);
+    match cli.command {
+        Cmd::Up { servers, bin_dir } => {
+            if state.exists() {
+                bail!(
+                    "a topology is already up (state in {}); run `ipcs-netns down` first",
+                    state.display()
+                );
+            }
+            if let Some(dir) = bin_dir {
+                std::env::set_var("IPCS_BIN_DIR", dir);
+            }
+            let up = persisted::up(&cli.prefix, servers, &cli.run_dir)
+                .context("bringing the topology up")?;
+            up.save(&state)?;
+            println!("{}", up.describe());
+        }
+        Cmd::Down => match Persisted::load(&state)? {
+            Some(up) => {
+                up.tear_down();
+                std::fs::remove_file(&state).ok();
+                println!("removed the netns topology");
+            }
+            None => println!("nothing to remove ({} does not exist)", state.display()),
+        },
+        Cmd::Status => match Persisted::load(&state)? {
+            Some(up) => println!("{}", up.describe()),
+            None => println!("no netns topology is up"),
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! A topology that outlives the command that made it (`ipcs-netns up`), and
+//! the state file that lets `ipcs-netns down` remove it again.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::topology::{run, Core, Topology, TopologyError, BRIDGE};
+
+/// What `up` made: namespaces, processes, and whether it made the bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Persisted {
+    pub netns: Vec<String>,
+    pub processes: Vec<(String, u32)>,
+    pub bridge: bool,
+    pub log_dir: PathBuf,
+}
+
+/// Builds the topology with its core in this namespace and starts the
+/// registry and `servers` servers, detached.
+pub fn up(prefix: &str, servers: usize, run_dir: &Path) -> Result<Persisted, TopologyError> {
+    let log_dir = run_dir.join("logs");
+    let mut topology = Topology::builder()
+        .core(Core::Root)
+        .prefix(prefix)
+        .servers(servers)
+        .log_dir(&log_dir)
+        .detached(true)
+        .build()?;
+    topology.start_registry(&[])?;
+    for slot in topology.server_slots() {
+        topology.start_server(slot, &[])?;
+    }
+    let netns = std::iter::once(topology.registry().netns.clone())
+        .chain(
+            topology
+                .server_slots()
+                .iter()
+                .filter_map(|i| topology.server(*i).map(|h| h.netns.clone())),
+        )
+        .collect();
+    let processes = topology.persist();
+    Ok(Persisted {
+        netns,
+        processes,
+        bridge: true,
+        log_dir,
+    })
+}
+
+impl Persisted {
+    pub fn path(run_dir: &Path) -> PathBuf {
+        run_dir.join("state")
+    }
+
+    /// Writes the state file: one `kind value...` line per thing made.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let mut text = String::new();
+        for ns in &self.netns {
+            let _ = writeln!(text, "netns {ns}");
+        }
+        for (label, pid) in &self.processes {
+            let _ = writeln!(text, "pid {label} {pid}");
+        }
+        if self.bridge {
+            let _ = writeln!(text, "bridge {BRIDGE}");
+        }
+        let _ = writeln!(text, "logs {}", self.log_dir.display());
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, text)
+    }
+
+    /// Reads the state file; `None` when there is none. Lines it does not
+    /// understand are an error rather than silently ignored.
+    pub fn load(path: &Path) -> anyhow::Result<Option<Persisted>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut state = Persisted {
+            netns: Vec::new(),
+            processes: Vec::new(),
+            bridge: false,
+            log_dir: PathBuf::new(),
+        };
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["netns", ns] => state.netns.push((*ns).to_owned()),
+                ["pid", label, pid] => state.processes.push(((*label).to_owned(), pid.parse()?)),
+                ["bridge", _] => state.bridge = true,
+                ["logs", dir] => state.log_dir = PathBuf::from(dir),
+                _ => anyhow::bail!("unreadable line in {}: {line:?}", path.display()),
+            }
+        }
+        Ok(Some(state))
+    }
+
+    /// Stops the processes (TERM, then KILL), deletes the namespaces and the
+    /// bridge. Only pids that still run an IPCS binary are signalled, so a
+    /// recycled pid is never hit.
+    pub fn tear_down(&self) {
+        let ours: Vec<u32> = self
+            .processes
+            .iter()
+            .map(|(_, pid)| *pid)
+            .filter(|pid| is_ipcs(*pid))
+            .collect();
+        signal_all(&ours, "CONT");
+        signal_all(&ours, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && ours.iter().any(|pid| is_ipcs(*pid)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal_all(
+            &ours
+                .iter()
+                .copied()
+                .filter(|pid| is_ipcs(*pid))
+                .collect::<Vec<_>>(),
+            "KILL",
+        );
+        for ns in &self.netns {
+            let _ = run("ip", &["netns", "del", ns]);
+        }
+        if self.bridge {
+            let _ = run("ip", &["link", "del", BRIDGE]);
+        }
+    }
+
+    /// A human-readable account of the topology.
+    pub fn describe(&self) -> String {
+        let mut text = String::from("netns topology on bridge ipcs0 (172.16.238.1/24):\n");
+        for (label, pid) in &self.processes {
+            let state = if is_ipcs(*pid) { "running" } else { "gone" };
+            let _ = writeln!(text, "  {label:<10} pid {pid:<8} {state}");
+        }
+        let _ = write!(text, "  logs in {}", self.log_dir.display());
+        text
+    }
+}
+
+/// Whether `pid` is a live (not zombie) IPCS process.
+fn is_ipcs(pid: u32) -> bool {
+    // /proc/<pid>/stat: "pid (comm) state ..."; comm has no spaces for ours.
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let mut words = stat.split_whitespace().skip(1);
+    let comm = words.next().unwrap_or("");
+    let state = words.next().unwrap_or("Z");
+    comm.starts_with("(ipcs-") && state != "Z"
+}
+
+fn signal_all(pids: &[u32], signal: &str) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids.iter().map(u32::to_string))
+        .status();
+}

@@ -1,0 +1,519 @@
+//! Building, changing and removing the namespace topology.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::binaries::binary;
+use crate::process::ChildProcess;
+
+/// The bridge every topology builds, as the Docker deployment names it.
+pub const BRIDGE: &str = "ipcs0";
+/// The host's (load balancer's) address on the bridge.
+pub const LB_IP: Ipv4Addr = Ipv4Addr::new(172, 16, 238, 1);
+/// The registry's fixed address.
+pub const REGISTRY_IP: Ipv4Addr = Ipv4Addr::new(172, 16, 238, 100);
+/// The registry's port.
+pub const REGISTRY_PORT: u16 = 7070;
+/// Prefix length of the backend subnet.
+pub const PREFIX_LEN: u8 = 24;
+/// Server `n` (from 1) gets `172.16.238.(10 + n)`, and so id `10 + n`.
+pub const FIRST_SERVER_OCTET: u8 = 11;
+/// Servers stop below the registry's address.
+pub const MAX_SERVERS: usize = (100 - FIRST_SERVER_OCTET) as usize;
+
+/// Why a topology could not be built or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("could not run `ip`: {0} (install iproute2)")]
+    Spawn(#[from] std::io::Error),
+    #[error("at most {MAX_SERVERS} servers fit below the registry's address")]
+    TooManyServers,
+    #[error("no server slot {0}")]
+    NoSuchServer(usize),
+    #[error("network namespaces need root")]
+    NotRoot,
+}
+
+/// Where the bridge (and the load balancer) lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Core {
+    /// A namespace of the topology's own: isolated, for tests.
+    Namespace,
+    /// The caller's namespace: the host, for `bootstrap.sh --netns`.
+    Root,
+}
+
+/// One host of the topology: a namespace with `eth0` on the bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// The namespace's name (`ip netns`).
+    pub netns: String,
+    /// The address of its `eth0`.
+    pub ip: Ipv4Addr,
+    /// The bridge-side end of its veth pair (in the core), for cutting it off.
+    pub bridge_port: String,
+}
+
+/// Options for [`Topology`]. `servers` namespaces are made at build time;
+/// nothing is started until the caller asks.
+#[derive(Debug, Clone)]
+pub struct TopologyBuilder {
+    servers: usize,
+    core: Core,
+    prefix: Option<String>,
+    log_dir: Option<PathBuf>,
+    detached: bool,
+}
+
+impl TopologyBuilder {
+    /// Where process logs go (default: a fresh directory under the temp
+    /// directory, removed with the topology).
+    pub fn log_dir(mut self, dir: &Path) -> Self {
+        self.log_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Starts processes in process groups of their own, so they outlive the
+    /// caller's terminal session (for [`Topology::persist`]).
+    pub fn detached(mut self, detached: bool) -> Self {
+        self.detached = detached;
+        self
+    }
+
+    pub fn servers(mut self, n: usize) -> Self {
+        self.servers = n;
+        self
+    }
+
+    pub fn core(mut self, core: Core) -> Self {
+        self.core = core;
+        self
+    }
+
+    /// Names every namespace `<prefix>-...` (default: unique per test).
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = Some(prefix.to_owned());
+        self
+    }
+
+    pub fn build(self) -> Result<Topology, TopologyError> {
+        if !ipcs_common::sys::is_root() {
+            return Err(TopologyError::NotRoot);
+        }
+        if self.servers > MAX_SERVERS {
+            return Err(TopologyError::TooManyServers);
+        }
+        let prefix = self.prefix.unwrap_or_else(unique_prefix);
+        let keep_logs = self.log_dir.is_some();
+        let log_dir = self
+            .log_dir
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("{prefix}-logs")));
+        std::fs::create_dir_all(&log_dir)?;
+        let mut topology = Topology {
+            core_netns: match self.core {
+                Core::Namespace => Some(format!("{prefix}-core")),
+                Core::Root => None,
+            },
+            prefix,
+            log_dir,
+            registry: None,
+            servers: Vec::new(),
+            processes: Vec::new(),
+            made_bridge: false,
+            keep_logs,
+            detached: self.detached,
+        };
+        // On error, `topology` is dropped here and removes what was made.
+        topology.make_core()?;
+        topology.registry = Some(topology.make_host("reg", REGISTRY_IP)?);
+        for _ in 0..self.servers {
+            topology.add_server()?;
+        }
+        Ok(topology)
+    }
+}
+
+fn unique_prefix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Short: veth names are at most 15 bytes.
+    format!(
+        "it{}{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A bridge with a registry host and server hosts, and the processes started
+/// in them. Dropping it stops the processes and removes every namespace,
+/// link and bridge it made.
+#[derive(Debug)]
+pub struct Topology {
+    prefix: String,
+    core_netns: Option<String>,
+    log_dir: PathBuf,
+    registry: Option<Host>,
+    /// Server slots; `None` where a server was removed.
+    servers: Vec<Option<Host>>,
+    processes: Vec<ChildProcess>,
+    made_bridge: bool,
+    keep_logs: bool,
+    detached: bool,
+}
+
+impl Topology {
+    pub fn builder() -> TopologyBuilder {
+        TopologyBuilder {
+            servers: 0,
+            core: Core::Namespace,
+            prefix: None,
+            log_dir: None,
+            detached: false,
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The core's namespace; `None` when the core is the caller's namespace.
+    pub fn core_netns(&self) -> Option<&str> {
+        self.core_netns.as_deref()
+    }
+
+    pub fn bridge(&self) -> &str {
+        BRIDGE
+    }
+
+    pub fn lb_ip(&self) -> Ipv4Addr {
+        LB_IP
+    }
+
+    pub fn registry(&self) -> &Host {
+        self.registry
+            .as_ref()
+            .expect("registry host is made at build time")
+    }
+
+    pub fn registry_addr(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(REGISTRY_IP, REGISTRY_PORT))
+    }
+
+    /// Server slot `i` (from 0), if it exists.
+    pub fn server(&self, i: usize) -> Option<&Host> {
+        self.servers.get(i).and_then(Option::as_ref)
+    }
+
+    /// The slots of the servers that exist.
+    pub fn server_slots(&self) -> Vec<usize> {
+        (0..self.servers.len())
+            .filter(|i| self.servers[*i].is_some())
+            .collect()
+    }
+
+    /// The id a server in slot `i` takes by default (last octet of its IP).
+    pub fn server_id(i: usize) -> u8 {
+        FIRST_SERVER_OCTET + i as u8
+    }
+
+    /// Directory holding every process's log.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Adds a server namespace in the next free slot; returns the slot.
+    pub fn add_server(&mut self) -> Result<usize, TopologyError> {
+        let slot = self.servers.len();
+        if slot >= MAX_SERVERS {
+            return Err(TopologyError::TooManyServers);
+        }
+        let ip = Ipv4Addr::new(172, 16, 238, Self::server_id(slot));
+        let host = self.make_host(&format!("s{}", Self::server_id(slot)), ip)?;
+        self.servers.push(Some(host));
+        Ok(slot)
+    }
+
+    /// Removes server slot `i`: its processes are stopped, its namespace
+    /// deleted (taking its veth pair with it).
+    pub fn remove_server(&mut self, i: usize) -> Result<(), TopologyError> {
+        let host = self
+            .servers
+            .get_mut(i)
+            .and_then(Option::take)
+            .ok_or(TopologyError::NoSuchServer(i))?;
+        self.stop_processes_in(&host.netns);
+        run("ip", &["netns", "del", &host.netns])
+    }
+
+    /// Starts `program` in `netns` (`None`: the core). Its output goes to
+    /// `<log_dir>/<label>.log`; it is stopped when the topology is dropped.
+    /// Returns an index for [`process`](Self::process).
+    pub fn spawn(
+        &mut self,
+        label: &str,
+        netns: Option<&str>,
+        program: &Path,
+        args: &[String],
+    ) -> Result<usize, TopologyError> {
+        let netns = netns.map(str::to_owned).or_else(|| self.core_netns.clone());
+        let log = self.log_dir.join(format!("{label}.log"));
+        let child =
+            ChildProcess::spawn(label, netns.as_deref(), program, args, log, self.detached)?;
+        self.processes.push(child);
+        Ok(self.processes.len() - 1)
+    }
+
+    /// Starts `ipcs-registry` on its host with extra `args`.
+    pub fn start_registry(&mut self, args: &[&str]) -> Result<usize, TopologyError> {
+        let netns = self.registry().netns.clone();
+        let mut all = vec!["--listen".to_owned(), format!("0.0.0.0:{REGISTRY_PORT}")];
+        all.extend(args.iter().map(|s| s.to_string()));
+        self.spawn("registry", Some(&netns), &binary("ipcs-registry"), &all)
+    }
+
+    /// Starts `ipcs-server` in slot `i`, pointed at the registry, with extra
+    /// `args`.
+    pub fn start_server(&mut self, i: usize, args: &[&str]) -> Result<usize, TopologyError> {
+        let netns = self
+            .server(i)
+            .ok_or(TopologyError::NoSuchServer(i))?
+            .netns
+            .clone();
+        let mut all = vec![
+            "--iface".to_owned(),
+            "eth0".to_owned(),
+            "--registry".to_owned(),
+            self.registry_addr().to_string(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        self.spawn(
+            &format!("server{}", Self::server_id(i)),
+            Some(&netns),
+            &binary("ipcs-server"),
+            &all,
+        )
+    }
+
+    /// Starts `ipcs-lb` in the core, on the bridge, pointed at the registry,
+    /// with extra `args` (e.g. `--listen`).
+    pub fn start_lb(&mut self, args: &[&str]) -> Result<usize, TopologyError> {
+        let mut all = vec![
+            "--iface".to_owned(),
+            BRIDGE.to_owned(),
+            "--registry".to_owned(),
+            self.registry_addr().to_string(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        self.spawn("lb", None, &binary("ipcs-lb"), &all)
+    }
+
+    pub fn process(&self, index: usize) -> &ChildProcess {
+        &self.processes[index]
+    }
+
+    pub fn process_mut(&mut self, index: usize) -> &mut ChildProcess {
+        &mut self.processes[index]
+    }
+
+    /// A command that runs `program` in the core namespace (where the load
+    /// balancer listens), e.g. `calc` or `loadgen`.
+    pub fn command_in_core(&self, program: &Path) -> Command {
+        self.command_in(self.core_netns.as_deref(), program)
+    }
+
+    /// A command that runs `program` in `netns` (`None`: the caller's).
+    pub fn command_in(&self, netns: Option<&str>, program: &Path) -> Command {
+        match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Moves the calling thread into the core namespace (no-op for a root
+    /// core), so it can reach the load balancer with its own sockets.
+    pub fn enter_core(&self) -> std::io::Result<()> {
+        match &self.core_netns {
+            Some(ns) => ipcs_common::sys::netns::enter_for_thread(ns),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes a host's link to the bridge down (`up == false`) or back up: all
+    /// frames to and from it are lost meanwhile, its processes keep running.
+    pub fn set_link(&self, host: &Host, up: bool) -> Result<(), TopologyError> {
+        let state = if up { "up" } else { "down" };
+        self.ip_in_core(&["link", "set", &host.bridge_port, state])
+    }
+
+    /// The whole log of every process, for a failing test's message.
+    pub fn logs(&self) -> String {
+        self.processes
+            .iter()
+            .map(|p| format!("----- {} (pid {}) -----\n{}", p.label(), p.pid(), p.log()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Hands the topology over to the system: processes keep running and
+    /// namespaces stay after this value is gone (for `ipcs-netns up`).
+    /// Returns the processes' pids by label.
+    pub fn persist(mut self) -> Vec<(String, u32)> {
+        let pids = self
+            .processes
+            .iter()
+            .map(|p| (p.label().to_owned(), p.pid()))
+            .collect();
+        for p in self.processes.drain(..) {
+            std::mem::forget(p);
+        }
+        self.registry = None;
+        self.servers.clear();
+        self.core_netns = None;
+        self.made_bridge = false;
+        self.keep_logs = true;
+        pids
+    }
+
+    fn stop_processes_in(&mut self, netns: &str) {
+        // Processes are started through `ip netns exec <ns>`; their log name
+        // does not say where they run, so look at the namespace of the pid.
+        let inode = std::fs::metadata(format!("/run/netns/{netns}"))
+            .ok()
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.ino()
+            });
+        let Some(inode) = inode else { return };
+        self.processes.retain(|p| {
+            let link = std::fs::read_link(format!("/proc/{}/ns/net", p.pid())).ok();
+            let here = link
+                .map(|l| l.to_string_lossy().contains(&format!("[{inode}]")))
+                .unwrap_or(false);
+            !here
+        });
+    }
+
+    fn make_core(&mut self) -> Result<(), TopologyError> {
+        if let Some(core) = &self.core_netns {
+            run("ip", &["netns", "add", core])?;
+            self.ip_in_core(&["link", "set", "lo", "up"])?;
+        }
+        self.ip_in_core(&["link", "add", BRIDGE, "type", "bridge"])?;
+        self.made_bridge = true;
+        self.ip_in_core(&[
+            "addr",
+            "add",
+            &format!("{LB_IP}/{PREFIX_LEN}"),
+            "dev",
+            BRIDGE,
+        ])?;
+        self.ip_in_core(&["link", "set", BRIDGE, "up"])
+    }
+
+    fn make_host(&mut self, short: &str, ip: Ipv4Addr) -> Result<Host, TopologyError> {
+        let netns = format!("{}-{short}", self.prefix);
+        run("ip", &["netns", "add", &netns])?;
+        let bridge_port = format!("{}{short}", self.port_prefix());
+        let core_args: Vec<&str> = match &self.core_netns {
+            Some(core) => vec!["netns", core],
+            None => vec![],
+        };
+        let mut add = vec!["link", "add", "name", &bridge_port];
+        add.extend(&core_args);
+        add.extend(["type", "veth", "peer", "name", "eth0", "netns", &netns]);
+        run("ip", &add)?;
+        self.ip_in_core(&["link", "set", &bridge_port, "master", BRIDGE])?;
+        self.ip_in_core(&["link", "set", &bridge_port, "up"])?;
+        run(
+            "ip",
+            &[
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{ip}/{PREFIX_LEN}"),
+                "dev",
+                "eth0",
+            ],
+        )?;
+        run("ip", &["-n", &netns, "link", "set", "eth0", "up"])?;
+        run("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
+        Ok(Host {
+            netns,
+            ip,
+            bridge_port,
+        })
+    }
+
+    /// Bridge-port names: unique within the core; in the root namespace they
+    /// carry the prefix so they cannot clash with anything else there.
+    fn port_prefix(&self) -> String {
+        match &self.core_netns {
+            Some(_) => "v".to_owned(),
+            None => format!("{}-", self.prefix),
+        }
+    }
+
+    fn ip_in_core(&self, args: &[&str]) -> Result<(), TopologyError> {
+        match &self.core_netns {
+            Some(core) => {
+                let mut all = vec!["-n", core.as_str()];
+                all.extend(args);
+                run("ip", &all)
+            }
+            None => run("ip", args),
+        }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("topology {} logs:\n{}", self.prefix, self.logs());
+        }
+        for mut p in self.processes.drain(..) {
+            p.stop(std::time::Duration::from_secs(2));
+        }
+        let hosts: Vec<Host> = self
+            .registry
+            .take()
+            .into_iter()
+            .chain(self.servers.drain(..).flatten())
+            .collect();
+        for host in hosts {
+            let _ = run("ip", &["netns", "del", &host.netns]);
+        }
+        if self.made_bridge && self.core_netns.is_none() {
+            let _ = run("ip", &["link", "del", BRIDGE]);
+        }
+        if let Some(core) = self.core_netns.take() {
+            let _ = run("ip", &["netns", "del", &core]);
+        }
+        if !self.keep_logs {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
+    }
+}
+
+/// Runs a command to completion, failing with its stderr.
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), TopologyError> {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(TopologyError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
