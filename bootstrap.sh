@@ -324,22 +324,19 @@ ensure_lb() {
 }
 
 print_usage_hint() {
-    local bin=${IPCS_BIN_DIR#"$PWD"/}
-    cat <<EOF
-
-IPCS is up ($mode mode): registry $IPCS_REGISTRY_HOST ($IPCS_REGISTRY_IP:$IPCS_REGISTRY_PORT), $servers servers on $IPCS_BRIDGE,
-load balancer on $IPCS_CALC_HOST:$IPCS_LB_PORT (log $(lb_logfile)).
-
-  export PATH="$bin:\$PATH"              # calc and loadgen
-  calc $IPCS_CALC_HOST:$IPCS_LB_PORT                          # interactive calculator
-  calc $IPCS_CALC_HOST:$IPCS_LB_PORT '6*7'                    # one answer, for scripts
-  loadgen --rps 100000 $IPCS_CALC_HOST:$IPCS_LB_PORT          # load
-  ./bootstrap.sh scale 5                           # servers up or down$(
-        [[ $mode == docker ]] && printf '\n  docker compose up -d --scale server=5          # the same, by hand (or docker-compose)'
-    )
-  ./bootstrap.sh status                            # what runs
-  ./bootstrap.sh down                              # stop and remove everything
-EOF
+    local bin=$IPCS_BIN_DIR t=$IPCS_CALC_HOST:$IPCS_LB_PORT
+    printf '\nIPCS is up (%s mode): registry %s (%s:%s), %s servers on %s,\nload balancer on %s (log %s).\n\n' \
+        "$mode" "$IPCS_REGISTRY_HOST" "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_PORT" "$servers" \
+        "$IPCS_BRIDGE" "$t" "$(lb_logfile)"
+    hint() { printf '  %-44s # %s\n' "$1" "$2"; }
+    printf "  export PATH=\"%s:\$PATH\"\n" "$bin"
+    hint "calc $t" "the calculator's prompt"
+    hint "calc $t '6*7'" "one answer, for scripts"
+    hint "loadgen --rps 100000 $t" "load: throughput and latency"
+    hint "./bootstrap.sh scale 5" "servers up or down"
+    [[ $mode == docker ]] && hint "docker compose up -d --scale server=5" "the same by hand (or docker-compose)"
+    hint "./bootstrap.sh status" "what runs"
+    hint "./bootstrap.sh down" "stop and remove everything"
 }
 
 cmd_up() {
