@@ -192,7 +192,8 @@ compose_lb_running() { [[ -n "$(compose --profile lb ps -q lb 2>/dev/null)" ]]; 
 
 docker_down() {
     if ! docker_reachable; then
-        warn "the Docker engine is not reachable: containers and network (if any) left as they are"
+        [[ $(recorded_mode) == netns ]] ||
+            warn "the Docker engine is not reachable: containers and network (if any) left as they are"
         return 0
     fi
     if find_compose; then
