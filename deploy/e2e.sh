@@ -101,7 +101,10 @@ preflight() {
     ip link show "$IPCS_BRIDGE" >/dev/null 2>&1 && found+=("interface $IPCS_BRIDGE")
     hosts_has_tagged && found+=("tagged entries in $IPCS_HOSTS_FILE")
     ip netns list 2>/dev/null | grep -qE '^ipcs-' && found+=("namespaces ipcs-* (ipcs-netns)")
-    ip -br link 2>/dev/null | grep -qE '^ipcs-' && found+=("links ipcs-* (veth ends of an ipcs-netns topology)")
+    # Only the netns pass would collide with these names.
+    if [[ " ${passes[*]} " == *" netns "* ]] && ip -br link 2>/dev/null | grep -qE '^ipcs-'; then
+        found+=("links ipcs-* (veth ends of an ipcs-netns topology; the kernel may take minutes to drop them after down)")
+    fi
     if ((${#found[@]})); then
         printf 'e2e: refusing to run: an IPCS deployment (or another e2e run) is up:\n' >&2
         printf '  - %s\n' "${found[@]}" >&2
