@@ -1,0 +1,420 @@
+#!/usr/bin/env bash
+# End-to-end acceptance of the deployment: bootstrap.sh stands IPCS up, the
+# LB answers, servers are added and removed, one is killed and one frozen
+# under steady load with every request answered, and `down` leaves nothing.
+# Once with Docker, once with network namespaces. Cleans up on any exit.
+set -euo pipefail
+
+# shellcheck source=deploy/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+IPCS_LOG_PREFIX="e2e"
+
+usage() {
+    cat <<EOF
+Usage: deploy/e2e.sh [--docker-only | --netns-only] [--no-build] [--rps R] [--seconds S]
+
+Runs ./bootstrap.sh in Docker mode and then in netns mode, and in each:
+  1. answers through the LB (calc, and loadgen: every request answered);
+  2. scales to 5 servers and sees all 5 ids in replies within 3 s;
+  3. scales down to 2 under steady load: every request answered;
+  4. kills a server (docker kill / SIGKILL) under load: every request answered;
+  5. freezes one (docker pause / SIGSTOP) under load: every request answered;
+  6. ./bootstrap.sh down leaves no container, network, bridge, hosts entry or LB.
+"Every request answered" is loadgen --json at R rps for S s with
+lost == 0, wrong == 0 and errors == 0.
+
+It uses the deployment's fixed names (network ipcs, bridge ipcs0, the tagged
+/etc/hosts lines), so it refuses to run while a deployment is up rather than
+destroy it. Needs root, a Docker engine (for the Docker pass), cargo and python3.
+Ends with 'N passed, M failed'; exits 1 if anything failed.
+
+Options:
+  --docker-only   only the Docker pass
+  --netns-only    only the netns pass
+  --no-build      use the binaries already built (target/static/...)
+  --rps R         loadgen rate for the under-load checks (default 2000)
+  --seconds S     loadgen duration (default 5)
+  -h, --help      this help
+EOF
+}
+
+passes=(docker netns)
+build=1
+rps=2000
+seconds=5
+while (($#)); do
+    case $1 in
+    --docker-only) passes=(docker) ;;
+    --netns-only) passes=(netns) ;;
+    --no-build) build=0 ;;
+    --rps)
+        [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || die "--rps needs a number"
+        rps=$2
+        shift
+        ;;
+    --seconds)
+        [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || die "--seconds needs a number"
+        seconds=$2
+        shift
+        ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+    esac
+    shift
+done
+
+((EUID == 0)) || die "run as root (hosts file, raw sockets, namespaces)"
+have python3 || die "python3 is needed to read loadgen's JSON report"
+
+# A run directory of our own, so a concurrent run elsewhere never shares
+# pidfiles or logs with this one.
+IPCS_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ipcs-e2e.$$.XXXXXX")
+export IPCS_RUN_DIR
+work=$IPCS_RUN_DIR.work
+mkdir -p "$work"
+BOOTSTRAP=$IPCS_REPO/bootstrap.sh
+CALC=$IPCS_BIN_DIR/calc
+LOADGEN=$IPCS_BIN_DIR/loadgen
+TARGET=$IPCS_CALC_HOST:$IPCS_LB_PORT
+
+passed=0
+failed=0
+pass() {
+    passed=$((passed + 1))
+    say "PASS $*"
+}
+fail() {
+    failed=$((failed + 1))
+    say "FAIL $*"
+}
+
+# --- refuse to touch a deployment that is already up ---------------------------------
+preflight() {
+    local found=()
+    [[ -e /run/ipcs/mode ]] && found+=("/run/ipcs/mode (bootstrap.sh up ran)")
+    if docker_reachable && docker network inspect "$IPCS_NET" >/dev/null 2>&1; then
+        found+=("Docker network $IPCS_NET")
+    fi
+    ip link show "$IPCS_BRIDGE" >/dev/null 2>&1 && found+=("interface $IPCS_BRIDGE")
+    hosts_has_tagged && found+=("tagged entries in $IPCS_HOSTS_FILE")
+    ip netns list 2>/dev/null | grep -qE '^ipcs-' && found+=("namespaces ipcs-* (ipcs-netns)")
+    # Only the netns pass would collide with these names.
+    if [[ " ${passes[*]} " == *" netns "* ]] && ip -br link 2>/dev/null | grep -qE '^ipcs-'; then
+        found+=("links ipcs-* (veth ends of an ipcs-netns topology; the kernel may take minutes to drop them after down)")
+    fi
+    if ((${#found[@]})); then
+        printf 'e2e: refusing to run: an IPCS deployment (or another e2e run) is up:\n' >&2
+        printf '  - %s\n' "${found[@]}" >&2
+        printf 'e2e: it owns the fixed names this test needs; take it down first (./bootstrap.sh down)\n' >&2
+        exit 2
+    fi
+}
+
+# --- cleanup, also on failure ---------------------------------------------------------
+deployed=0
+loadgen_pid=""
+cleanup() {
+    local rc=$?
+    [[ -n $loadgen_pid ]] && kill "$loadgen_pid" 2>/dev/null
+    if ((deployed)); then
+        if ((rc != 0 || failed != 0)); then
+            diagnostics
+        fi
+        unfreeze_all
+        "$BOOTSTRAP" down >/dev/null 2>&1 || warn "bootstrap.sh down failed during cleanup"
+    fi
+    rm -rf "$work" "$IPCS_RUN_DIR"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+diagnostics() {
+    say "--- diagnostics ---"
+    "$BOOTSTRAP" status 2>&1 | sed 's/^/  /' || true
+    say "--- last lines of the LB log ---"
+    lb_log_tail 30 | sed 's/^/  /' || true
+    if [[ $current == docker ]]; then
+        local c
+        for c in $(server_containers) $(docker ps -aq --filter "label=com.docker.compose.service=registry" --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT"); do
+            say "--- docker logs $c (last 10 lines) ---"
+            docker logs --tail 10 "$c" 2>&1 | sed 's/^/  /' || true
+        done
+    fi
+}
+
+# --- the servers of the current pass ---------------------------------------------------
+current=""
+frozen=()
+
+server_containers() {
+    docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
+        --filter "label=com.docker.compose.service=server"
+}
+
+# Server ids (last octet of each address) the registry lists.
+registry_ids() {
+    registry_list 2>/dev/null | awk 'NF == 4 && $1 ~ /^[0-9]+$/ { print $1 }' | sort -n | tr '\n' ' '
+}
+
+# Ids of the servers that run now, from the platform itself (not the registry).
+running_ids() {
+    if [[ $current == docker ]]; then
+        local c
+        for c in $(server_containers); do
+            docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$c"
+        done | awk -F. '{ print $4 }' | sort -n | tr '\n' ' '
+    else
+        netns_server_pids | awk '{ print $1 }' | sort -n | tr '\n' ' '
+    fi
+}
+
+# "id pid" for each running server process of the netns pass, from the
+# harness's status (lines "  server<id> pid <pid> running").
+netns_server_pids() {
+    "$IPCS_BIN_DIR/ipcs-netns" --run-dir "$IPCS_RUN_DIR/netns" status 2>/dev/null |
+        awk '$1 ~ /^server[0-9]+$/ && $2 == "pid" && $4 == "running" { print substr($1, 7), $3 }'
+}
+
+# Kills (KILL) or freezes (STOP) one running server; prints what it hit.
+disrupt_one() {
+    local how=$1 c pid
+    if [[ $current == docker ]]; then
+        c=$(server_containers | head -n 1)
+        [[ -n $c ]] || return 1
+        if [[ $how == kill ]]; then
+            docker kill "$c" >/dev/null
+        else
+            docker pause "$c" >/dev/null
+            frozen+=("$c")
+        fi
+        printf 'container %s\n' "$(docker inspect -f '{{.Name}}' "$c")"
+    else
+        read -r _ pid < <(netns_server_pids | head -n 1) || return 1
+        [[ -n $pid ]] || return 1
+        if [[ $how == kill ]]; then
+            kill -KILL "$pid"
+        else
+            kill -STOP "$pid"
+            frozen+=("$pid")
+        fi
+        printf 'server process %s\n' "$pid"
+    fi
+}
+
+unfreeze_all() {
+    local f
+    for f in "${frozen[@]}"; do
+        if [[ $f =~ ^[0-9]+$ ]]; then
+            kill -CONT "$f" 2>/dev/null || true
+        else
+            docker unpause "$f" >/dev/null 2>&1 || true
+        fi
+    done
+    frozen=()
+}
+
+# --- load and answers ---------------------------------------------------------------------
+# Starts loadgen in the background at the steady rate; its JSON goes to $1.
+load_start() {
+    bridge_is_local || die "$IPCS_BRIDGE with $IPCS_GATEWAY is gone: not sending load to $TARGET"
+    "$LOADGEN" --rps "$rps" --duration "${seconds}s" --json "$TARGET" >"$1" 2>"$1.err" &
+    loadgen_pid=$!
+}
+
+# "sent answered lost wrong errors" from loadgen's JSON report (errors is a
+# map of error code to count: its total). Fails if a field is missing.
+load_counts() {
+    python3 - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+errors = r["errors"]
+total = sum(errors.values()) if isinstance(errors, dict) else int(errors)
+print(r["sent"], r["answered"], r["lost"], r["wrong"], total)
+PY
+}
+
+# Waits for loadgen and checks that every request was answered.
+load_check() {
+    local what=$1 out=$2 rc=0 counts sent answered lost wrong errors
+    wait "$loadgen_pid" || rc=$?
+    loadgen_pid=""
+    if ((rc != 0)); then
+        fail "$what: loadgen exited $rc: $(tail -n 3 "$out.err" 2>/dev/null | tr '\n' ' ')"
+        return
+    fi
+    if ! counts=$(load_counts "$out" 2>&1); then
+        fail "$what: unreadable loadgen --json report: $(head -c 300 "$out")"
+        return
+    fi
+    read -r sent answered lost wrong errors <<<"$counts"
+    if ((sent > 0 && lost == 0 && wrong == 0 && errors == 0)); then
+        pass "$what: every request answered (sent $sent, answered $answered, lost 0, wrong 0, errors 0)"
+    else
+        fail "$what: sent $sent, answered $answered, lost $lost, wrong $wrong, errors $errors ($(grep -o '"errors":{[^}]*}' "$out"))"
+    fi
+}
+
+# Steady load for the configured time while `action` runs one second in.
+under_load() {
+    local what=$1 action=$2 out
+    out=$work/load.$passed.$failed.json
+    load_start "$out"
+    sleep 1
+    "$action" || fail "$what: could not disrupt ($action failed)"
+    load_check "$what" "$out"
+}
+
+# The server ids seen in `n` replies through the LB (calc --show-server).
+ids_in_replies() {
+    local n=$1 i replies
+    bridge_is_local || return 0
+    # calc fails when any request goes unanswered; the ids of the answered
+    # ones still count here.
+    replies=$(for ((i = 0; i < n; i++)); do echo 1+1; done |
+        timeout 10 "$CALC" --show-server --timeout-ms 300 "$TARGET" 2>/dev/null) || true
+    sed -nE 's/.*\(server ([0-9]+)\).*/\1/p' <<<"$replies" | sort -n | uniq | tr '\n' ' '
+}
+
+# --- the steps -----------------------------------------------------------------------------
+step_answers() {
+    local out
+    bridge_is_local || die "$IPCS_BRIDGE with $IPCS_GATEWAY is gone: not sending to $TARGET"
+    if out=$("$CALC" "$TARGET" '2+3' '6*7' '4294967295+1' 2>&1) &&
+        [[ "$(tr '\n' ' ' <<<"$out")" == "5 42 4294967296 " ]]; then
+        pass "calc through the LB: 2+3, 6*7, 4294967295+1"
+    else
+        fail "calc through the LB answered: $(printf '%s' "$out" | tr '\n' ' ')"
+    fi
+    under_load "steady load, nothing disturbed" true
+}
+
+step_scale_up() {
+    "$BOOTSTRAP" scale 5 >"$work/scale.log" 2>&1 || {
+        fail "bootstrap.sh scale 5: $(tail -n 3 "$work/scale.log" | tr '\n' ' ')"
+        return
+    }
+    # All five ids must come back in replies within 3 s of the scale command
+    # returning (containers or processes started; the LB polls the registry).
+    local want="" seen="" t0 ms ok=0
+    t0=$(date +%s%N)
+    while (($(date +%s%N) - t0 < 3000000000)); do
+        want=$(running_ids)
+        seen=$(ids_in_replies 40)
+        if [[ $seen == "$want" ]] && (($(wc -w <<<"$want") == 5)); then
+            ok=1
+            break
+        fi
+        sleep 0.1
+    done
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    if ((ok)); then
+        pass "scaled to 5: ids ${seen% } all answered within ${ms} ms"
+    else
+        fail "scaled to 5: running ids [$want], seen in replies [$seen] after ${ms} ms (registry: $(registry_ids))"
+    fi
+}
+
+scale_to_2() { "$BOOTSTRAP" scale 2 >"$work/scale.log" 2>&1; }
+
+# Runs n servers (a killed one is started again) and waits until the LB
+# answers from all of them, so the next fault hits a settled system.
+scale_to() {
+    local n=$1 i want seen=""
+    if ! "$BOOTSTRAP" scale "$n" >"$work/scale.log" 2>&1; then
+        fail "bootstrap.sh scale $n: $(tail -n 3 "$work/scale.log" | tr '\n' ' ')"
+        return 1
+    fi
+    for ((i = 0; i < 50; i++)); do
+        want=$(running_ids)
+        seen=$(ids_in_replies 30)
+        [[ $seen == "$want" ]] && (($(wc -w <<<"$want") == n)) && return 0
+        sleep 0.1
+    done
+    fail "scale to $n: running ids [$want], seen in replies [$seen]"
+    return 1
+}
+kill_one() { disrupt_one kill >"$work/disrupted" && say "killed $(cat "$work/disrupted")"; }
+pause_one() { disrupt_one pause >"$work/disrupted" && say "froze $(cat "$work/disrupted")"; }
+
+step_scale_down() {
+    under_load "scale down to 2 under load" scale_to_2
+    local n
+    n=$(wc -w <<<"$(running_ids)")
+    if ((n == 2)); then pass "2 servers run after scaling down"; else fail "$n servers run after scaling down to 2"; fi
+}
+
+step_down() {
+    local lb before
+    before=$(lb_pid) || before=""
+    if ! "$BOOTSTRAP" down >"$work/down.log" 2>&1; then
+        fail "bootstrap.sh down: $(tail -n 3 "$work/down.log" | tr '\n' ' ')"
+    fi
+    deployed=0
+    local left=()
+    if docker_reachable; then
+        [[ -n "$(docker ps -aq --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT")" ]] &&
+            left+=("containers of project $IPCS_COMPOSE_PROJECT")
+        docker network inspect "$IPCS_NET" >/dev/null 2>&1 && left+=("Docker network $IPCS_NET")
+    fi
+    ip link show "$IPCS_BRIDGE" >/dev/null 2>&1 && left+=("interface $IPCS_BRIDGE")
+    hosts_has_tagged && left+=("tagged lines in $IPCS_HOSTS_FILE")
+    [[ -n $before ]] && kill -0 "$before" 2>/dev/null && left+=("the LB process $before")
+    lb=$(lb_pid) && left+=("an LB process ($lb) in the pidfile")
+    if [[ $current == netns ]]; then
+        [[ -n "$(netns_server_pids)" ]] && left+=("server processes of ipcs-netns")
+        ip netns list 2>/dev/null | grep -qE '^ipcs-' && left+=("namespaces ipcs-*")
+        ip -br link 2>/dev/null | grep -qE '^ipcs-' && left+=("links ipcs-* (veth ends)")
+        iptables -S FORWARD 2>/dev/null | grep -q ipcs-bootstrap && left+=("the FORWARD rule for $IPCS_BRIDGE")
+    fi
+    if ((${#left[@]})); then
+        fail "down left behind: ${left[*]}"
+    else
+        pass "down left nothing behind (containers, network, $IPCS_BRIDGE, hosts entries, LB)"
+    fi
+}
+
+run_pass() {
+    current=$1
+    say "=== $current pass ==="
+    local args=(up "--$current" --servers 3 --timeout 60)
+    ((build)) || args+=(--no-build)
+    deployed=1
+    if ! "$BOOTSTRAP" "${args[@]}" >"$work/up.log" 2>&1; then
+        fail "$current: bootstrap.sh ${args[*]}: $(tail -n 5 "$work/up.log" | tr '\n' ' ')"
+        diagnostics
+        unfreeze_all
+        "$BOOTSTRAP" down >/dev/null 2>&1 || true
+        deployed=0
+        return
+    fi
+    build=0 # the second pass uses what the first built
+    pass "$current: bootstrap.sh up answered (registry + 3 servers + LB)"
+    if "$BOOTSTRAP" "${args[@]}" >"$work/up2.log" 2>&1; then
+        pass "$current: bootstrap.sh up again (idempotent)"
+    else
+        fail "$current: second bootstrap.sh up: $(tail -n 5 "$work/up2.log" | tr '\n' ' ')"
+    fi
+    step_answers
+    step_scale_up
+    step_scale_down
+    # Three servers before each fault, so the fault takes one of several.
+    scale_to 3 && under_load "a server killed under load" kill_one
+    scale_to 3 && under_load "a server frozen under load" pause_one
+    ((failed)) && diagnostics
+    unfreeze_all
+    step_down
+}
+
+preflight
+if [[ " ${passes[*]} " == *" docker "* ]] && ! docker_reachable; then
+    die "the Docker pass needs a reachable Docker engine (or run --netns-only)"
+fi
+for p in "${passes[@]}"; do
+    run_pass "$p"
+done
+printf '%s passed, %s failed\n' "$passed" "$failed"
+((failed == 0))

@@ -1,0 +1,255 @@
+# shellcheck shell=bash disable=SC2034
+# Shared by bootstrap.sh, deploy/build-images.sh and deploy/e2e.sh: the fixed
+# names and addresses of an IPCS deployment and the small steps every script
+# needs (finding the Compose tool, editing /etc/hosts, running the host LB).
+# Sourced, never run: it defines variables and functions and does nothing else.
+
+# --- fixed names and addresses (the topology in docs/DEPLOY.md) -------------
+IPCS_NET="ipcs"                      # Docker network name
+IPCS_BRIDGE=ipcs0                   # its bridge interface; the LB's raw socket binds here
+IPCS_SUBNET=172.16.238.0/24
+IPCS_GATEWAY=172.16.238.1           # the host's address on ipcs0
+IPCS_IP_RANGE=172.16.238.0/26       # where Docker hands out server addresses (.2-.62)
+IPCS_REGISTRY_IP=172.16.238.100     # outside the dynamic range: never given to a server
+IPCS_REGISTRY_PORT=7070
+IPCS_LB_PORT=8080
+IPCS_LB_ADMIN=127.0.0.1:9100
+IPCS_CALC_HOST=calc.batata          # the host, where the LB listens
+IPCS_REGISTRY_HOST=registry.batata
+IPCS_COMPOSE_PROJECT="ipcs"
+IPCS_LABEL=org.ipcs.managed-by=bootstrap
+IPCS_HOSTS_TAG="# ipcs-bootstrap"   # marks the /etc/hosts lines bootstrap owns
+IPCS_TARGET=x86_64-unknown-linux-gnu
+
+IPCS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+IPCS_RUN_DIR=${IPCS_RUN_DIR:-/run/ipcs}
+IPCS_HOSTS_FILE=${IPCS_HOSTS_FILE:-/etc/hosts}
+# Statically linked release binaries: the same files go into the scratch
+# images and run on the host (LB, calc, loadgen) and in the namespaces.
+IPCS_BIN_DIR=${IPCS_BIN_DIR:-$IPCS_REPO/target/static/$IPCS_TARGET/release}
+
+# --- messages ----------------------------------------------------------------
+say() { printf '%s\n' "${IPCS_LOG_PREFIX:-ipcs}: $*"; }
+warn() { printf '%s\n' "${IPCS_LOG_PREFIX:-ipcs}: warning: $*" >&2; }
+die() {
+    printf '%s\n' "${IPCS_LOG_PREFIX:-ipcs}: error: $*" >&2
+    exit 1
+}
+
+# --- tools -------------------------------------------------------------------
+have() { command -v "$1" >/dev/null 2>&1; }
+
+docker_reachable() { have docker && docker info >/dev/null 2>&1; }
+
+# Sets the array COMPOSE to the Compose tool that is installed: the
+# `docker compose` plugin if present, else `docker-compose` (v1). Returns 1
+# if neither exists.
+COMPOSE=()
+find_compose() {
+    if have docker && docker compose version >/dev/null 2>&1; then
+        COMPOSE=(docker compose)
+    elif have docker-compose; then
+        COMPOSE=(docker-compose)
+    else
+        return 1
+    fi
+}
+
+# Runs the Compose tool on the repository's compose.yaml as project `ipcs`,
+# whatever the current directory is.
+compose() {
+    ((${#COMPOSE[@]})) || find_compose || die "no Compose tool (docker compose or docker-compose)"
+    "${COMPOSE[@]}" --project-directory "$IPCS_REPO" -f "$IPCS_REPO/compose.yaml" \
+        -p "$IPCS_COMPOSE_PROJECT" "$@"
+}
+
+# Builds every binary of the workspace, statically linked (crt-static only for
+# the target, so build scripts and proc-macros are unaffected), into its own
+# target dir so it never invalidates the normal `cargo build`.
+build_binaries() {
+    have cargo || die "cargo is not installed (needed to build the binaries)"
+    say "building release binaries (static) into ${IPCS_BIN_DIR#"$IPCS_REPO"/}"
+    (cd "$IPCS_REPO" &&
+        RUSTFLAGS="-C target-feature=+crt-static ${RUSTFLAGS:-}" \
+            cargo build --release --bins --target "$IPCS_TARGET" \
+            --target-dir "$IPCS_REPO/target/static")
+}
+
+# Fails unless every named binary is in IPCS_BIN_DIR.
+require_binaries() {
+    local missing=() b
+    for b in "$@"; do
+        [[ -x "$IPCS_BIN_DIR/$b" ]] || missing+=("$b")
+    done
+    ((${#missing[@]} == 0)) ||
+        die "missing binaries in $IPCS_BIN_DIR: ${missing[*]} (build them: ./bootstrap.sh without --no-build)"
+}
+
+# --- /etc/hosts ----------------------------------------------------------------
+# The lines bootstrap adds, each tagged so `down` removes exactly them.
+hosts_lines() {
+    printf '%s %s %s\n' "$IPCS_GATEWAY" "$IPCS_CALC_HOST" "$IPCS_HOSTS_TAG"
+    printf '%s %s %s\n' "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_HOST" "$IPCS_HOSTS_TAG"
+}
+
+hosts_has_tagged() { grep -qF -- "$IPCS_HOSTS_TAG" "$IPCS_HOSTS_FILE" 2>/dev/null; }
+
+# Rewrites the hosts file in place (it is often a bind mount that cannot be
+# replaced by rename) with the tagged lines removed, then appends `extra`.
+hosts_rewrite() {
+    local extra=$1 tmp
+    tmp=$(mktemp "${TMPDIR:-/tmp}/ipcs-hosts.XXXXXX")
+    grep -vF -- "$IPCS_HOSTS_TAG" "$IPCS_HOSTS_FILE" >"$tmp" || true
+    printf '%s' "$extra" >>"$tmp"
+    cat "$tmp" >"$IPCS_HOSTS_FILE"
+    rm -f "$tmp"
+}
+
+# Adds the tagged lines once: if they are already there exactly, nothing is
+# written; otherwise any old tagged lines are replaced.
+hosts_add() {
+    local want
+    want=$(hosts_lines)
+    if [[ "$(grep -F -- "$IPCS_HOSTS_TAG" "$IPCS_HOSTS_FILE" 2>/dev/null)" == "$want" ]]; then
+        say "$IPCS_HOSTS_FILE already has the $IPCS_CALC_HOST and $IPCS_REGISTRY_HOST entries"
+        return 0
+    fi
+    local name
+    for name in "$IPCS_CALC_HOST" "$IPCS_REGISTRY_HOST"; do
+        if grep -vF -- "$IPCS_HOSTS_TAG" "$IPCS_HOSTS_FILE" | grep -v '^[[:space:]]*#' |
+            grep -qw -- "$name"; then
+            warn "$IPCS_HOSTS_FILE has another entry for $name (not ours; left as is, it may win)"
+        fi
+    done
+    hosts_rewrite "$want"$'\n'
+    say "added $IPCS_CALC_HOST -> $IPCS_GATEWAY and $IPCS_REGISTRY_HOST -> $IPCS_REGISTRY_IP to $IPCS_HOSTS_FILE"
+}
+
+hosts_remove() {
+    if hosts_has_tagged; then
+        hosts_rewrite ""
+        say "removed the tagged entries from $IPCS_HOSTS_FILE"
+    fi
+}
+
+# --- the load balancer on the host ------------------------------------------------
+lb_pidfile() { printf '%s\n' "$IPCS_RUN_DIR/lb.pid"; }
+lb_logfile() { printf '%s\n' "$IPCS_RUN_DIR/lb.log"; }
+
+# Prints the pid of the running host LB, if the pidfile names a live ipcs-lb
+# process (a stale pidfile, or a pid reused by something else, is not ours).
+lb_pid() {
+    local pid exe
+    pid=$(cat "$(lb_pidfile)" 2>/dev/null) || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+    [[ "${exe##*/}" == ipcs-lb* ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+# What holds UDP port $IPCS_LB_PORT on the host, if anything (ss's users:
+# field), so a clash is reported before the LB fails to bind.
+udp_port_holder() {
+    have ss || return 1
+    ss -H -ulnp "sport = :$IPCS_LB_PORT" 2>/dev/null | grep -oE 'users:\(\(.*\)\)' | head -n 1
+}
+
+# The LB's log without backtrace frames (RUST_BACKTRACE makes errors long).
+lb_log_tail() {
+    grep -vE '^ +(at |[0-9]+: )' "$(lb_logfile)" 2>/dev/null | tail -n "${1:-20}"
+}
+
+# Starts the LB detached (own session, stdin closed, output to the log file).
+lb_start() {
+    mkdir -p "$IPCS_RUN_DIR"
+    local log holder
+    log=$(lb_logfile)
+    if holder=$(udp_port_holder) && [[ -n $holder ]]; then
+        die "UDP port $IPCS_LB_PORT is already in use ($holder): stop that first (another deployment with another IPCS_RUN_DIR, or the compose lb service?)"
+    fi
+    printf '\n--- %s starting ipcs-lb\n' "$(date -Is)" >>"$log"
+    RUST_LOG=${RUST_LOG:-info} setsid "$IPCS_BIN_DIR/ipcs-lb" \
+        --listen "0.0.0.0:$IPCS_LB_PORT" --iface "$IPCS_BRIDGE" \
+        --registry "$IPCS_REGISTRY_HOST:$IPCS_REGISTRY_PORT" --admin "$IPCS_LB_ADMIN" \
+        </dev/null >>"$log" 2>&1 &
+    local pid=$! i
+    printf '%s\n' "$pid" >"$(lb_pidfile)"
+    # Until the background shell has exec'd ipcs-lb, /proc/<pid>/exe is still
+    # bash and lb_pid would call it "not running": wait for the exec.
+    for ((i = 0; i < 100; i++)); do
+        lb_pid >/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.02
+    done
+    if ! lb_pid >/dev/null; then
+        lb_log_tail 20 >&2 || true
+        die "ipcs-lb (pid $pid) did not start; its log is above"
+    fi
+    say "load balancer started (pid $pid, log $log)"
+}
+
+# Stops the host LB: SIGTERM, then SIGKILL after 5 s. Always removes the pidfile.
+lb_stop() {
+    local pid i
+    if pid=$(lb_pid); then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            warn "ipcs-lb (pid $pid) ignored SIGTERM for 5 s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        say "load balancer stopped (pid $pid)"
+    fi
+    rm -f "$(lb_pidfile)"
+}
+
+# Whether this namespace holds the bridge with the host's address on it. Every
+# packet to 172.16.238.x (calc.batata, the registry) is sent only then:
+# without the bridge those addresses would route off the machine.
+bridge_is_local() {
+    ip -4 -o addr show dev "$IPCS_BRIDGE" 2>/dev/null | grep -qF " $IPCS_GATEWAY/"
+}
+
+# Asks the LB with `calc HOST:PORT 1+1` until it answers 2 or `timeout_s`
+# passes. Returns 1 on timeout.
+wait_for_answer() {
+    local timeout_s=$1 deadline out
+    deadline=$((SECONDS + timeout_s))
+    while ((SECONDS < deadline)); do
+        if ! bridge_is_local; then
+            warn "$IPCS_BRIDGE with $IPCS_GATEWAY is not here: not sending to $IPCS_CALC_HOST"
+            return 1
+        fi
+        if out=$(timeout 3 "$IPCS_BIN_DIR/calc" "$IPCS_CALC_HOST:$IPCS_LB_PORT" 1+1 2>/dev/null) &&
+            [[ "${out%% *}" == 2 ]]; then
+            return 0
+        fi
+        if ! lb_pid >/dev/null; then
+            warn "the load balancer is not running; last lines of $(lb_logfile):"
+            lb_log_tail 20 >&2 || true
+            return 1
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# Prints the registry's current server list (`LIST`) using bash's /dev/tcp, so
+# status needs no client binary; bounded by `timeout` since a connect to an
+# absent address can hang. Returns non-zero if the registry does not answer.
+registry_list() {
+    bridge_is_local || return 1
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 3 bash -c '
+        exec 3<>"/dev/tcp/$1/$2" || exit 1
+        printf "LIST\n" >&3
+        while IFS= read -r line <&3; do
+            line=${line%$'"'"'\r'"'"'}
+            printf "%s\n" "$line"
+            [[ $line == END* || $line == ERR* ]] && exit 0
+        done
+        exit 1' registry_list "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_PORT"
+}
