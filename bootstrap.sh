@@ -367,13 +367,10 @@ cmd_scale() {
     if [[ $mode == docker ]]; then
         compose up -d --no-recreate --scale "server=$scale_to" registry server
     else
-        require_binaries ipcs-netns
-        # ipcs-netns has no way to add or remove one server: the topology is
-        # made again with N servers (the LB keeps running and re-learns it).
-        warn "netns mode: scaling recreates the registry and servers (ipcs-netns cannot scale in place)"
-        netns_start "$scale_to"
-        # A new bridge: the LB's raw socket must be bound again.
-        ((bridge_new)) && ensure_lb
+        require_binaries ipcs-netns ipcs-server
+        # Adds or removes servers in place: the registry, the bridge and the
+        # LB keep running, and the LB learns the change from the registry.
+        netns scale "$scale_to" --bin-dir "$IPCS_BIN_DIR" >/dev/null
         wait_for_answer "$timeout_s" ||
             die "no answer through $IPCS_CALC_HOST:$IPCS_LB_PORT within ${timeout_s}s after scaling"
     fi

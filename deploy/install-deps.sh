@@ -28,6 +28,7 @@ need_pkg() { # need_pkg COMMAND PACKAGE
 need_pkg ip iproute2
 need_pkg ps procps
 need_pkg tmux tmux
+need_pkg python3 python3
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is missing; install the Rust toolchain (rustup) first" >&2

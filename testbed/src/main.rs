@@ -35,6 +35,15 @@ enum Cmd {
         #[arg(long)]
         bin_dir: Option<PathBuf>,
     },
+    /// Add or remove servers until N run, leaving the registry, the bridge
+    /// and the other servers alone (new servers take the lowest free ids from 11).
+    Scale {
+        /// How many servers should run.
+        servers: usize,
+        /// Directory holding ipcs-server (default: beside this binary).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
     /// Stop the processes and remove the namespaces, links and bridge that `up` made.
     Down,
     /// Show what `up` made and whether its processes still run.
@@ -58,6 +67,24 @@ fn main() -> Result<()> {
             let up = persisted::up(&cli.prefix, servers, &cli.run_dir)
                 .context("bringing the topology up")?;
             up.save(&state)?;
+            up.wait_started(std::time::Duration::from_secs(3));
+            println!("{}", up.describe());
+        }
+        Cmd::Scale { servers, bin_dir } => {
+            let Some(mut up) = Persisted::load(&state)? else {
+                bail!(
+                    "no topology is up ({} does not exist); run `ipcs-netns up` first",
+                    state.display()
+                );
+            };
+            if let Some(dir) = bin_dir {
+                std::env::set_var("IPCS_BIN_DIR", dir);
+            }
+            let scaled = up.scale(&cli.prefix, servers);
+            // Save whatever was done, also when a step failed.
+            up.save(&state)?;
+            scaled.context("scaling the topology")?;
+            up.wait_started(std::time::Duration::from_secs(3));
             println!("{}", up.describe());
         }
         Cmd::Down => match Persisted::load(&state)? {

@@ -6,7 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::topology::{run, Core, Topology, TopologyError, BRIDGE};
+use std::net::Ipv4Addr;
+
+use crate::binaries::binary;
+use crate::process::ChildProcess;
+use crate::topology::{
+    bridge_port_name, make_host, remove_host, run, server_args, Core, Topology, TopologyError,
+    BRIDGE, FIRST_SERVER_OCTET, MAX_SERVERS,
+};
 
 /// What `up` made: namespaces, processes, and whether it made the bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,10 +132,92 @@ impl Persisted {
             "KILL",
         );
         for ns in &self.netns {
-            let _ = run("ip", &["netns", "del", ns]);
+            // In the root namespace a host's bridge port bears its name.
+            let _ = remove_host(None, ns, ns);
         }
         if self.bridge {
             let _ = run("ip", &["link", "del", BRIDGE]);
+        }
+    }
+
+    /// Server ids in the topology, from the namespace names `<prefix>-s<id>`.
+    pub fn server_ids(&self, prefix: &str) -> Vec<u8> {
+        let head = format!("{prefix}-s");
+        let mut ids: Vec<u8> = self
+            .netns
+            .iter()
+            .filter_map(|ns| ns.strip_prefix(&head)?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Adds or removes servers until `n` run: new ones take the lowest free
+    /// ids from 11 and start detached, pointed at the registry; removed ones
+    /// (highest ids first) are stopped and their hosts deleted. The other
+    /// servers, the registry and the bridge are not touched, so a load
+    /// balancer on the bridge keeps serving throughout.
+    pub fn scale(&mut self, prefix: &str, n: usize) -> Result<(), TopologyError> {
+        if n > MAX_SERVERS {
+            return Err(TopologyError::TooManyServers);
+        }
+        let mut ids = self.server_ids(prefix);
+        while ids.len() > n {
+            let id = ids.pop().expect("more ids than wanted");
+            let label = format!("server{id}");
+            let pids: Vec<u32> = self
+                .processes
+                .iter()
+                .filter(|(l, _)| *l == label)
+                .map(|(_, p)| *p)
+                .collect();
+            stop_all(&pids);
+            self.processes.retain(|(l, _)| *l != label);
+            let ns = format!("{prefix}-s{id}");
+            remove_host(
+                None,
+                &ns,
+                &bridge_port_name(prefix, None, &format!("s{id}")),
+            )?;
+            self.netns.retain(|x| *x != ns);
+        }
+        let mut candidate = FIRST_SERVER_OCTET;
+        while ids.len() < n {
+            while ids.contains(&candidate) {
+                candidate += 1;
+            }
+            let id = candidate;
+            let host = make_host(
+                prefix,
+                None,
+                &format!("s{id}"),
+                Ipv4Addr::new(172, 16, 238, id),
+            )?;
+            self.netns.push(host.netns.clone());
+            let label = format!("server{id}");
+            let log = self.log_dir.join(format!("{label}.log"));
+            let child = ChildProcess::spawn(
+                &label,
+                Some(&host.netns),
+                &binary("ipcs-server"),
+                &server_args(&[]),
+                log,
+                true,
+            )?;
+            self.processes.push((label, child.pid()));
+            // Detached: it outlives this command, like the ones `up` started.
+            std::mem::forget(child);
+            ids.push(id);
+        }
+        Ok(())
+    }
+
+    /// Waits up to `limit` until every process has become an IPCS binary
+    /// (they start as `ip netns exec`), so a status right after reads true.
+    pub fn wait_started(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline && !self.processes.iter().all(|(_, pid)| is_ipcs(*pid)) {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -154,6 +243,26 @@ fn is_ipcs(pid: u32) -> bool {
     let comm = words.next().unwrap_or("");
     let state = words.next().unwrap_or("Z");
     comm.starts_with("(ipcs-") && state != "Z"
+}
+
+/// Stops those of `pids` that still run an IPCS binary: CONT, TERM, and
+/// KILL after 3 s.
+fn stop_all(pids: &[u32]) {
+    let ours: Vec<u32> = pids.iter().copied().filter(|pid| is_ipcs(*pid)).collect();
+    signal_all(&ours, "CONT");
+    signal_all(&ours, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && ours.iter().any(|pid| is_ipcs(*pid)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal_all(
+        &ours
+            .iter()
+            .copied()
+            .filter(|pid| is_ipcs(*pid))
+            .collect::<Vec<_>>(),
+        "KILL",
+    );
 }
 
 fn signal_all(pids: &[u32], signal: &str) {

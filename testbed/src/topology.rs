@@ -255,7 +255,7 @@ impl Topology {
             .and_then(Option::take)
             .ok_or(TopologyError::NoSuchServer(i))?;
         self.stop_processes_in(&host.netns);
-        run("ip", &["netns", "del", &host.netns])
+        remove_host(self.core_netns.as_deref(), &host.netns, &host.bridge_port)
     }
 
     /// Starts `program` in `netns` (`None`: the core). Its output goes to
@@ -292,13 +292,7 @@ impl Topology {
             .ok_or(TopologyError::NoSuchServer(i))?
             .netns
             .clone();
-        let mut all = vec![
-            "--iface".to_owned(),
-            "eth0".to_owned(),
-            "--registry".to_owned(),
-            self.registry_addr().to_string(),
-        ];
-        all.extend(args.iter().map(|s| s.to_string()));
+        let all = server_args(args);
         self.spawn(
             &format!("server{}", Self::server_id(i)),
             Some(&netns),
@@ -432,58 +426,11 @@ impl Topology {
     }
 
     fn make_host(&mut self, short: &str, ip: Ipv4Addr) -> Result<Host, TopologyError> {
-        let netns = format!("{}-{short}", self.prefix);
-        run("ip", &["netns", "add", &netns])?;
-        let bridge_port = format!("{}{short}", self.port_prefix());
-        let core_args: Vec<&str> = match &self.core_netns {
-            Some(core) => vec!["netns", core],
-            None => vec![],
-        };
-        let mut add = vec!["link", "add", "name", &bridge_port];
-        add.extend(&core_args);
-        add.extend(["type", "veth", "peer", "name", "eth0", "netns", &netns]);
-        run("ip", &add)?;
-        self.ip_in_core(&["link", "set", &bridge_port, "master", BRIDGE])?;
-        self.ip_in_core(&["link", "set", &bridge_port, "up"])?;
-        run(
-            "ip",
-            &[
-                "-n",
-                &netns,
-                "addr",
-                "add",
-                &format!("{ip}/{PREFIX_LEN}"),
-                "dev",
-                "eth0",
-            ],
-        )?;
-        run("ip", &["-n", &netns, "link", "set", "eth0", "up"])?;
-        run("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
-        Ok(Host {
-            netns,
-            ip,
-            bridge_port,
-        })
-    }
-
-    /// Bridge-port names: unique within the core; in the root namespace they
-    /// carry the prefix so they cannot clash with anything else there.
-    fn port_prefix(&self) -> String {
-        match &self.core_netns {
-            Some(_) => "v".to_owned(),
-            None => format!("{}-", self.prefix),
-        }
+        make_host(&self.prefix, self.core_netns.as_deref(), short, ip)
     }
 
     fn ip_in_core(&self, args: &[&str]) -> Result<(), TopologyError> {
-        match &self.core_netns {
-            Some(core) => {
-                let mut all = vec!["-n", core.as_str()];
-                all.extend(args);
-                run("ip", &all)
-            }
-            None => run("ip", args),
-        }
+        ip_in(self.core_netns.as_deref(), args)
     }
 }
 
@@ -502,7 +449,7 @@ impl Drop for Topology {
             .chain(self.servers.drain(..).flatten())
             .collect();
         for host in hosts {
-            let _ = run("ip", &["netns", "del", &host.netns]);
+            let _ = remove_host(self.core_netns.as_deref(), &host.netns, &host.bridge_port);
         }
         if self.made_bridge && self.core_netns.is_none() {
             let _ = run("ip", &["link", "del", BRIDGE]);
@@ -513,6 +460,83 @@ impl Drop for Topology {
         if !self.keep_logs {
             let _ = std::fs::remove_dir_all(&self.log_dir);
         }
+    }
+}
+
+/// Makes host `<prefix>-<short>`: a namespace whose `eth0` (address `ip`)
+/// is one end of a veth pair, the other end a port of the core's bridge.
+pub(crate) fn make_host(
+    prefix: &str,
+    core: Option<&str>,
+    short: &str,
+    ip: Ipv4Addr,
+) -> Result<Host, TopologyError> {
+    let netns = format!("{prefix}-{short}");
+    run("ip", &["netns", "add", &netns])?;
+    let bridge_port = bridge_port_name(prefix, core, short);
+    let mut add = vec!["link", "add", "name", &bridge_port];
+    if let Some(core) = core {
+        add.extend(["netns", core]);
+    }
+    add.extend(["type", "veth", "peer", "name", "eth0", "netns", &netns]);
+    run("ip", &add)?;
+    ip_in(core, &["link", "set", &bridge_port, "master", BRIDGE])?;
+    ip_in(core, &["link", "set", &bridge_port, "up"])?;
+    let cidr = format!("{ip}/{PREFIX_LEN}");
+    run("ip", &["-n", &netns, "addr", "add", &cidr, "dev", "eth0"])?;
+    run("ip", &["-n", &netns, "link", "set", "eth0", "up"])?;
+    run("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
+    Ok(Host {
+        netns,
+        ip,
+        bridge_port,
+    })
+}
+
+/// Removes a host: its namespace and, explicitly, its bridge port (the
+/// kernel deletes the pair with the namespace only once nothing holds the
+/// namespace any more, which sockets closing slowly can delay).
+pub(crate) fn remove_host(
+    core: Option<&str>,
+    netns: &str,
+    bridge_port: &str,
+) -> Result<(), TopologyError> {
+    let _ = ip_in(core, &["link", "del", bridge_port]);
+    run("ip", &["netns", "del", netns])
+}
+
+/// Bridge-port names: unique within a core namespace; in the root namespace
+/// they carry the prefix so they cannot clash with anything else there (and
+/// equal the host's namespace name).
+pub(crate) fn bridge_port_name(prefix: &str, core: Option<&str>, short: &str) -> String {
+    match core {
+        Some(_) => format!("v{short}"),
+        None => format!("{prefix}-{short}"),
+    }
+}
+
+/// The arguments every server of a topology starts with.
+pub(crate) fn server_args(extra: &[&str]) -> Vec<String> {
+    let registry = SocketAddrV4::new(REGISTRY_IP, REGISTRY_PORT);
+    let mut all = vec![
+        "--iface".to_owned(),
+        "eth0".to_owned(),
+        "--registry".to_owned(),
+        registry.to_string(),
+    ];
+    all.extend(extra.iter().map(|s| s.to_string()));
+    all
+}
+
+/// Runs `ip args` in namespace `core` (`None`: the caller's).
+pub(crate) fn ip_in(core: Option<&str>, args: &[&str]) -> Result<(), TopologyError> {
+    match core {
+        Some(core) => {
+            let mut all = vec!["-n", core];
+            all.extend(args);
+            run("ip", &all)
+        }
+        None => run("ip", args),
     }
 }
 
