@@ -181,6 +181,20 @@ impl Persisted {
             )?;
             self.netns.retain(|x| *x != ns);
         }
+        // "N servers" means N running: a server whose process died (killed,
+        // crashed) is started again in its existing namespace.
+        for id in ids.clone() {
+            let label = format!("server{id}");
+            let alive = self
+                .processes
+                .iter()
+                .any(|(l, pid)| *l == label && is_ipcs(*pid));
+            if !alive {
+                self.processes.retain(|(l, _)| *l != label);
+                let pid = self.start_server(&format!("{prefix}-s{id}"), id)?;
+                self.processes.push((label, pid));
+            }
+        }
         let mut candidate = FIRST_SERVER_OCTET;
         while ids.len() < n {
             while ids.contains(&candidate) {
@@ -194,19 +208,8 @@ impl Persisted {
                 Ipv4Addr::new(172, 16, 238, id),
             )?;
             self.netns.push(host.netns.clone());
-            let label = format!("server{id}");
-            let log = self.log_dir.join(format!("{label}.log"));
-            let child = ChildProcess::spawn(
-                &label,
-                Some(&host.netns),
-                &binary("ipcs-server"),
-                &server_args(&[]),
-                log,
-                true,
-            )?;
-            self.processes.push((label, child.pid()));
-            // Detached: it outlives this command, like the ones `up` started.
-            std::mem::forget(child);
+            let pid = self.start_server(&host.netns, id)?;
+            self.processes.push((format!("server{id}"), pid));
             ids.push(id);
         }
         Ok(())
@@ -219,6 +222,24 @@ impl Persisted {
         while Instant::now() < deadline && !self.processes.iter().all(|(_, pid)| is_ipcs(*pid)) {
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Starts server `id` in namespace `netns`, detached (it outlives this
+    /// command, like the ones `up` started); its pid.
+    fn start_server(&self, netns: &str, id: u8) -> Result<u32, TopologyError> {
+        let label = format!("server{id}");
+        let log = self.log_dir.join(format!("{label}.log"));
+        let child = ChildProcess::spawn(
+            &label,
+            Some(netns),
+            &binary("ipcs-server"),
+            &server_args(&[]),
+            log,
+            true,
+        )?;
+        let pid = child.pid();
+        std::mem::forget(child);
+        Ok(pid)
     }
 
     /// A human-readable account of the topology.
