@@ -147,11 +147,14 @@ impl Loadgen {
             .args(["--p99-max", &format!("{}us", p99_max.as_micros())])
             .arg(target.to_string());
         let v = run_json(c)?;
-        v.get("find_max")
-            .and_then(|f| f.get("max_rps"))
+        let report = v
+            .get("find_max")
+            .ok_or_else(|| LoadgenError::Report("missing find_max".into(), v.to_string()))?;
+        // best_rps is null when not even the start rate held.
+        Ok(report
+            .get("best_rps")
             .and_then(Value::as_f64)
-            .map(|r| r as u64)
-            .ok_or_else(|| LoadgenError::Report("missing find_max.max_rps".into(), v.to_string()))
+            .map_or(0, |r| r as u64))
     }
 }
 

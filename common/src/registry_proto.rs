@@ -99,6 +99,8 @@ pub enum ProtoError {
     TooLong { len: usize },
     #[error("line is not ASCII")]
     NotAscii,
+    #[error("control character {0:#04x} in line")]
+    ControlCharacter(u8),
     #[error("empty line")]
     Empty,
     #[error("unknown command {0:?}")]
@@ -146,7 +148,14 @@ fn check_line(line: &str) -> Result<&str, ProtoError> {
     if !line.is_ascii() {
         return Err(ProtoError::NotAscii);
     }
-    Ok(line.strip_suffix('\r').unwrap_or(line))
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    // Only printable text and tabs: a NUL or an embedded newline in a
+    // reason would otherwise be stored and echoed back altered (found by
+    // the registry_line fuzz target).
+    if let Some(bad) = line.bytes().find(|b| b.is_ascii_control() && *b != b'\t') {
+        return Err(ProtoError::ControlCharacter(bad));
+    }
+    Ok(line)
 }
 
 fn bytes_to_str(bytes: &[u8]) -> Result<&str, ProtoError> {
@@ -435,7 +444,7 @@ impl fmt::Display for RegistryLine {
                     .chars()
                     .take(ROOM)
                     .map(|c| {
-                        if c.is_ascii_graphic() || c == ' ' {
+                        if c.is_ascii_graphic() || c == ' ' || c == '\t' {
                             c
                         } else {
                             '?'

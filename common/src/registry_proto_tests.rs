@@ -540,3 +540,25 @@ proptest! {
         prop_assert_eq!(got, lines);
     }
 }
+
+/// Found by the `registry_line` fuzz target: a control character in an ERR
+/// reason was accepted but formatted back as `?`, so the line did not round
+/// trip. Control characters are now refused when parsing.
+#[test]
+fn fuzz_regression_control_characters_are_refused() {
+    let crash: &[u8] = b"ERR\n\t\x00\x0c";
+    assert!(RegistryLine::parse_bytes(crash).is_err());
+    assert_eq!(
+        RegistryLine::parse("ERR a\x00b"),
+        Err(ProtoError::ControlCharacter(0))
+    );
+    assert_eq!(
+        ClientLine::parse("LIST\rX"),
+        Err(ProtoError::ControlCharacter(b'\r'))
+    );
+    assert_eq!(
+        RegistryLine::parse("ERR id\ttaken"),
+        Ok(RegistryLine::Err("id\ttaken".into()))
+    );
+    assert_eq!(ClientLine::parse("LIST\r\n"), Ok(ClientLine::List));
+}
