@@ -10,11 +10,11 @@ if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
   cat <<'USAGE'
 Usage: deploy/bench.sh [ipcs-bench options]
 Installs nginx + its stream module if missing (Debian packages), builds the
-release binaries, then runs target/release/ipcs-bench, which measures
+static release binaries (as bootstrap does), then runs ipcs-bench, which measures
   A  IPCS (1 worker)   B  nginx (1 worker)   C  direct to one server
   D  IPCS (2 workers)  E  nginx (2 workers)
 with loadgen --find-max and a fixed-rate run at 100,000 rps.
-Options are passed to ipcs-bench (see target/release/ipcs-bench --help),
+Options are passed to ipcs-bench (see ipcs-bench --help),
 e.g. --rps 50000 --duration-s 5.
 USAGE
   exit 0
@@ -30,6 +30,9 @@ fi
 # Debian starts the packaged service where it can; the benchmark needs no
 # system nginx, and one listening on :80 is left alone either way.
 
-cargo build --release --workspace --bins --locked
-export IPCS_BIN_DIR="$PWD/target/release"
-exec target/release/ipcs-bench "$@"
+# shellcheck source=deploy/lib.sh
+source deploy/lib.sh
+IPCS_LOG_PREFIX=bench
+build_binaries
+export IPCS_BIN_DIR
+exec "$IPCS_BIN_DIR/ipcs-bench" "$@"
