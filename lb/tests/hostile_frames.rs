@@ -474,3 +474,130 @@ fn forged_truncated_and_duplicated_frames_are_dropped_counted_and_never_reach_a_
     );
     assert_eq!(rig.metric(r#"ipcs_lb_late_replies_total"#), 0);
 }
+
+#[test]
+fn with_two_workers_each_hostile_frame_is_counted_once_by_the_worker_it_reaches() {
+    if !can_run("with_two_workers_each_hostile_frame") {
+        return;
+    }
+    // The fanout hands each frame to worker `frame[18] % 2` (the tag's low
+    // byte), whatever the frame holds: also when it is too short to have a
+    // byte 18, or names a worker that does not exist.
+    let mut rig = Rig::start(1, &["--workers", "2"]);
+    let lb_mac = Interface::lookup("ipcs0").expect("bridge").mac;
+    let slot = rig.topo.add_server().expect("intruder host");
+    let netns = rig.topo.server(slot).unwrap().netns.clone();
+    let (intruder, intruder_mac) = raw_socket_in(&netns);
+    let mut rng = fastrand::Rng::with_seed(0x2_f4a3e);
+    let before = rig.drops();
+    let replies: Vec<Vec<u8>> = (0..400)
+        .map(|_| emit(reply(lb_mac, intruder_mac, rng.u32(..), 9)))
+        .collect();
+    // Tags naming worker 0 or 1 reach it and name a free slot (stale); the
+    // rest name a worker that does not exist (foreign to whichever gets it).
+    let (mine, foreign): (Vec<_>, Vec<_>) = replies.iter().partition(|f| f[18] < 2);
+    let whole = emit(reply(lb_mac, intruder_mac, rng.u32(..), 9));
+    let truncated: Vec<Vec<u8>> = (14..28).map(|len| whole[..len].to_vec()).collect();
+    let unknown_kinds: Vec<Vec<u8>> = (4..=255u8)
+        .map(|k| {
+            let mut f = emit(reply(lb_mac, intruder_mac, rng.u32(..), 9));
+            f[14] = k;
+            f
+        })
+        .collect();
+    for batch in [&replies, &truncated, &unknown_kinds] {
+        assert_eq!(inject(&intruder, batch), batch.len() as u64);
+    }
+    assert_drops(
+        &rig,
+        &before,
+        &[
+            (DropReason::Stale, mine.len() as u64),
+            (DropReason::ForeignTag, foreign.len() as u64),
+            (
+                DropReason::BadFrame,
+                (truncated.len() + unknown_kinds.len()) as u64,
+            ),
+        ],
+    );
+    eprintln!("two workers: dropped {:?}", increase(&rig, &before));
+    assert!(rig.lb_running(), "the LB died:\n{}", rig.lb_log());
+    let client = support::Client::new(rig.lb_addr());
+    for i in 0..10 {
+        let request = Request {
+            a: i,
+            b: 5,
+            op: Op::Add,
+        };
+        assert!(matches!(
+            client.ask(request),
+            Response::Reply(Reply { result, .. }) if result == request.answer()
+        ));
+    }
+}
+
+/// Junk frames per second in the flood, and for how long.
+const FRAME_FLOOD_RATE: f64 = 50_000.0;
+const FRAME_FLOOD_FOR: Duration = Duration::from_secs(2);
+
+#[test]
+fn a_flood_of_junk_frames_starves_no_client() {
+    if !can_run("a_flood_of_junk_frames") {
+        return;
+    }
+    let mut rig = Rig::start(1, &[]);
+    let lb_mac = Interface::lookup("ipcs0").expect("bridge").mac;
+    let slot = rig.topo.add_server().expect("intruder host");
+    let netns = rig.topo.server(slot).unwrap().netns.clone();
+    let (intruder, intruder_mac) = raw_socket_in(&netns);
+    let before = rig.drops();
+    let mut rng = fastrand::Rng::with_seed(0x3_f4a3e);
+    // Replies with random tags (foreign to the one worker but for 1 in 256:
+    // stale), every third with an unknown kind.
+    let shapes: Vec<Vec<u8>> = (0..64)
+        .map(|i| {
+            let mut f = emit(reply(lb_mac, intruder_mac, rng.u32(..), 9));
+            if i % 3 == 0 {
+                f[14] = 0x42;
+            }
+            f
+        })
+        .collect();
+    let flood = thread::spawn(move || {
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while started.elapsed() < FRAME_FLOOD_FOR {
+            let due = (started.elapsed().as_secs_f64() * FRAME_FLOOD_RATE) as u64;
+            if sent >= due {
+                thread::sleep(Duration::from_micros(200));
+                continue;
+            }
+            match intruder.send(&shapes[sent as usize % shapes.len()]) {
+                Ok(_) => sent += 1,
+                Err(_) => thread::sleep(Duration::from_micros(100)),
+            }
+        }
+        (sent, started.elapsed())
+    });
+    let out = support::paced_load(rig.lb_addr(), 400, 200, |_| {});
+    let (sent, elapsed) = flood.join().unwrap();
+    support::assert_all_answered(&out, &rig);
+    wait_until(Duration::from_secs(3), || {
+        increase(&rig, &before).values().sum::<u64>() >= sent
+    });
+    let dropped = increase(&rig, &before);
+    let counted: u64 = dropped.values().sum();
+    eprintln!(
+        "frame flood: {sent} junk frames in {elapsed:.2?} ({:.0}/s), counted {counted} \
+         {dropped:?}; steady client {}/{} answered",
+        sent as f64 / elapsed.as_secs_f64(),
+        out.correct,
+        out.sent
+    );
+    assert!(rig.lb_running(), "the LB died:\n{}", rig.lb_log());
+    assert!(
+        sent as f64 >= FRAME_FLOOD_RATE * elapsed.as_secs_f64() * 0.5,
+        "only {sent} frames sent"
+    );
+    assert_eq!(counted, sent, "every junk frame counted once");
+}
