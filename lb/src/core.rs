@@ -193,6 +193,11 @@ impl Core {
     /// A datagram from a client.
     pub fn on_request(&mut self, client: SocketAddr, bytes: &[u8], now: Instant) -> Action {
         bump(&self.stats.requests);
+        // Any answer to an empty datagram would be longer than it, and the
+        // LB must never amplify (its source address may be forged).
+        if bytes.is_empty() {
+            return self.dropped(DropReason::Empty);
+        }
         let request = match Request::parse_bytes(bytes) {
             Ok(request) => request,
             Err(err) => return self.error(client, err.status(), now),

@@ -171,7 +171,7 @@ fn three_hundred_requests_spread_exactly_by_server() {
 #[test]
 fn malformed_and_unknown_op_are_answered_without_a_server() {
     let mut rig = Rig::new(config(), &[1]);
-    for len in [0usize, 8, 10, 64] {
+    for len in [1usize, 8, 10, 64] {
         let action = rig.core.on_request(client(1), &vec![1u8; len], rig.t0);
         assert_eq!(
             action,
@@ -196,6 +196,26 @@ fn malformed_and_unknown_op_are_answered_without_a_server() {
     assert_eq!(rig.stats.error(Status::Malformed).load(Relaxed), 4);
     assert_eq!(rig.stats.error(Status::UnknownOp).load(Relaxed), 1);
     assert_eq!(rig.stats.requests.load(Relaxed), 5);
+}
+
+#[test]
+fn an_empty_datagram_gets_no_answer_longer_than_itself() {
+    let mut rig = Rig::new(config(), &[1]);
+    for _ in 0..3 {
+        assert_eq!(rig.core.on_request(client(1), &[], rig.t0), Action::None);
+    }
+    assert_eq!(rig.stats.drop_count(DropReason::Empty).load(Relaxed), 3);
+    assert_eq!(rig.stats.requests.load(Relaxed), 3);
+    assert_eq!(rig.stats.error(Status::Malformed).load(Relaxed), 0);
+    assert_eq!(rig.stats.errors_suppressed.load(Relaxed), 0);
+    // A 1-byte datagram may get its 1-byte error.
+    assert_eq!(
+        rig.core.on_request(client(1), &[1], rig.t0),
+        Action::Error {
+            client: client(1),
+            status: Status::Malformed
+        }
+    );
 }
 
 #[test]
@@ -501,7 +521,7 @@ fn error_replies_are_rate_limited_and_counted() {
         &[1],
     );
     let sent = (0..100)
-        .filter(|_| rig.core.on_request(client(1), &[], rig.t0) != Action::None)
+        .filter(|_| rig.core.on_request(client(1), &[1], rig.t0) != Action::None)
         .count();
     assert_eq!(sent, 5);
     assert_eq!(rig.stats.errors_suppressed.load(Relaxed), 95);
@@ -509,7 +529,7 @@ fn error_replies_are_rate_limited_and_counted() {
     // 10/s: a second later, 5 more (the burst).
     let later = rig.at(1000);
     let sent = (0..100)
-        .filter(|_| rig.core.on_request(client(1), &[], later) != Action::None)
+        .filter(|_| rig.core.on_request(client(1), &[1], later) != Action::None)
         .count();
     assert_eq!(sent, 5);
     // Forwarding is not limited.

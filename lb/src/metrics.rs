@@ -75,10 +75,12 @@ pub enum DropReason {
     QueueFull,
     /// The kernel refused to send a frame or datagram.
     SendFailed,
+    /// An empty client datagram: even a 1-byte error would be longer.
+    Empty,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::BadFrame,
         DropReason::NotForUs,
         DropReason::NotAReply,
@@ -88,6 +90,7 @@ impl DropReason {
         DropReason::WrongServer,
         DropReason::QueueFull,
         DropReason::SendFailed,
+        DropReason::Empty,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -101,6 +104,7 @@ impl DropReason {
             DropReason::WrongServer => "wrong_server",
             DropReason::QueueFull => "queue_full",
             DropReason::SendFailed => "send_failed",
+            DropReason::Empty => "empty",
         }
     }
 

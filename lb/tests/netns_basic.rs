@@ -70,7 +70,8 @@ fn malformed_and_unknown_op_get_errors_without_a_server() {
     }
     let rig = Rig::start(3, &[]);
     let client = Client::new(rig.lb_addr());
-    for len in [0usize, 8, 10] {
+    // (An empty datagram gets no answer: see hostile_udp.rs.)
+    for len in [1usize, 8, 10] {
         let answer = client.exchange(&vec![1u8; len]);
         assert_eq!(answer.as_deref(), Some(&[1u8][..]), "{len}-byte datagram");
     }

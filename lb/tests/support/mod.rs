@@ -1,10 +1,11 @@
 //! What the load balancer's netns tests share: a topology with the real
 //! registry, servers and load balancer running, a UDP client in the core
-//! namespace, a metrics scraper and a paced load with a fault injected
-//! part-way.
+//! namespace, a metrics scraper, a paced load with a fault injected
+//! part-way, and ways onto other hosts' namespaces (for raw frames).
 
 #![allow(dead_code)] // each test file uses part of this
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -115,6 +116,56 @@ impl Rig {
     pub fn lb_log(&self) -> String {
         self.topo.process(self.lb).log()
     }
+
+    /// Every `ipcs_lb_drops_total` sample, by reason.
+    pub fn drops(&self) -> BTreeMap<String, u64> {
+        let text = self.admin("/metrics").expect("metrics page");
+        text.lines()
+            .filter_map(|l| l.strip_prefix("ipcs_lb_drops_total{reason=\""))
+            .filter_map(|l| {
+                let (reason, rest) = l.split_once('"')?;
+                let value = rest.rsplit(' ').next()?.parse().ok()?;
+                Some((reason.to_owned(), value))
+            })
+            .collect()
+    }
+
+    /// Whether the load balancer process is still running.
+    pub fn lb_running(&mut self) -> bool {
+        !self.topo.process_mut(self.lb).has_exited()
+    }
+}
+
+/// Runs `f` on a thread of its own that first entered the network namespace
+/// `netns`, and returns what it returns. A socket opened there stays in that
+/// namespace whichever thread uses it afterwards.
+pub fn in_netns<T: Send>(netns: &str, f: impl FnOnce() -> T + Send) -> T {
+    thread::scope(|s| {
+        s.spawn(|| {
+            ipcs_common::sys::netns::enter_for_thread(netns)
+                .unwrap_or_else(|e| panic!("entering namespace {netns}: {e}"));
+            f()
+        })
+        .join()
+        .expect("thread in namespace")
+    })
+}
+
+/// A counter of the calling thread's network namespace from
+/// `/proc/thread-self/net/snmp`, e.g. `("Udp", "RcvbufErrors")`.
+pub fn snmp_counter(group: &str, name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("snmp counters");
+    let prefix = format!("{group}:");
+    let mut rows = text.lines().filter(|l| l.starts_with(&prefix));
+    let (Some(names), Some(values)) = (rows.next(), rows.next()) else {
+        panic!("no {group} counters in:\n{text}");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {group} {name} in:\n{text}"))
 }
 
 /// Polls `check` every 50 ms until it holds or `timeout` passes.
