@@ -109,6 +109,8 @@ fn measure(
             })?;
             let dir = config.out_dir.join(format!("nginx-{key}"));
             std::fs::create_dir_all(&dir)?;
+            // nginx resolves relative paths in its config against its prefix.
+            let dir = std::fs::canonicalize(&dir)?;
             let upstreams: Vec<SocketAddr> = topology
                 .server_slots()
                 .iter()
