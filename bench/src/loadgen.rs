@@ -140,6 +140,7 @@ impl Loadgen {
         target: SocketAddr,
         start_rps: u64,
         p99_max: Duration,
+        save_to: &Path,
     ) -> Result<u64, LoadgenError> {
         let mut c = self.command();
         c.arg("--find-max")
@@ -147,6 +148,8 @@ impl Loadgen {
             .args(["--p99-max", &format!("{}us", p99_max.as_micros())])
             .arg(target.to_string());
         let v = run_json(c)?;
+        // Every step's figures, for a reader who wants to see why a rate failed.
+        let _ = std::fs::write(save_to, v.to_string());
         let report = v
             .get("find_max")
             .ok_or_else(|| LoadgenError::Report("missing find_max".into(), v.to_string()))?;

@@ -42,6 +42,10 @@ struct Cli {
     /// Markdown file the table is written into (between the BENCH-TABLE markers).
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     markdown: PathBuf,
+    /// Only these scenarios (keys A-E, comma-separated); the table and plot
+    /// are written only when all run.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Where the latency plot (SVG) goes.
     #[arg(long, default_value = "docs/bench-latency.svg")]
     plot: PathBuf,
@@ -66,9 +70,17 @@ fn main() -> Result<()> {
         ("D", Scenario::Ipcs { workers: 2 }),
         ("E", Scenario::Nginx { workers: 2 }),
     ];
-    let rows = run_all(&config, &scenarios)?;
+    let chosen: Vec<_> = scenarios
+        .iter()
+        .filter(|(k, _)| cli.only.is_empty() || cli.only.iter().any(|o| o == k))
+        .copied()
+        .collect();
+    let rows = run_all(&config, &chosen)?;
     let table = markdown(&rows, cli.rps);
     println!("{table}");
+    if chosen.len() != scenarios.len() {
+        return Ok(());
+    }
 
     let curves: Vec<_> = rows
         .iter()

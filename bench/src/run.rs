@@ -50,6 +50,9 @@ impl Scenario {
 /// Measures every scenario in order; a scenario that fails is reported as
 /// such and the others still run.
 pub fn run_all(config: &BenchConfig, scenarios: &[(&str, Scenario)]) -> anyhow::Result<Vec<Row>> {
+    if scenarios.is_empty() {
+        anyhow::bail!("no scenario to measure");
+    }
     std::fs::create_dir_all(&config.out_dir)?;
     let mut topology = Topology::builder().servers(config.servers).build()?;
     topology.start_registry(&[])?;
@@ -137,7 +140,8 @@ fn measure(
         }
     };
     wait_until_answering(loadgen, target, &config.out_dir)?;
-    let max_clean_rps = loadgen.find_max(target, config.find_max_start, config.p99_max)?;
+    let steps = config.out_dir.join(format!("{key}-find-max.json"));
+    let max_clean_rps = loadgen.find_max(target, config.find_max_start, config.p99_max, &steps)?;
     let pid = process.map(|i| topology.process(i).pid());
     let cpu_before = pid.map(cpu_time_of_tree);
     let hgrm = config.out_dir.join(format!("{key}.hgrm"));

@@ -311,7 +311,9 @@ impl Endpoint for UdpEndpoint {
             let Some(addr) = datagram.addr else { continue };
             let answer = self.handler.handle(datagram.data);
             stats.record_udp(&answer);
-            tx.push(answer.as_bytes(), Some(addr));
+            if !answer.is_silent() {
+                tx.push(answer.as_bytes(), Some(addr));
+            }
         }
     }
 

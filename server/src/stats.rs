@@ -20,6 +20,7 @@ pub mod names {
     pub const DROPPED_BAD_SOURCE: &str = "dropped_bad_source";
     pub const UDP_ANSWERED: &str = "udp_answered";
     pub const UDP_ERRORS: &str = "udp_errors";
+    pub const UDP_EMPTY: &str = "udp_empty";
     pub const UDP_SEND_FAILED: &str = "udp_send_failed";
 }
 
@@ -50,6 +51,8 @@ pub struct Stats {
     pub udp_answered: u64,
     /// UDP requests answered with an error byte.
     pub udp_errors: u64,
+    /// Empty datagrams, dropped unanswered.
+    pub udp_empty: u64,
     /// UDP answers the kernel refused to send.
     pub udp_send_failed: u64,
 }
@@ -66,7 +69,9 @@ impl Stats {
     }
 
     pub fn record_udp(&mut self, answer: &UdpAnswer) {
-        if answer.is_error() {
+        if answer.is_silent() {
+            self.udp_empty += 1;
+        } else if answer.is_error() {
             self.udp_errors += 1;
         } else {
             self.udp_answered += 1;
@@ -93,6 +98,7 @@ impl Stats {
         .chain([
             (names::UDP_ANSWERED, self.udp_answered),
             (names::UDP_ERRORS, self.udp_errors),
+            (names::UDP_EMPTY, self.udp_empty),
             (names::UDP_SEND_FAILED, self.udp_send_failed),
         ])
     }
@@ -169,7 +175,7 @@ mod tests {
             line.contains(" dropped_not_for_us=1 dropped_short=2 "),
             "{line}"
         );
-        assert!(line.ends_with("udp_answered=1 udp_errors=1 udp_send_failed=0"));
+        assert!(line.ends_with("udp_answered=1 udp_errors=1 udp_empty=0 udp_send_failed=0"));
         assert_eq!(line.split(' ').count(), 12);
         assert_eq!(stats.counters().count(), 12);
     }

@@ -1,6 +1,8 @@
 //! The server's answer to one plain-UDP HSMAP datagram, without any socket:
 //! a 9-byte request gets the 9-byte reply, anything else a 1-byte error
-//! (wrong length: malformed; unknown op: unknown op). This is what lets the
+//! (wrong length: malformed; unknown op: unknown op), except an empty
+//! datagram, which gets nothing: an error reply is never longer than the
+//! request that caused it, so the server cannot amplify. This is what lets the
 //! server sit behind a UDP load balancer (nginx) or across an L3 network.
 
 use ipcs_common::wire::{self, hsmap::REPLY_LEN, Reply, Request, Status};
@@ -19,7 +21,12 @@ impl UdpAnswer {
 
     /// Whether this is an error reply rather than a result.
     pub fn is_error(&self) -> bool {
-        self.len != REPLY_LEN
+        self.len == 1
+    }
+
+    /// Whether nothing is to be sent (the datagram was empty).
+    pub fn is_silent(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -37,6 +44,12 @@ impl UdpHandler {
     /// The answer to one datagram. The receive slot must be longer than a
     /// request, so a datagram cut to the slot still has the wrong length.
     pub fn handle(&self, datagram: &[u8]) -> UdpAnswer {
+        if datagram.is_empty() {
+            return UdpAnswer {
+                bytes: [0; REPLY_LEN],
+                len: 0,
+            };
+        }
         match Request::parse_bytes(datagram) {
             Ok(request) => UdpAnswer {
                 bytes: Reply {
@@ -66,6 +79,13 @@ mod tests {
 
     fn answer(datagram: &[u8]) -> Response {
         Response::parse_bytes(UdpHandler::new(9).handle(datagram).as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn empty_datagram_gets_nothing() {
+        let got = UdpHandler::new(9).handle(&[]);
+        assert!(got.is_silent() && !got.is_error());
+        assert!(got.as_bytes().is_empty());
     }
 
     #[test]
