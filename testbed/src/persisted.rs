@@ -111,26 +111,8 @@ impl Persisted {
     /// bridge. Only pids that still run an IPCS binary are signalled, so a
     /// recycled pid is never hit.
     pub fn tear_down(&self) {
-        let ours: Vec<u32> = self
-            .processes
-            .iter()
-            .map(|(_, pid)| *pid)
-            .filter(|pid| is_ipcs(*pid))
-            .collect();
-        signal_all(&ours, "CONT");
-        signal_all(&ours, "TERM");
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && ours.iter().any(|pid| is_ipcs(*pid)) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        signal_all(
-            &ours
-                .iter()
-                .copied()
-                .filter(|pid| is_ipcs(*pid))
-                .collect::<Vec<_>>(),
-            "KILL",
-        );
+        let pids: Vec<u32> = self.processes.iter().map(|(_, pid)| *pid).collect();
+        stop_all(&pids);
         for ns in &self.netns {
             // In the root namespace a host's bridge port bears its name.
             let _ = remove_host(None, ns, ns);
