@@ -176,8 +176,8 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("udp_answered=1 udp_errors=1 udp_empty=0 udp_send_failed=0"));
-        assert_eq!(line.split(' ').count(), 12);
-        assert_eq!(stats.counters().count(), 12);
+        assert_eq!(line.split(' ').count(), 13);
+        assert_eq!(stats.counters().count(), 13);
     }
 
     #[test]
