@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ipcs_common::registry_client::{connect, fetch_list, ServerList};
 use ipcs_common::Op;
 use ipcs_testbed::{Signal, Topology};
-use support::{in_netns, mac_in, reply, root_or_skip, wait_for_log, Bridge};
+use support::{in_netns, mac_in, reply, root_or_skip, wait_for_log, wait_serving, Bridge};
 
 /// Long enough that a server leaving LIST quickly cannot be the TTL's doing.
 const TTL_MS: &str = "10000";
@@ -56,14 +56,7 @@ fn ids(list: &ServerList) -> Vec<u8> {
 
 fn start_server(topology: &mut Topology, slot: usize, args: &[&str]) -> usize {
     let index = topology.start_server(slot, args).expect("start server");
-    wait_for_log(
-        topology,
-        index,
-        "serving backend frames",
-        Duration::from_secs(10),
-    )
-    .unwrap_or_else(|| panic!("server did not start:\n{}", topology.logs()));
-    index
+    wait_serving(topology, index)
 }
 
 #[test]

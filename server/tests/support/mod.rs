@@ -35,6 +35,12 @@ pub fn start_server(topology: &mut Topology, slot: usize, args: &[&str]) -> usiz
             &args,
         )
         .expect("spawn server");
+    wait_serving(topology, index)
+}
+
+/// Waits until the server at process `index` says it serves; returns
+/// `index`.
+pub fn wait_serving(topology: &Topology, index: usize) -> usize {
     wait_for_log(
         topology,
         index,
