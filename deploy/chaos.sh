@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The chaos soak against the Docker deployment: bootstrap.sh brings IPCS up
+# with 4 server containers, loadgen offers steady load through the host's
+# LB, and meanwhile a schedule of faults runs (a server killed and started
+# again, one paused longer than the registry's TTL, a server added, the
+# registry killed and started again, a server removed, one server's link
+# cut for 2 s). Fails unless every request was answered correctly. The netns
+# version is ipcs-chaos (bench/); docs/RELIABILITY.md has both.
+set -euo pipefail
+# shellcheck source=deploy/lib.sh
+source "$(dirname "$0")/lib.sh"
+IPCS_LOG_PREFIX=chaos
+
+usage() {
+    cat <<EOF2
+Usage: deploy/chaos.sh [--seconds S] [--rps R] [--no-build]
+Runs the chaos soak on the Docker deployment (needs root and a Docker
+engine; refuses to run while a deployment is up, and takes its own down
+at the end, also on failure).
+  --seconds S   length of the load (default 60)
+  --rps R       offered load (default 20000)
+  --no-build    use the binaries already built (target/static/...)
+EOF2
+}
+
+seconds=60
+rps=20000
+build=1
+while (($#)); do
+    case $1 in
+    --seconds)
+        [[ $# -ge 2 && $2 =~ ^[0-9]+$ && $2 -ge 10 ]] || die "--seconds needs a number >= 10"
+        seconds=$2
+        shift
+        ;;
+    --rps)
+        [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || die "--rps needs a number"
+        rps=$2
+        shift
+        ;;
+    --no-build) build=0 ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+    esac
+    shift
+done
+
+((EUID == 0)) || die "run as root"
+docker_reachable || die "the Docker engine is not reachable"
+have python3 || die "python3 is needed to read loadgen's JSON report"
+have nsenter || die "nsenter (util-linux) is needed to find a container's link"
+[[ -e "$IPCS_RUN_DIR/mode" ]] && die "a deployment is up ($IPCS_RUN_DIR/mode): ./bootstrap.sh down first"
+
+BOOTSTRAP=$IPCS_REPO/bootstrap.sh
+work=$(mktemp -d "${TMPDIR:-/tmp}/ipcs-chaos.XXXXXX")
+loadgen_pid=""
+paused=""
+cut=""
+cleanup() {
+    local rc=$?
+    [[ -n $loadgen_pid ]] && kill "$loadgen_pid" 2>/dev/null
+    [[ -n $paused ]] && docker unpause "$paused" >/dev/null 2>&1
+    [[ -n $cut ]] && ip link set "$cut" up 2>/dev/null
+    "$BOOTSTRAP" down >/dev/null 2>&1 || warn "bootstrap.sh down failed during cleanup"
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+containers_of() { # service
+    docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
+        --filter "label=com.docker.compose.service=$1" | sort
+}
+name_of() { docker inspect -f '{{.Name}}' "$1" | tr -d /; }
+
+# The host-side end of a container's eth0: its peer's interface index,
+# read inside the container's network namespace, named in ours.
+host_link_of() {
+    local pid peer
+    pid=$(docker inspect -f '{{.State.Pid}}' "$1")
+    peer=$(nsenter -t "$pid" -n ip -o link show eth0 | sed -n 's/^[0-9]*: eth0@if\([0-9]*\):.*/\1/p')
+    [[ -n $peer ]] || return 1
+    ip -o link | awk -F': ' -v i="$peer" '$1 == i { sub(/@.*/, "", $2); print $2 }'
+}
+
+# Sleeps until `at` seconds after the load started.
+at() { sleep "$(python3 -c "import time,sys; print(max(0, $start + $1 - time.time()))")"; }
+log_fault() { say "t=$(python3 -c "import time; print(f'{time.time() - $start:6.2f}')")s $*"; }
+
+opts=(--docker --servers 4)
+((build)) || opts+=(--no-build)
+say "bringing IPCS up in Docker with 4 servers"
+"$BOOTSTRAP" "${opts[@]}" >"$work/up.log" 2>&1 || die "bootstrap.sh failed: $(tail -n 5 "$work/up.log")"
+bridge_is_local || die "$IPCS_BRIDGE with $IPCS_GATEWAY is missing: not sending load"
+
+mapfile -t servers < <(containers_of server)
+((${#servers[@]} >= 4)) || die "expected 4 server containers, found ${#servers[@]}"
+registry=$(containers_of registry | head -n 1)
+killed=${servers[0]} frozen=${servers[1]} cutoff=${servers[2]}
+
+say "load: $rps rps for ${seconds}s through $IPCS_CALC_HOST:$IPCS_LB_PORT"
+start=$(python3 -c 'import time; print(time.time())')
+"$IPCS_BIN_DIR/loadgen" --rps "$rps" --duration "${seconds}s" --json --quiet \
+    "$IPCS_CALC_HOST:$IPCS_LB_PORT" >"$work/load.json" 2>"$work/load.err" &
+loadgen_pid=$!
+
+s=$seconds
+at "$(python3 -c "print($s * 0.10)")"
+docker kill "$killed" >/dev/null && log_fault "docker kill $(name_of "$killed")"
+at "$(python3 -c "print($s * 0.22)")"
+docker start "$killed" >/dev/null && log_fault "docker start $(name_of "$killed")"
+at "$(python3 -c "print($s * 0.30)")"
+docker pause "$frozen" >/dev/null && paused=$frozen && log_fault "docker pause $(name_of "$frozen") (2.5 s, TTL 1.5 s)"
+at "$(python3 -c "print($s * 0.30 + 2.5)")"
+docker unpause "$frozen" >/dev/null && paused="" && log_fault "docker unpause $(name_of "$frozen")"
+at "$(python3 -c "print($s * 0.40)")"
+"$BOOTSTRAP" scale 5 >/dev/null && log_fault "scaled to 5 servers"
+at "$(python3 -c "print($s * 0.55)")"
+docker kill "$registry" >/dev/null && log_fault "docker kill $(name_of "$registry")"
+at "$(python3 -c "print($s * 0.63)")"
+docker start "$registry" >/dev/null && log_fault "docker start $(name_of "$registry")"
+at "$(python3 -c "print($s * 0.70)")"
+"$BOOTSTRAP" scale 4 >/dev/null && log_fault "scaled to 4 servers"
+at "$(python3 -c "print($s * 0.78)")"
+if link=$(host_link_of "$cutoff") && [[ -n $link ]]; then
+    ip link set "$link" down && cut=$link && log_fault "link of $(name_of "$cutoff") ($link) down for 2 s"
+    at "$(python3 -c "print($s * 0.78 + 2)")"
+    ip link set "$link" up && cut="" && log_fault "link of $(name_of "$cutoff") up"
+else
+    die "could not find the host end of $(name_of "$cutoff")'s link"
+fi
+
+rc=0
+wait "$loadgen_pid" || rc=$?
+loadgen_pid=""
+((rc == 0)) || die "loadgen exited $rc: $(tail -n 3 "$work/load.err")"
+read -r sent answered lost wrong errors < <(python3 - "$work/load.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+l = r["latency_us"]
+print(r["sent"], r["answered"], r["lost"], r["wrong"], sum(r["errors"].values()))
+print(f"p50 {l['p50']:.0f} us, p99 {l['p99']:.0f} us, p99.9 {l['p999']:.0f} us, max {l['max']:.0f} us", file=sys.stderr)
+PY
+)
+say "sent $sent answered $answered wrong $wrong lost $lost error replies $errors"
+if ((sent > 0 && answered == sent && lost == 0 && wrong == 0 && errors == 0)); then
+    say "clean: zero wrong, zero lost, zero error replies"
+else
+    die "not clean"
+fi
