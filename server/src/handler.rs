@@ -128,25 +128,44 @@ mod tests {
     const ME: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x03]);
     const OTHER: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x04]);
 
-    /// `50 * 1337` with tag 0x01020304, from the LB to server 3.
-    const REQUEST_FRAME: [u8; 28] = [
-        0x02, 0x42, 0xac, 0x10, 0xee, 0x03, // dst
-        0x02, 0x42, 0xac, 0x10, 0xee, 0x01, // src
-        0x88, 0xb5, // ethertype
-        0x01, // kind: request
-        0x01, 0x02, 0x03, 0x04, // tag
-        0x00, 0x00, 0x00, 0x32, 0x00, 0x00, 0x05, 0x39, 0x02, // 50 * 1337
-    ];
+    /// `50 * 1337` with tag 0x01020304, from the LB to server 3. The byte
+    /// layout itself is pinned by common's `frame_tests.rs`; here the frame
+    /// comes from the one emitter.
+    fn request_frame() -> [u8; 28] {
+        frame(
+            ME,
+            LB,
+            FrameBody::Request(Request {
+                a: 50,
+                b: 1337,
+                op: Op::Mul,
+            }),
+        )
+    }
 
     /// The answer: 66850 from server 3, same tag, back to the LB.
-    const REPLY_FRAME: [u8; 28] = [
-        0x02, 0x42, 0xac, 0x10, 0xee, 0x01, // dst
-        0x02, 0x42, 0xac, 0x10, 0xee, 0x03, // src
-        0x88, 0xb5, // ethertype
-        0x02, // kind: reply
-        0x01, 0x02, 0x03, 0x04, // tag
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x05, 0x22, 0x03, // 66850, id 3
-    ];
+    fn reply_frame() -> [u8; 28] {
+        frame(
+            LB,
+            ME,
+            FrameBody::Reply(ipcs_common::wire::Reply {
+                result: 66_850,
+                server_id: 3,
+            }),
+        )
+    }
+
+    fn frame(dst: MacAddr, src: MacAddr, body: FrameBody) -> [u8; 28] {
+        let mut bytes = [0u8; 28];
+        FrameRepr {
+            dst,
+            src,
+            tag: 0x0102_0304,
+            body,
+        }
+        .emit_into(&mut bytes);
+        bytes
+    }
 
     fn handler() -> FrameHandler {
         FrameHandler::new(ME, 3)
@@ -175,14 +194,17 @@ mod tests {
 
     #[test]
     fn request_gets_reply_bytes_to_sender_with_tag_and_id() {
-        assert_eq!(reply_bytes(handler().handle(&REQUEST_FRAME)), REPLY_FRAME);
+        assert_eq!(
+            reply_bytes(handler().handle(&request_frame())),
+            reply_frame()
+        );
     }
 
     #[test]
     fn ethernet_padding_is_ignored() {
-        let mut padded = REQUEST_FRAME.to_vec();
+        let mut padded = request_frame().to_vec();
         padded.resize(60, 0);
-        assert_eq!(reply_bytes(handler().handle(&padded)), REPLY_FRAME);
+        assert_eq!(reply_bytes(handler().handle(&padded)), reply_frame());
     }
 
     #[test]
@@ -226,7 +248,7 @@ mod tests {
     #[test]
     fn unknown_op_gets_error_frame_with_status_2() {
         for op in [0u8, 3, 0xff] {
-            let mut frame = REQUEST_FRAME;
+            let mut frame = request_frame();
             frame[27] = op;
             let bytes = reply_bytes(handler().handle(&frame));
             assert_eq!(bytes.len(), 20);
@@ -241,7 +263,7 @@ mod tests {
 
     #[test]
     fn frames_for_other_macs_are_ignored_even_when_malformed() {
-        let mut frame = REQUEST_FRAME;
+        let mut frame = request_frame();
         frame[..6].copy_from_slice(&OTHER.0);
         assert_eq!(
             handler().handle(&frame),
@@ -260,9 +282,9 @@ mod tests {
 
     #[test]
     fn short_frames_are_dropped_at_every_length() {
-        for len in 0..REQUEST_FRAME.len() {
+        for len in 0..request_frame().len() {
             assert_eq!(
-                handler().handle(&REQUEST_FRAME[..len]),
+                handler().handle(&request_frame()[..len]),
                 FrameOutcome::Drop(DropReason::Short),
                 "length {len}"
             );
@@ -272,7 +294,7 @@ mod tests {
     #[test]
     fn unknown_kind_and_non_requests_are_dropped() {
         for kind in [0u8, 4, 0x80, 0xff] {
-            let mut frame = REQUEST_FRAME;
+            let mut frame = request_frame();
             frame[14] = kind;
             assert_eq!(
                 handler().handle(&frame),
@@ -280,7 +302,7 @@ mod tests {
                 "kind {kind}"
             );
         }
-        let mut reply = REPLY_FRAME;
+        let mut reply = reply_frame();
         reply[..6].copy_from_slice(&ME.0);
         assert_eq!(
             handler().handle(&reply),
@@ -300,13 +322,13 @@ mod tests {
 
     #[test]
     fn wrong_ethertype_and_multicast_source_are_dropped() {
-        let mut frame = REQUEST_FRAME;
+        let mut frame = request_frame();
         frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
         assert_eq!(
             handler().handle(&frame),
             FrameOutcome::Drop(DropReason::WrongEtherType)
         );
-        let mut frame = REQUEST_FRAME;
+        let mut frame = request_frame();
         frame[6..12].copy_from_slice(&MacAddr::BROADCAST.0);
         assert_eq!(
             handler().handle(&frame),
