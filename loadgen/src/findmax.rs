@@ -7,6 +7,13 @@
 //! requests answered in time, p99 above `p99_max`, a wrong reply, or
 //! loadgen itself falling behind — then bisects between the last rate that
 //! held and the first that failed for a few more steps.
+//!
+//! On a shared machine one step can fail for reasons outside the target (a
+//! neighbour's burst, a page-cache flush), and a single such blip would end
+//! the ramp early. So a failed step is run again at the same rate up to
+//! `retries` times and the rate fails only if every attempt failed (wrong
+//! replies are never retried). If not even the start rate holds, the search
+//! halves the rate a few times instead of reporting nothing.
 
 use std::fmt;
 use std::time::Duration;
@@ -34,7 +41,12 @@ pub struct FindMaxConfig {
     pub min_answered: f64,
     /// Bisection steps after the first failure.
     pub refine_steps: u32,
+    /// Extra attempts at a rate whose step failed before it counts as failed.
+    pub retries: u32,
 }
+
+/// How many times the search halves the rate when the start rate fails.
+const DESCENTS: u32 = 4;
 
 /// How one step went, as the controller needs it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,6 +69,8 @@ pub struct StepResult {
     pub held: bool,
     /// Why it failed (`answered`, `p99`, `wrong`, `loadgen`), empty if held.
     pub reason: &'static str,
+    /// 0 for the first attempt at this rate, 1 for the first retry, ...
+    pub attempt: u32,
 }
 
 /// The search's result (the `find_max` object of `--json`).
@@ -83,6 +97,9 @@ pub struct FindMax {
     failed: Option<u64>,
     limited_by: &'static str,
     refine_left: u32,
+    descents_left: u32,
+    /// Attempts made so far at the rate of `next` (for retries).
+    attempt: u32,
     next: Option<u64>,
     steps: Vec<StepResult>,
 }
@@ -96,6 +113,8 @@ impl FindMax {
             failed: None,
             limited_by: "",
             refine_left: cfg.refine_steps,
+            descents_left: DESCENTS,
+            attempt: 0,
             next: Some(start),
             steps: Vec::new(),
         }
@@ -134,7 +153,14 @@ impl FindMax {
             p99_us: step.p99_us,
             held: reason.is_none(),
             reason: reason.unwrap_or(""),
+            attempt: self.attempt,
         });
+        if reason.is_some() && !step.wrong && self.attempt < self.cfg.retries {
+            self.attempt += 1;
+            self.next = Some(step.rps);
+            return;
+        }
+        self.attempt = 0;
         match reason {
             None => self.best = Some(self.best.map_or(step.rps, |b| b.max(step.rps))),
             Some(why) => {
@@ -150,7 +176,7 @@ impl FindMax {
         } else {
             match (self.best, self.failed) {
                 (_, None) => self.grow(step.rps),
-                (None, Some(_)) => None,
+                (None, Some(_)) => self.descend(step.rps),
                 (Some(best), Some(failed)) => self.bisect(best, failed),
             }
         };
@@ -166,6 +192,14 @@ impl FindMax {
             Growth::Increment(i) => rps.saturating_add(i),
         };
         Some(next.max(rps + 1).min(self.cfg.max_rps))
+    }
+
+    fn descend(&mut self, rps: u64) -> Option<u64> {
+        if self.descents_left == 0 || rps < 2 {
+            return None;
+        }
+        self.descents_left -= 1;
+        Some(rps / 2)
     }
 
     fn bisect(&mut self, best: u64, failed: u64) -> Option<u64> {
@@ -203,7 +237,7 @@ impl fmt::Display for FindMaxReport {
         for s in &self.steps {
             writeln!(
                 f,
-                "  {:>9} rps  achieved {:>11.1}  answered {:>8.3} %  p99 {:>10.1} µs  {}",
+                "  {:>9} rps  achieved {:>11.1}  answered {:>8.3} %  p99 {:>10.1} µs  {}{}",
                 s.rps,
                 s.achieved_rps,
                 s.answered_share * 100.0,
@@ -212,7 +246,8 @@ impl fmt::Display for FindMaxReport {
                     "held".to_string()
                 } else {
                     format!("FAILED ({})", s.reason)
-                }
+                },
+                if s.attempt > 0 { "  (retry)" } else { "" }
             )?;
         }
         match self.best_rps {
@@ -244,6 +279,7 @@ mod tests {
             p99_max: Duration::from_millis(1),
             min_answered: 0.999,
             refine_steps: 3,
+            retries: 0,
         }
     }
 
@@ -301,17 +337,70 @@ mod tests {
     }
 
     #[test]
-    fn p99_fails_a_step_and_nothing_held_is_reported() {
+    fn p99_fails_every_step_so_it_descends_then_reports_nothing_held() {
         let mut fm = FindMax::new(cfg(Growth::Factor(2.0)));
-        let mut s = step(10_000, 1_000_000);
-        s.p99_us = 1500.0;
-        fm.record(s);
-        assert_eq!(fm.next_rate(), None);
+        let mut rates = Vec::new();
+        while let Some(rps) = fm.next_rate() {
+            rates.push(rps);
+            let mut s = step(rps, 1_000_000);
+            s.p99_us = 1500.0;
+            fm.record(s);
+        }
+        assert_eq!(rates, [10_000, 5_000, 2_500, 1_250, 625]);
         let r = fm.report();
         assert_eq!(r.best_rps, None);
+        assert_eq!(r.failed_rps, Some(625));
         assert_eq!(r.limited_by, "p99");
-        assert!(!r.steps[0].held);
+        assert!(r.steps.iter().all(|s| !s.held));
         assert!(r.to_string().contains("no rate held"));
+    }
+
+    #[test]
+    fn a_start_rate_too_high_descends_then_bisects_up() {
+        let r = run(FindMax::new(cfg(Growth::Factor(1.5))), 7_000);
+        let rates: Vec<u64> = r.steps.iter().map(|s| s.rps).collect();
+        assert_eq!(&rates[..3], &[10_000, 5_000, 7_500], "{rates:?}");
+        let best = r.best_rps.unwrap();
+        assert!((5_000..=7_000).contains(&best), "{rates:?}");
+        assert_eq!(r.failed_rps, Some(7_500));
+    }
+
+    #[test]
+    fn a_failed_step_is_retried_and_a_blip_does_not_end_the_ramp() {
+        let mut c = cfg(Growth::Factor(2.0));
+        c.retries = 1;
+        let mut fm = FindMax::new(c);
+        fm.record(step(10_000, 1_000_000));
+        // A blip at 20k: the same rate again, and it holds.
+        let mut blip = step(20_000, 1_000_000);
+        blip.answered_share = 0.9;
+        fm.record(blip);
+        assert_eq!(fm.next_rate(), Some(20_000));
+        fm.record(step(20_000, 1_000_000));
+        assert_eq!(fm.next_rate(), Some(40_000));
+        // A real limit at 40k fails twice and then counts.
+        fm.record(step(40_000, 30_000));
+        assert_eq!(fm.next_rate(), Some(40_000));
+        fm.record(step(40_000, 30_000));
+        assert_eq!(fm.next_rate(), Some(30_000), "bisects 20k..40k");
+        let r = fm.report();
+        assert_eq!(r.best_rps, Some(20_000));
+        assert_eq!(r.failed_rps, Some(40_000));
+        let attempts: Vec<u32> = r.steps.iter().map(|s| s.attempt).collect();
+        assert_eq!(attempts, [0, 0, 1, 0, 1]);
+        assert!(r.to_string().contains("(retry)"));
+    }
+
+    #[test]
+    fn wrong_replies_are_never_retried() {
+        let mut c = cfg(Growth::Factor(2.0));
+        c.retries = 3;
+        let mut fm = FindMax::new(c);
+        let mut s = step(10_000, 1_000_000);
+        s.wrong = true;
+        fm.record(s);
+        assert_eq!(fm.next_rate(), None);
+        assert_eq!(fm.report().limited_by, "wrong");
     }
 
     #[test]

@@ -98,7 +98,8 @@ struct Args {
 
     /// Search for the highest rate that holds: step the rate up until fewer
     /// than --min-answered of the requests are answered in time or p99
-    /// exceeds --p99-max, then bisect. --rps and --duration are ignored.
+    /// exceeds --p99-max, then bisect (halving first if even --start-rps
+    /// fails). --rps and --duration are ignored.
     #[arg(long)]
     find_max: bool,
 
@@ -135,6 +136,12 @@ struct Args {
     /// first that failed.
     #[arg(long, default_value_t = 3)]
     refine: u32,
+
+    /// find-max: run a failed step again at the same rate up to this many
+    /// times; the rate fails only if every attempt failed (so one blip on a
+    /// shared machine does not end the ramp). Wrong replies are never retried.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=5))]
+    step_retries: u32,
 }
 
 fn print_progress(p: &Progress) {
@@ -211,6 +218,7 @@ fn main() -> anyhow::Result<ExitCode> {
             p99_max: args.p99_max,
             min_answered: args.min_answered / 100.0,
             refine_steps: args.refine,
+            retries: args.step_retries,
         };
         let quiet = args.quiet;
         let mut on_step = move |r: &Report| {

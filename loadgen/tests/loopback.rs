@@ -190,6 +190,7 @@ fn find_max_finds_the_capacity_of_the_target() {
         p99_max: Duration::from_millis(50),
         min_answered: 0.99,
         refine_steps: 3,
+        retries: 1,
     };
     let started = Instant::now();
     let report = search::find_max(&base, fm, &AtomicBool::new(false), &mut |_| {}, None).unwrap();
