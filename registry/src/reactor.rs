@@ -18,6 +18,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
+use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
 use crate::cidr;
@@ -141,6 +142,22 @@ fn initial_version() -> u64 {
         .map_or(1, |d| d.as_micros() as u64)
 }
 
+/// Accept-queue length asked for (the kernel caps it at `net.core.somaxconn`).
+/// A restarted registry is reconnected by every server and balancer at once;
+/// with the usual 128 a burst beyond that loses SYNs, and each lost SYN
+/// costs its sender a 1 s retransmission before it is listed again.
+const LISTEN_BACKLOG: i32 = 4096;
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // A restarted registry must rebind at once, despite TIME_WAIT leftovers.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
 impl Registry {
     /// Checks `config` and binds the listening socket.
     pub fn bind(config: Config) -> Result<Registry, RegistryError> {
@@ -150,7 +167,7 @@ impl Registry {
             source,
         };
         let poll = Poll::new().map_err(RegistryError::Poll)?;
-        let mut listener = TcpListener::bind(config.listen).map_err(bind_err)?;
+        let mut listener = listen(config.listen).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
