@@ -42,7 +42,7 @@ struct Cli {
     /// Markdown file the table is written into (between the BENCH-TABLE markers).
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     markdown: PathBuf,
-    /// Only these scenarios (keys A-E, comma-separated); the table and plot
+    /// Only these scenarios (keys A-F, comma-separated); the table and plot
     /// are written only when all run.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -64,11 +64,30 @@ fn main() -> Result<()> {
         loadgen_threads: cli.threads,
     };
     let scenarios = [
-        ("A", Scenario::Ipcs { workers: 1 }),
+        (
+            "A",
+            Scenario::Ipcs {
+                workers: 1,
+                reply_gso: true,
+            },
+        ),
         ("B", Scenario::Nginx { workers: 1 }),
         ("C", Scenario::Direct),
-        ("D", Scenario::Ipcs { workers: 2 }),
+        (
+            "D",
+            Scenario::Ipcs {
+                workers: 2,
+                reply_gso: true,
+            },
+        ),
         ("E", Scenario::Nginx { workers: 2 }),
+        (
+            "F",
+            Scenario::Ipcs {
+                workers: 1,
+                reply_gso: false,
+            },
+        ),
     ];
     let chosen: Vec<_> = scenarios
         .iter()

@@ -55,7 +55,7 @@ pub fn markdown(rows: &[Row], fixed_rps: u64) -> String {
         );
     }
     t.push('\n');
-    for (a, b) in [("A", "B"), ("A", "C"), ("D", "E"), ("D", "C")] {
+    for (a, b) in [("A", "B"), ("A", "C"), ("D", "E"), ("D", "C"), ("A", "F")] {
         if let Some(ratio) = ratio(rows, a, b) {
             let _ = writeln!(t, "- {a}/{b} (max clean rate): **{ratio:.2}**");
         }

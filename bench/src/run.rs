@@ -32,15 +32,25 @@ pub struct BenchConfig {
 /// One balancer set-up to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
-    Ipcs { workers: u32 },
-    Nginx { workers: u32 },
+    /// `reply_gso: false` runs the LB with `--no-reply-gso`, to show what
+    /// coalescing replies is worth.
+    Ipcs {
+        workers: u32,
+        reply_gso: bool,
+    },
+    Nginx {
+        workers: u32,
+    },
     Direct,
 }
 
 impl Scenario {
     pub fn name(self) -> String {
         match self {
-            Scenario::Ipcs { workers } => format!("IPCS ipcs-lb, {workers} worker(s), raw frames"),
+            Scenario::Ipcs { workers, reply_gso } => format!(
+                "IPCS ipcs-lb, {workers} worker(s), raw frames{}",
+                if reply_gso { "" } else { ", reply GSO off" }
+            ),
             Scenario::Nginx { workers } => format!("nginx UDP proxy, {workers} worker(s)"),
             Scenario::Direct => "direct to one server (UDP), no balancer".to_owned(),
         }
@@ -95,15 +105,20 @@ fn measure(
 ) -> anyhow::Result<Row> {
     let balancer: SocketAddr = BALANCER_ADDR.parse()?;
     let (target, process) = match scenario {
-        Scenario::Ipcs { workers } => {
-            let idx = topology.start_lb(&[
+        Scenario::Ipcs { workers, reply_gso } => {
+            let workers = workers.to_string();
+            let mut args = vec![
                 "--listen",
                 BALANCER_ADDR,
                 "--workers",
-                &workers.to_string(),
+                &workers,
                 "--admin",
                 "127.0.0.1:0",
-            ])?;
+            ];
+            if !reply_gso {
+                args.push("--no-reply-gso");
+            }
+            let idx = topology.start_lb(&args)?;
             (balancer, Some(idx))
         }
         Scenario::Nginx { workers } => {

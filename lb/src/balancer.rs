@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ipcs_common::sys::{set_thread_nice, Interface};
+use ipcs_common::sys::{set_thread_nice, set_udp_segment, Interface};
 
 use crate::admin::{self, AdminView};
 use crate::core::{ConfigError, Core, CoreConfig};
@@ -47,6 +47,8 @@ pub struct Config {
     pub summary_every: Duration,
     /// Nice value for the worker threads; `None` leaves it alone.
     pub nice: Option<i32>,
+    /// Send replies to one client in one UDP GSO send where possible.
+    pub reply_gso: bool,
 }
 
 /// Why a load balancer could not start.
@@ -121,6 +123,7 @@ impl LoadBalancer {
             })?;
             udp.push(socket);
         }
+        let reply_gso = config.reply_gso && enable_reply_gso(&udp);
         let group = (std::process::id() & 0xffff) as u16;
         let mut raw = Vec::with_capacity(n);
         for _ in 0..n {
@@ -194,8 +197,8 @@ impl LoadBalancer {
                 stats[w].clone(),
                 now,
             )?;
-            let reactor =
-                Reactor::new(udp, raw, core, stats[w].clone(), link.take()).map_err(worker_err)?;
+            let reactor = Reactor::new(udp, raw, core, stats[w].clone(), link.take(), reply_gso)
+                .map_err(worker_err)?;
             let nice = config.nice;
             let handle = std::thread::Builder::new()
                 .name(format!("ipcs-lb-w{w}"))
@@ -244,6 +247,22 @@ impl LoadBalancer {
 /// shares the machine with: every request crosses it twice, so each time a
 /// woken server preempts it, all traffic waits. Without the privilege the
 /// worker runs at the normal priority (and says so once).
+/// Sets `UDP_SEGMENT` to one reply's length on every listener; `false`
+/// (with a warning) if the kernel refuses, and replies then go one by one.
+fn enable_reply_gso(sockets: &[std::net::UdpSocket]) -> bool {
+    let segment = ipcs_common::wire::hsmap::REPLY_LEN as u16;
+    for socket in sockets {
+        if let Err(e) = set_udp_segment(socket, segment) {
+            tracing::warn!("UDP GSO unavailable ({e}); sending replies one datagram each");
+            for socket in sockets {
+                let _ = set_udp_segment(socket, 0);
+            }
+            return false;
+        }
+    }
+    true
+}
+
 fn prioritise(worker: usize, nice: i32) {
     if let Err(e) = set_thread_nice(nice) {
         if worker == 0 {

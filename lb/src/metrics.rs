@@ -23,6 +23,7 @@ pub mod names {
     pub const REQUESTS: &str = "ipcs_lb_requests_total";
     pub const REPLIES: &str = "ipcs_lb_replies_total";
     pub const LATE_REPLIES: &str = "ipcs_lb_late_replies_total";
+    pub const REPLIES_COALESCED: &str = "ipcs_lb_replies_coalesced_total";
     pub const RETRIES: &str = "ipcs_lb_retries_total";
     pub const ATTEMPT_TIMEOUTS: &str = "ipcs_lb_attempt_timeouts_total";
     pub const ERRORS: &str = "ipcs_lb_errors_total";
@@ -143,6 +144,9 @@ pub struct WorkerStats {
     pub replies: AtomicU64,
     /// Of those, results from a server an earlier attempt went to.
     pub late_replies: AtomicU64,
+    /// Of those, results that rode in one UDP GSO send with an earlier
+    /// reply to the same client.
+    pub replies_coalesced: AtomicU64,
     /// Attempts sent again after a timeout or error.
     pub retries: AtomicU64,
     /// Attempts that timed out.
@@ -175,6 +179,7 @@ impl Default for WorkerStats {
             requests: AtomicU64::new(0),
             replies: AtomicU64::new(0),
             late_replies: AtomicU64::new(0),
+            replies_coalesced: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             attempt_timeouts: AtomicU64::new(0),
             errors: Default::default(),
@@ -220,6 +225,7 @@ pub struct Totals {
     pub requests: u64,
     pub replies: u64,
     pub late_replies: u64,
+    pub replies_coalesced: u64,
     pub retries: u64,
     pub attempt_timeouts: u64,
     pub errors: [u64; 5],
@@ -236,6 +242,7 @@ impl Totals {
             t.requests += w.requests.load(Relaxed);
             t.replies += w.replies.load(Relaxed);
             t.late_replies += w.late_replies.load(Relaxed);
+            t.replies_coalesced += w.replies_coalesced.load(Relaxed);
             t.retries += w.retries.load(Relaxed);
             t.attempt_timeouts += w.attempt_timeouts.load(Relaxed);
             for (sum, c) in t.errors.iter_mut().zip(&w.errors) {
@@ -333,6 +340,13 @@ pub fn render(view: &MetricsView<'_>) -> String {
         "counter",
         "Results taken from a server an earlier attempt went to.",
         t.late_replies,
+    );
+    single(
+        &mut out,
+        REPLIES_COALESCED,
+        "counter",
+        "Results sent in one UDP GSO send with an earlier result to the same client.",
+        t.replies_coalesced,
     );
     single(
         &mut out,

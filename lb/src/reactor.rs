@@ -11,15 +11,24 @@
 //! sockets are read in turn, one batch each, so a flood on one cannot starve
 //! the other. When the kernel will not take more output, reading pauses
 //! until the socket is writable again instead of dropping what was decided.
+//!
+//! Replies: with UDP GSO on the listener (`UDP_SEGMENT` of one reply's
+//! length), replies queued in one batch for the same client are appended to
+//! one message, which the kernel sends as separate 9-byte datagrams after a
+//! single pass through the stack. The client sees ordinary datagrams. A
+//! reply is sent by the LB's whole output path, so this is a large share of
+//! its per-request cost (docs/BENCHMARKS.md).
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipcs_common::sys::udp::MAX_GSO_SEGMENTS;
 use ipcs_common::sys::{Interface, MsgBatch, PacketSocket};
-use ipcs_common::wire::{frame::MAX_FRAME_LEN, MacAddr, ETHERTYPE};
+use ipcs_common::wire::{frame::MAX_FRAME_LEN, hsmap::REPLY_LEN, MacAddr, ETHERTYPE};
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -41,6 +50,8 @@ pub const REGISTRY: Token = Token(3);
 pub const BATCH: usize = 64;
 /// Longer than any valid request, so an oversized datagram is seen as such.
 const UDP_SLOT: usize = 16;
+/// Room for as many replies as one GSO send may carry.
+const GSO_SLOT: usize = REPLY_LEN * MAX_GSO_SEGMENTS;
 /// Room for a frame with Ethernet padding; anything longer is not IPCS.
 const RAW_SLOT: usize = 128;
 /// How often the latency histogram is copied out for the metrics page.
@@ -93,12 +104,15 @@ pub struct Reactor {
 
 impl Reactor {
     /// Wires a worker. `registry`, if given, is polled by this worker.
+    /// `reply_gso`: the UDP socket has `UDP_SEGMENT` set to one reply's
+    /// length, so replies to one client may share a send.
     pub fn new(
         udp: StdUdpSocket,
         raw: PacketSocket,
         core: Core,
         stats: Arc<WorkerStats>,
         registry: Option<RegistryLink>,
+        reply_gso: bool,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let mut udp = UdpSocket::from_std(udp);
@@ -121,7 +135,8 @@ impl Reactor {
             io: Outbox {
                 udp,
                 raw,
-                udp_out: MsgBatch::new(BATCH * 2, UDP_SLOT),
+                udp_out: MsgBatch::new(BATCH * 2, if reply_gso { GSO_SLOT } else { UDP_SLOT }),
+                coalesce: reply_gso.then(HashMap::new),
                 raw_out: MsgBatch::new(BATCH * 2, MAX_FRAME_LEN),
                 lb_mac,
                 stats,
@@ -267,6 +282,9 @@ struct Outbox {
     udp: UdpSocket,
     raw: PacketSocket,
     udp_out: MsgBatch,
+    /// With reply GSO: the queued slot that carries replies to each client.
+    /// Indices are only valid until `udp_out` empties, so it is cleared then.
+    coalesce: Option<HashMap<SocketAddr, usize>>,
     raw_out: MsgBatch,
     lb_mac: MacAddr,
     stats: Arc<WorkerStats>,
@@ -288,7 +306,7 @@ impl Outbox {
                     write(&mut self.raw_out)
                 }
             }
-            Action::Reply { client, reply } => self.push_udp(&reply.to_bytes(), client),
+            Action::Reply { client, reply } => self.push_reply(&reply.to_bytes(), client),
             Action::Error { client, status } => self.push_udp(&status.to_bytes(), client),
         };
         if !queued {
@@ -298,10 +316,36 @@ impl Outbox {
         }
     }
 
+    /// A full reply: appended to a queued message for the same client when
+    /// GSO is on, else queued on its own.
+    fn push_reply(&mut self, bytes: &[u8; REPLY_LEN], client: SocketAddr) -> bool {
+        if let Some(&slot) = self.coalesce.as_ref().and_then(|m| m.get(&client)) {
+            if self.udp_out.append(slot, bytes) {
+                crate::metrics::bump(&self.stats.replies_coalesced);
+                return true;
+            }
+        }
+        let queued = self.push_udp(bytes, client);
+        if let Some(map) = self.coalesce.as_mut().filter(|_| queued) {
+            // The slot just filled (push_udp may have flushed first).
+            map.insert(client, self.udp_out.next_slot() - 1);
+        }
+        queued
+    }
+
     fn push_udp(&mut self, bytes: &[u8], client: SocketAddr) -> bool {
         self.udp_out.push(bytes, Some(client)) || {
-            send(&mut self.udp_out, &self.udp, &self.stats, "UDP socket");
+            self.send_udp();
             self.udp_out.push(bytes, Some(client))
+        }
+    }
+
+    fn send_udp(&mut self) {
+        send(&mut self.udp_out, &self.udp, &self.stats, "UDP socket");
+        if self.udp_out.is_empty() {
+            if let Some(map) = self.coalesce.as_mut() {
+                map.clear();
+            }
         }
     }
 
@@ -311,7 +355,7 @@ impl Outbox {
 
     fn flush(&mut self) {
         send(&mut self.raw_out, &self.raw, &self.stats, "raw socket");
-        send(&mut self.udp_out, &self.udp, &self.stats, "UDP socket");
+        self.send_udp();
     }
 }
 

@@ -1,13 +1,15 @@
 //! The load balancer in network namespaces with the real registry and
 //! servers: answers, rotation, malformed input, start-up without a registry,
-//! several workers.
+//! several workers, replies coalesced with UDP GSO.
 
 mod support;
 
+use std::net::UdpSocket;
 use std::thread;
 use std::time::Duration;
 
-use ipcs_common::wire::{Reply, Request, Response, Status};
+use ipcs_common::sys::MsgBatch;
+use ipcs_common::wire::{hsmap::REQUEST_LEN, Reply, Request, Response, Status};
 use ipcs_common::Op;
 use support::{can_run, wait_until, Client, Rig};
 
@@ -193,6 +195,82 @@ fn several_workers_share_the_port_and_each_gets_its_replies() {
         0
     );
     assert_eq!(rig.metric(r#"ipcs_lb_drops_total{reason="stale"}"#), 0);
+}
+
+/// Bursts of 64 requests from each of two sockets, sent with one `sendmmsg`
+/// so they reach the LB together; returns (replies by socket, coalesced).
+fn bursts_from_two_clients(rig: &Rig) -> ([u32; 2], u64) {
+    const BURSTS: u32 = 5;
+    const BURST: u32 = 64;
+    let sockets: Vec<UdpSocket> = (0..2)
+        .map(|_| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s
+        })
+        .collect();
+    let mut got = [0u32; 2];
+    let mut batch = MsgBatch::new(BURST as usize, REQUEST_LEN);
+    for burst in 0..BURSTS {
+        for (c, socket) in sockets.iter().enumerate() {
+            for i in 0..BURST {
+                // Each socket's operands are its own, so a reply that went
+                // to the wrong client would show.
+                let a = (c as u32) << 24 | burst << 8 | i;
+                let request = Request {
+                    a,
+                    b: 1,
+                    op: Op::Add,
+                };
+                assert!(batch.push(&request.to_bytes(), Some(rig.lb_addr())));
+            }
+            assert_eq!(batch.send_to(socket).sent, BURST as usize);
+        }
+        for (c, socket) in sockets.iter().enumerate() {
+            let mut seen = vec![false; BURST as usize];
+            let mut buf = [0u8; 64];
+            for _ in 0..BURST {
+                let (n, from) = socket.recv_from(&mut buf).expect("every reply");
+                assert_eq!(from, rig.lb_addr());
+                let Ok(Response::Reply(reply)) = Response::parse_bytes(&buf[..n]) else {
+                    panic!("not a reply: {:?}", &buf[..n]);
+                };
+                let a = reply.result - 1;
+                assert_eq!(a >> 24, c as u64, "a reply for the other client");
+                assert_eq!((a >> 8) & 0xffff, u64::from(burst), "from another burst");
+                assert!(
+                    !std::mem::replace(&mut seen[(a & 0xff) as usize], true),
+                    "duplicate"
+                );
+                got[c] += 1;
+            }
+        }
+    }
+    (got, rig.metric("ipcs_lb_replies_coalesced_total"))
+}
+
+#[test]
+fn bursts_are_answered_in_coalesced_sends_each_reply_to_its_client() {
+    if !can_run("bursts_coalesced") {
+        return;
+    }
+    let rig = Rig::start(3, &[]);
+    let (got, coalesced) = bursts_from_two_clients(&rig);
+    assert_eq!(got, [320, 320]);
+    assert_eq!(rig.metric("ipcs_lb_replies_total"), 640);
+    // Replies to one client that a batch holds leave in one GSO send.
+    assert!(coalesced > 0 && coalesced < 640, "{coalesced} coalesced");
+}
+
+#[test]
+fn without_reply_gso_each_reply_is_its_own_send() {
+    if !can_run("bursts_without_gso") {
+        return;
+    }
+    let rig = Rig::start(3, &["--no-reply-gso"]);
+    let (got, coalesced) = bursts_from_two_clients(&rig);
+    assert_eq!(got, [320, 320]);
+    assert_eq!(coalesced, 0);
 }
 
 #[test]

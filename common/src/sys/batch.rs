@@ -208,6 +208,29 @@ impl MsgBatch {
         true
     }
 
+    /// Appends `data` to queued slot `i`, which must still be unsent (with
+    /// UDP GSO on the socket, several replies to one address then leave in
+    /// one send). Returns `false`, changing nothing, when slot `i` is not
+    /// queued or has no room left.
+    pub fn append(&mut self, i: usize, data: &[u8]) -> bool {
+        if i < self.sent || i >= self.filled {
+            return false;
+        }
+        let len = self.iovecs[i].iov_len;
+        if len + data.len() > self.slot_len {
+            return false;
+        }
+        let start = i * self.slot_len + len;
+        self.buf[start..start + data.len()].copy_from_slice(data);
+        self.iovecs[i].iov_len = len + data.len();
+        true
+    }
+
+    /// Index the next [`push`](Self::push) will fill.
+    pub fn next_slot(&self) -> usize {
+        self.filled
+    }
+
     /// Sends what is queued without blocking. Stops at `WouldBlock`, leaving
     /// the rest queued (wait for the socket to be writable, then call again);
     /// once everything is out the batch is empty again.
@@ -390,6 +413,34 @@ mod tests {
         assert!(!out.push(b"ef", None));
         assert!(out.is_full());
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn appended_messages_leave_as_separate_datagrams_with_gso() {
+        let (tx, rx) = pair();
+        crate::sys::set_udp_segment(&tx, 3).unwrap();
+        let to = Some(rx.local_addr().unwrap());
+        let mut batch = MsgBatch::new(4, 9);
+        let first = batch.next_slot();
+        assert!(batch.push(b"abc", to));
+        assert!(
+            batch.push(b"x", to),
+            "shorter than the segment: one datagram"
+        );
+        assert!(batch.append(first, b"def"));
+        assert!(batch.append(first, b"ghi"));
+        assert!(!batch.append(first, b"jkl"), "slot full at 9 bytes");
+        assert!(!batch.append(3, b"abc"), "slot 3 is not queued");
+        assert_eq!(batch.send_to(&tx).sent, 2);
+        assert!(!batch.append(first, b"z"), "sent slots take nothing more");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        for _ in 0..4 {
+            let n = rx.recv(&mut buf).unwrap();
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        got.sort();
+        assert_eq!(got, ["abc", "def", "ghi", "x"]);
     }
 
     #[test]
