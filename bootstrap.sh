@@ -22,8 +22,8 @@ Commands:
                  add $IPCS_CALC_HOST and $IPCS_REGISTRY_HOST to $IPCS_HOSTS_FILE, start the
                  load balancer on the host and wait until it answers. Running it
                  again keeps what is already right and fixes the rest.
-  scale N        run N servers (Docker: compose --scale, in place; netns: the
-                 topology is made again with N servers)
+  scale N        run N servers, in place (Docker: compose --scale; netns:
+                 ipcs-netns scale); the registry and the LB keep running
   status         show what runs: mode, LB, network, servers, registry list, hosts entries
   down           remove everything 'up' made: the LB, the containers or
                  namespaces, the network, the hosts entries, $IPCS_RUN_DIR
