@@ -4,6 +4,7 @@
 //! and makes the run fail. Blank input lines are skipped. Lines are read
 //! with a length bound, so any input runs in bounded memory.
 
+use std::ffi::OsString;
 use std::io::{self, BufRead, Write};
 
 use crate::expr::quote;
@@ -35,6 +36,34 @@ impl Summary {
 }
 
 /// Evaluates each expression given on the command line, in order.
+/// Makes an argument such as `-5+3` reach the expression parser (and its
+/// "negative numbers are not accepted") instead of clap's "unexpected
+/// argument '-5'": calc has no flag that starts with a minus and a digit, so
+/// such an argument before `--` can only be an expression, and a leading
+/// space (which the parser skips) keeps clap from reading it as a flag. The
+/// order of the arguments is kept.
+pub fn shield_negative_exprs<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
+    let mut after_dashes = false;
+    args.into_iter()
+        .map(|arg| {
+            let bytes = arg.as_encoded_bytes();
+            if after_dashes {
+                return arg;
+            }
+            if bytes == b"--" {
+                after_dashes = true;
+                return arg;
+            }
+            if bytes.len() >= 2 && bytes[0] == b'-' && bytes[1].is_ascii_digit() {
+                let mut shielded = OsString::from(" ");
+                shielded.push(&arg);
+                return shielded;
+            }
+            arg
+        })
+        .collect()
+}
+
 pub fn run_args(
     client: &mut CalcClient,
     exprs: &[String],
@@ -44,7 +73,7 @@ pub fn run_args(
 ) -> io::Result<Summary> {
     let mut summary = Summary::default();
     for expr in exprs {
-        let label = quote(expr, QUOTE_MAX_CHARS);
+        let label = quote(expr.trim(), QUOTE_MAX_CHARS);
         evaluate_one(client, expr, &label, show_server, out, err, &mut summary)?;
     }
     Ok(summary)
@@ -162,6 +191,37 @@ mod tests {
                 return seen;
             }
         }
+    }
+
+    #[test]
+    fn only_minus_digit_arguments_before_dashes_are_shielded() {
+        let args = [
+            "calc",
+            "h:1",
+            "-5+3",
+            "--timeout-ms",
+            "7",
+            "-x",
+            "-",
+            "--",
+            "-9",
+        ];
+        let out = shield_negative_exprs(args.iter().map(OsString::from));
+        let out: Vec<&str> = out.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            out,
+            [
+                "calc",
+                "h:1",
+                " -5+3",
+                "--timeout-ms",
+                "7",
+                "-x",
+                "-",
+                "--",
+                "-9"
+            ]
+        );
     }
 
     #[test]

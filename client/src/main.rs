@@ -90,7 +90,7 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse_from(batch::shield_negative_exprs(std::env::args_os()));
     ipcs_common::logging::init();
 
     let target = match Target::resolve(&args.target) {

@@ -86,6 +86,31 @@ fn rejected_lines_are_explained_never_sent_and_fail_the_run() {
 }
 
 #[test]
+fn a_negative_operand_argument_is_explained_not_taken_for_a_flag() {
+    let responder = Responder::answering(1);
+    let target = responder.addr().to_string();
+    let run = run_calc(
+        &[&target, "-5+3", "1+2", "-7", "--hide-server"],
+        None,
+        LIMIT,
+    );
+    assert_eq!(run.stdout, "3\n");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stderr);
+    assert!(
+        lines[0].starts_with("calc: -5+3: negative numbers are not accepted"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].starts_with("calc: -7: "), "{}", lines[1]);
+    assert_eq!(run.code(), 1);
+    assert_eq!(responder.datagrams(), 1, "only 1+2 went out");
+    // A negative value of a flag is still the flag's usage error.
+    let run = run_calc(&[&target, "--timeout-ms", "-5", "1+2"], None, LIMIT);
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+}
+
+#[test]
 fn error_replies_are_words_on_stderr() {
     let responder = Responder::start(1, vec![], Step::error(Status::NoServer));
     let target = responder.addr().to_string();
