@@ -35,35 +35,51 @@ impl Summary {
     }
 }
 
-/// Evaluates each expression given on the command line, in order.
 /// Makes an argument such as `-5+3` reach the expression parser (and its
 /// "negative numbers are not accepted") instead of clap's "unexpected
-/// argument '-5'": calc has no flag that starts with a minus and a digit, so
-/// such an argument before `--` can only be an expression, and a leading
-/// space (which the parser skips) keeps clap from reading it as a flag. The
-/// order of the arguments is kept.
-pub fn shield_negative_exprs<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
+/// argument '-5'". calc has no flag that starts with a minus and a digit, so
+/// once the target has been given, such an argument is an expression unless
+/// it is the value of one of `value_flags` (long flags that take a value,
+/// `--timeout-ms -5` stays clap's error) or follows `--`. A leading space,
+/// which the parser skips, keeps clap from reading it as a flag; the order
+/// of the arguments is kept. Before the target nothing is changed: there
+/// `-5+3` is neither a target nor a flag, and clap says so.
+pub fn shield_negative_exprs<I: IntoIterator<Item = OsString>>(
+    args: I,
+    value_flags: &[String],
+) -> Vec<OsString> {
+    let mut args = args.into_iter();
+    // The program name is not an argument.
+    let mut out: Vec<OsString> = args.next().into_iter().collect();
     let mut after_dashes = false;
-    args.into_iter()
-        .map(|arg| {
-            let bytes = arg.as_encoded_bytes();
-            if after_dashes {
-                return arg;
-            }
-            if bytes == b"--" {
-                after_dashes = true;
-                return arg;
-            }
-            if bytes.len() >= 2 && bytes[0] == b'-' && bytes[1].is_ascii_digit() {
-                let mut shielded = OsString::from(" ");
-                shielded.push(&arg);
-                return shielded;
-            }
-            arg
-        })
-        .collect()
+    let mut target_seen = false;
+    let mut value_expected = false;
+    for arg in args {
+        let bytes = arg.as_encoded_bytes();
+        let negative = bytes.len() >= 2 && bytes[0] == b'-' && bytes[1].is_ascii_digit();
+        if after_dashes || value_expected {
+            value_expected = false;
+            out.push(arg);
+            continue;
+        }
+        if bytes == b"--" {
+            after_dashes = true;
+        } else if bytes.starts_with(b"-") && !negative {
+            value_expected = value_flags.iter().any(|f| f.as_bytes() == bytes);
+        } else if !target_seen {
+            target_seen = true;
+        } else if negative {
+            let mut shielded = OsString::from(" ");
+            shielded.push(&arg);
+            out.push(shielded);
+            continue;
+        }
+        out.push(arg);
+    }
+    out
 }
 
+/// Evaluates each expression given on the command line, in order.
 pub fn run_args(
     client: &mut CalcClient,
     exprs: &[String],
@@ -193,35 +209,52 @@ mod tests {
         }
     }
 
+    fn shield(args: &[&str]) -> Vec<String> {
+        let flags = ["--timeout-ms".to_owned(), "--attempts".to_owned()];
+        shield_negative_exprs(args.iter().map(OsString::from), &flags)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
     #[test]
-    fn only_minus_digit_arguments_before_dashes_are_shielded() {
-        let args = [
-            "calc",
-            "h:1",
-            "-5+3",
-            "--timeout-ms",
-            "7",
-            "-x",
-            "-",
-            "--",
-            "-9",
-        ];
-        let out = shield_negative_exprs(args.iter().map(OsString::from));
-        let out: Vec<&str> = out.iter().map(|a| a.to_str().unwrap()).collect();
+    fn only_expressions_after_the_target_are_shielded() {
         assert_eq!(
-            out,
+            shield(&[
+                "calc",
+                "h:1",
+                "-5+3",
+                "--timeout-ms",
+                "-7",
+                "-x",
+                "-",
+                "-1",
+                "--",
+                "-9"
+            ]),
             [
                 "calc",
                 "h:1",
                 " -5+3",
                 "--timeout-ms",
-                "7",
+                "-7",
                 "-x",
                 "-",
+                " -1",
                 "--",
                 "-9"
             ]
         );
+        // Flags before the target, and a negative before it, are left alone.
+        assert_eq!(
+            shield(&["calc", "--attempts", "2", "-5+3", "1+2"]),
+            ["calc", "--attempts", "2", "-5+3", "1+2"]
+        );
+        assert_eq!(
+            shield(&["calc", "--attempts", "2", "h:1", "-5+3"]),
+            ["calc", "--attempts", "2", "h:1", " -5+3"]
+        );
+        assert_eq!(shield(&["calc"]), ["calc"]);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use ipcs_client::{
     batch, repl, CalcClient, RetryPolicy, Target, DEFAULT_TARGET, EXIT_FAILED, EXIT_OK, EXIT_USAGE,
 };
@@ -90,7 +90,10 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse_from(batch::shield_negative_exprs(std::env::args_os()));
+    let args = Args::parse_from(batch::shield_negative_exprs(
+        std::env::args_os(),
+        &value_flags(),
+    ));
     ipcs_common::logging::init();
 
     let target = match Target::resolve(&args.target) {
@@ -128,6 +131,18 @@ fn main() -> ExitCode {
         Err(error) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_FAILED),
         Err(error) => fail(EXIT_FAILED, &error),
     }
+}
+
+/// The long flags that take a value (`--timeout-ms`, ...), from clap's own
+/// definition of the arguments.
+fn value_flags() -> Vec<String> {
+    let mut command = Args::command();
+    command.build();
+    command
+        .get_arguments()
+        .filter(|a| a.get_num_args().is_some_and(|n| n.min_values() > 0))
+        .filter_map(|a| a.get_long().map(|long| format!("--{long}")))
+        .collect()
 }
 
 fn fail(code: u8, error: &dyn std::fmt::Display) -> ExitCode {

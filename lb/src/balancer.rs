@@ -243,10 +243,6 @@ impl LoadBalancer {
     }
 }
 
-/// Gives a worker thread a higher priority than the servers and clients it
-/// shares the machine with: every request crosses it twice, so each time a
-/// woken server preempts it, all traffic waits. Without the privilege the
-/// worker runs at the normal priority (and says so once).
 /// Sets `UDP_SEGMENT` to one reply's length on every listener; `false`
 /// (with a warning) if the kernel refuses, and replies then go one by one.
 fn enable_reply_gso(sockets: &[std::net::UdpSocket]) -> bool {
@@ -263,6 +259,10 @@ fn enable_reply_gso(sockets: &[std::net::UdpSocket]) -> bool {
     true
 }
 
+/// Gives a worker thread a higher priority than the servers and clients it
+/// shares the machine with: every request crosses it twice, so each time a
+/// woken server preempts it, all traffic waits. Without the privilege the
+/// worker runs at the normal priority (and says so once).
 fn prioritise(worker: usize, nice: i32) {
     if let Err(e) = set_thread_nice(nice) {
         if worker == 0 {

@@ -26,8 +26,9 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipcs_common::sys::batch::SendReport;
 use ipcs_common::sys::udp::MAX_GSO_SEGMENTS;
-use ipcs_common::sys::{Interface, MsgBatch, PacketSocket};
+use ipcs_common::sys::{set_udp_segment, Interface, MsgBatch, PacketSocket};
 use ipcs_common::wire::{frame::MAX_FRAME_LEN, hsmap::REPLY_LEN, MacAddr, ETHERTYPE};
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
@@ -135,8 +136,8 @@ impl Reactor {
             io: Outbox {
                 udp,
                 raw,
-                udp_out: MsgBatch::new(BATCH * 2, if reply_gso { GSO_SLOT } else { UDP_SLOT }),
-                coalesce: reply_gso.then(HashMap::new),
+                udp_out: reply_batch(reply_gso),
+                coalesce: reply_gso.then(|| HashMap::with_capacity(BATCH * 2)),
                 raw_out: MsgBatch::new(BATCH * 2, MAX_FRAME_LEN),
                 lb_mac,
                 stats,
@@ -341,12 +342,34 @@ impl Outbox {
     }
 
     fn send_udp(&mut self) {
-        send(&mut self.udp_out, &self.udp, &self.stats, "UDP socket");
+        let report = send(&mut self.udp_out, &self.udp, &self.stats, "UDP socket");
         if self.udp_out.is_empty() {
             if let Some(map) = self.coalesce.as_mut() {
                 map.clear();
             }
         }
+        let gso_refused = matches!(report.last_os_error, Some(libc::EIO | libc::EINVAL));
+        if self.coalesce.is_some() && gso_refused {
+            self.stop_reply_gso();
+        }
+    }
+
+    /// Falls back to one datagram per reply for good: the kernel refused a
+    /// GSO send (`EIO`: the route's device cannot checksum for us, or
+    /// IPsec; older kernels refuse even single-segment sends then). The
+    /// replies in the refused message are lost (counted as send_failed);
+    /// clients retry them.
+    fn stop_reply_gso(&mut self) {
+        let result = set_udp_segment(&self.udp, 0);
+        tracing::warn!(
+            "the kernel refused a UDP GSO send of replies; sending each reply on its own from now on{}",
+            match &result {
+                Ok(()) => String::new(),
+                Err(e) => format!(" (and turning UDP_SEGMENT off failed: {e})"),
+            }
+        );
+        self.coalesce = None;
+        self.udp_out.set_segment_size(0);
     }
 
     fn blocked(&self) -> bool {
@@ -359,15 +382,33 @@ impl Outbox {
     }
 }
 
-fn send(batch: &mut MsgBatch, socket: &impl AsRawFd, stats: &WorkerStats, what: &str) {
+/// The queue for replies: slots long enough for a GSO send of
+/// [`MAX_GSO_SEGMENTS`] replies when `reply_gso`, else for one datagram.
+fn reply_batch(reply_gso: bool) -> MsgBatch {
+    if reply_gso {
+        let mut batch = MsgBatch::new(BATCH * 2, GSO_SLOT);
+        batch.set_segment_size(REPLY_LEN);
+        batch
+    } else {
+        MsgBatch::new(BATCH * 2, UDP_SLOT)
+    }
+}
+
+fn send(
+    batch: &mut MsgBatch,
+    socket: &impl AsRawFd,
+    stats: &WorkerStats,
+    what: &str,
+) -> SendReport {
     if batch.is_empty() {
-        return;
+        return SendReport::default();
     }
     let report = batch.send_to(socket);
     if report.failed > 0 {
+        // In datagrams: one refused GSO message may carry 64 replies.
         crate::metrics::add(
             stats.drop_count(DropReason::SendFailed),
-            report.failed as u64,
+            report.failed_datagrams as u64,
         );
         tracing::debug!(
             "{} sends on the {what} failed: {:?}",
@@ -375,4 +416,5 @@ fn send(batch: &mut MsgBatch, socket: &impl AsRawFd, stats: &WorkerStats, what: 
             report.last_error
         );
     }
+    report
 }

@@ -29,6 +29,12 @@ pub struct SendReport {
     pub failed: usize,
     /// The last such error, for logging.
     pub last_error: Option<io::ErrorKind>,
+    /// Its errno, for callers that must tell `EIO` from `EINVAL`.
+    pub last_os_error: Option<i32>,
+    /// Datagrams in the refused messages: with a
+    /// [segment size](MsgBatch::set_segment_size), a message of `n` bytes
+    /// would have left as `ceil(n / size)` datagrams; else one each.
+    pub failed_datagrams: usize,
 }
 
 /// `capacity` slots of `slot_len` bytes each, with the address and header
@@ -48,6 +54,8 @@ pub struct MsgBatch {
     filled: usize,
     /// Send side: slots before this one have been sent.
     sent: usize,
+    /// The socket's UDP GSO segment size, if any (0: none), for counting.
+    segment: usize,
 }
 
 // SAFETY: the raw pointers inside `iovecs` and `hdrs` point only into this
@@ -87,7 +95,15 @@ impl MsgBatch {
             hdrs,
             filled: 0,
             sent: 0,
+            segment: 0,
         }
+    }
+
+    /// Tells the batch that the socket it sends on cuts messages into
+    /// datagrams of `size` bytes (UDP GSO), so failures are counted in
+    /// datagrams. 0: one datagram per message.
+    pub fn set_segment_size(&mut self, size: usize) {
+        self.segment = size;
     }
 
     pub fn capacity(&self) -> usize {
@@ -261,6 +277,12 @@ impl MsgBatch {
                     // The first pending message is the one the kernel refused.
                     report.failed += 1;
                     report.last_error = Some(kind);
+                    report.last_os_error = err.raw_os_error();
+                    let len = self.iovecs[self.sent].iov_len;
+                    report.failed_datagrams += match self.segment {
+                        0 => 1,
+                        size => len.div_ceil(size).max(1),
+                    };
                     self.sent += 1;
                 }
             }
@@ -452,7 +474,17 @@ mod tests {
         assert!(out.push(b"y", Some(b.local_addr().unwrap())));
         let report = out.send_to(&a);
         assert_eq!(report.failed, 1);
+        assert_eq!(report.failed_datagrams, 1);
+        assert!(report.last_os_error.is_some());
         assert_eq!(report.sent, 1);
         assert!(out.is_empty());
+
+        // With a segment size, a refused message counts the datagrams it
+        // would have become.
+        out.set_segment_size(3);
+        assert!(out.push(b"1234567", Some("[::1]:9".parse().unwrap())));
+        assert!(out.push(b"z", Some("[::1]:9".parse().unwrap())));
+        let report = out.send_to(&a);
+        assert_eq!((report.failed, report.failed_datagrams), (2, 4));
     }
 }
