@@ -157,6 +157,18 @@ impl Core {
         Ok(core)
     }
 
+    /// The MAC frames are sent from and replies must be addressed to.
+    pub fn lb_mac(&self) -> MacAddr {
+        self.lb_mac
+    }
+
+    /// Follows a change of the backend interface's MAC: frames leave from
+    /// the new one, and replies to the old one (still in flight, and no
+    /// longer delivered to us by the bridge anyway) are not ours.
+    pub fn set_lb_mac(&mut self, mac: MacAddr) {
+        self.lb_mac = mac;
+    }
+
     pub fn config(&self) -> &CoreConfig {
         &self.config
     }

@@ -57,6 +57,11 @@ const GSO_SLOT: usize = REPLY_LEN * MAX_GSO_SEGMENTS;
 const RAW_SLOT: usize = 128;
 /// How often the latency histogram is copied out for the metrics page.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// How often the backend interface's MAC is read again. A Linux bridge
+/// without a configured address takes the lowest MAC of its ports, so it
+/// changes when a server's port comes or goes; frames from the old MAC get
+/// replies the bridge no longer hands to us.
+const MAC_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Kernel buffer size asked for on both sockets, for bursts.
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -101,6 +106,7 @@ pub struct Reactor {
     udp_readable: bool,
     raw_readable: bool,
     next_publish: Instant,
+    next_mac_check: Instant,
 }
 
 impl Reactor {
@@ -149,6 +155,7 @@ impl Reactor {
             udp_readable: true,
             raw_readable: true,
             next_publish: Instant::now() + PUBLISH_EVERY,
+            next_mac_check: Instant::now() + MAC_CHECK_EVERY,
         })
     }
 
@@ -189,7 +196,7 @@ impl Reactor {
     }
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        let mut next = self.next_publish;
+        let mut next = self.next_publish.min(self.next_mac_check);
         if let Some(d) = self.core.next_deadline() {
             next = next.min(d);
         }
@@ -208,6 +215,30 @@ impl Reactor {
         if now >= self.next_publish {
             self.core.publish_latency();
             self.next_publish = now + PUBLISH_EVERY;
+        }
+        if now >= self.next_mac_check {
+            self.follow_mac();
+            self.next_mac_check = now + MAC_CHECK_EVERY;
+        }
+    }
+
+    /// Reads the backend interface's MAC again and, if it changed, sends
+    /// from and accepts replies to the new one.
+    fn follow_mac(&mut self) {
+        let name = &self.io.raw.interface().name;
+        match Interface::lookup(name) {
+            Ok(iface) if iface.mac != self.io.lb_mac => {
+                tracing::warn!(
+                    iface = %name,
+                    old = %self.io.lb_mac,
+                    new = %iface.mac,
+                    "the backend interface's MAC changed; sending from the new one (give the bridge a fixed address to avoid this)"
+                );
+                self.io.lb_mac = iface.mac;
+                self.core.set_lb_mac(iface.mac);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(iface = %name, "cannot read the backend interface: {e}"),
         }
     }
 

@@ -1,15 +1,19 @@
 //! Faults under steady load, with the real registry and servers in network
-//! namespaces: a server killed, a server frozen, the registry killed. Every
-//! request must still get its correct answer. The tests run one at a time:
+//! namespaces: a server killed, a server frozen, the registry killed, the
+//! bridge's MAC changed. Every request must still get its correct answer. The tests run one at a time:
 //! they measure timing-sensitive behaviour on a small machine.
 
 mod support;
 
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use ipcs_common::wire::{Request, Response};
+use ipcs_common::Op;
+use ipcs_testbed::topology::BRIDGE;
 use ipcs_testbed::Signal;
-use support::{assert_all_answered, can_run, paced_load, wait_until, Rig};
+use support::{assert_all_answered, can_run, paced_load, wait_until, Client, Rig};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -88,4 +92,44 @@ fn registry_killed_the_lb_keeps_serving_its_last_list() {
         1,
         "one report of the loss: {log}"
     );
+}
+
+#[test]
+fn a_new_bridge_mac_is_followed_within_seconds() {
+    if !can_run("bridge_mac_changed") {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::start(3, &[]);
+    let client = Client::new(rig.lb_addr());
+    let request = |i: u32| Request {
+        a: i,
+        b: 7,
+        op: Op::Mul,
+    };
+    assert!(matches!(client.ask(request(1)), Response::Reply(_)));
+    // What a bridge without a fixed address does when its ports change.
+    // (This thread is in the core namespace, where the bridge is.)
+    let status = Command::new("ip")
+        .args(["link", "set", BRIDGE, "address", "02:1c:00:00:be:ef"])
+        .status()
+        .expect("ip");
+    assert!(status.success());
+    let changed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || matches!(
+            client.ask(request(2)),
+            Response::Reply(_)
+        )),
+        "never answered again: {}",
+        rig.lb_log()
+    );
+    eprintln!("answered again after {:?}", changed.elapsed());
+    for i in 0..200 {
+        match client.ask(request(i)) {
+            Response::Reply(reply) => assert_eq!(reply.result, u64::from(i) * 7),
+            other => panic!("request {i}: {other:?}"),
+        }
+    }
+    assert!(rig.lb_log().contains("MAC changed"), "{}", rig.lb_log());
 }
