@@ -201,12 +201,34 @@ impl MsgBatch {
         addr: Option<SocketAddr>,
         write: impl FnOnce(&mut [u8]) -> usize,
     ) -> bool {
+        self.push_slot(addr, write, true)
+    }
+
+    /// As [`push_with`](Self::push_with), but a `write` that returns 0
+    /// (nothing to send) queues nothing.
+    pub fn push_unless_empty(
+        &mut self,
+        addr: Option<SocketAddr>,
+        write: impl FnOnce(&mut [u8]) -> usize,
+    ) -> bool {
+        self.push_slot(addr, write, false)
+    }
+
+    fn push_slot(
+        &mut self,
+        addr: Option<SocketAddr>,
+        write: impl FnOnce(&mut [u8]) -> usize,
+        keep_empty: bool,
+    ) -> bool {
         if self.is_full() {
             return false;
         }
         let i = self.filled;
         let start = i * self.slot_len;
         let len = write(&mut self.buf[start..start + self.slot_len]).min(self.slot_len);
+        if len == 0 && !keep_empty {
+            return true;
+        }
         self.iovecs[i].iov_len = len;
         let hdr = &mut self.hdrs[i].msg_hdr;
         match addr {

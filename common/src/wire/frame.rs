@@ -34,6 +34,10 @@ mod field {
 pub const ETHERTYPE: u16 = 0x88B5;
 /// Bytes before the body: Ethernet header, kind and tag.
 pub const HEADER_LEN: usize = field::BODY;
+/// The Ethernet header alone: where the first record starts.
+pub const ETHERNET_LEN: usize = field::KIND;
+/// A record's kind and tag, before its body.
+pub const RECORD_HEADER_LEN: usize = field::BODY - field::KIND;
 /// The longest frame IPCS emits (a request or reply).
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + REQUEST_LEN;
 
@@ -304,15 +308,30 @@ impl FrameRepr {
         packet.set_dst(self.dst);
         packet.set_src(self.src);
         packet.set_ethertype(ETHERTYPE);
-        packet.set_kind(self.body.kind());
-        packet.set_tag(self.tag);
-        let len = self.body.kind().body_len();
-        let body = packet.body_mut(len);
+        self.emit_record(&mut packet.buffer.as_mut()[field::KIND..]);
+    }
+
+    /// The length of this frame's record (kind, tag, body) without the
+    /// Ethernet header: what appending it to another frame adds (see
+    /// [`records`](super::records)).
+    pub const fn record_len(&self) -> usize {
+        RECORD_HEADER_LEN + self.body.kind().body_len()
+    }
+
+    /// Writes just the record (kind, tag, body) at the start of `buf`, which
+    /// must hold [`record_len`](Self::record_len) bytes; returns that length.
+    pub fn emit_record(&self, buf: &mut [u8]) -> usize {
+        let len = self.record_len();
+        let record = &mut buf[..len];
+        record[0] = self.body.kind() as u8;
+        record[1..RECORD_HEADER_LEN].copy_from_slice(&self.tag.to_be_bytes());
+        let body = &mut record[RECORD_HEADER_LEN..];
         match self.body {
             FrameBody::Request(request) => request.emit(&mut RequestPacket::new_unchecked(body)),
             FrameBody::Reply(reply) => reply.emit(&mut ReplyPacket::new_unchecked(body)),
             FrameBody::Error(status) => body[0] = status.to_u8(),
         }
+        len
     }
 
     /// Emits into `buf` and returns the frame's bytes.

@@ -8,9 +8,11 @@
 //! * [`hsmap`]: the client-facing HSMAP datagrams (request, reply, error).
 //! * [`frame`]: the backend Ethernet II frame (EtherType 0x88B5) that carries
 //!   HSMAP between the load balancer and the servers.
+//! * [`records`]: several records (requests, replies) in one backend frame.
 
 pub mod frame;
 pub mod hsmap;
+pub mod records;
 
 pub use frame::{FrameBody, FramePacket, FrameRepr, Kind, MacAddr, ETHERTYPE};
 pub use hsmap::{Reply, ReplyPacket, Request, RequestPacket, Response, Status};
