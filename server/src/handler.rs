@@ -1,8 +1,12 @@
 //! The server's answer to one backend frame, without any socket: given the
-//! server's own MAC and id and the bytes of a received frame, either the
-//! reply frame to send back or the reason the frame is dropped. The reactor
-//! feeds it every frame the raw socket delivers.
+//! server's own MAC and id and the bytes of a received frame, the reply frame
+//! to send back (a reply record for each request record, then the server's
+//! capability record) or the reason the frame is dropped. The reactor feeds
+//! it every frame the raw socket delivers.
 
+use ipcs_common::wire::records::{
+    emit_capability, records, Record, RecordError, MAX_RECORDS, MAX_RECORDS_FRAME_LEN,
+};
 use ipcs_common::wire::{self, FrameBody, FramePacket, FrameRepr, MacAddr, Reply, Status};
 
 /// Why a received frame gets no reply. Each reason is counted on its own
@@ -24,17 +28,21 @@ pub enum DropReason {
     /// The source is a broadcast or multicast address, which no request
     /// can legitimately come from and no reply should go to.
     BadSource,
+    /// A request record beyond the most one frame may carry (`MAX_RECORDS`,
+    /// which this server announces); counted per record.
+    TooManyRecords,
 }
 
 impl DropReason {
     /// Every reason, in the order stats report them.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::NotForUs,
         DropReason::Short,
         DropReason::UnknownKind,
         DropReason::WrongEtherType,
         DropReason::NotARequest,
         DropReason::BadSource,
+        DropReason::TooManyRecords,
     ];
 
     /// Position in [`ALL`](Self::ALL), for counter arrays.
@@ -72,49 +80,124 @@ impl FrameHandler {
         self.id
     }
 
-    /// Decides the answer to `frame` (the bytes as received, Ethernet header
-    /// first; trailing padding is allowed).
+    /// Decides the answer to the first record of `frame` (the bytes as
+    /// received, Ethernet header first; trailing bytes are allowed): the
+    /// frame a peer that sends one request per frame gets back, without the
+    /// capability record. [`answer_frame`](Self::answer_frame) is what the
+    /// reactor uses.
     pub fn handle(&self, frame: &[u8]) -> FrameOutcome {
+        let mut first = None;
+        let mut out = [0u8; MAX_RECORDS_FRAME_LEN];
+        self.answer_frame(frame, &mut out, |outcome| {
+            first.get_or_insert(*outcome);
+        });
+        first.unwrap_or(FrameOutcome::Drop(DropReason::Short))
+    }
+
+    /// Answers every request record of `frame` (see
+    /// [`records`](ipcs_common::wire::records)) into `out`, which must hold
+    /// [`MAX_RECORDS_FRAME_LEN`] bytes: one reply frame to the sender with a
+    /// reply (or error) record per request, in order, then this server's
+    /// capability record. Returns its length, 0 when there is nothing to
+    /// send. `record` is told the outcome of each record (or the one reason
+    /// the whole frame is dropped), for the counters.
+    pub fn answer_frame(
+        &self,
+        frame: &[u8],
+        out: &mut [u8],
+        mut record: impl FnMut(&FrameOutcome),
+    ) -> usize {
+        if let Some(reason) = self.check_frame(frame) {
+            record(&FrameOutcome::Drop(reason));
+            return 0;
+        }
+        let packet = FramePacket::new_unchecked(frame);
+        let mut len = 0;
+        let mut answered = 0u8;
+        for (i, item) in records(frame).enumerate() {
+            // Once the first record shows the frame is IPCS: no reply may go
+            // to a broadcast or multicast address.
+            if i == 0
+                && !matches!(item, Err(RecordError { tag: None, .. }))
+                && !packet.src().is_unicast()
+            {
+                record(&FrameOutcome::Drop(DropReason::BadSource));
+                return 0;
+            }
+            let (tag, body) = match item {
+                Ok(Record::Frame(FrameRepr {
+                    tag,
+                    body: FrameBody::Request(request),
+                    ..
+                })) => (
+                    tag,
+                    FrameBody::Reply(Reply {
+                        result: request.answer(),
+                        server_id: self.id,
+                    }),
+                ),
+                Err(RecordError {
+                    tag: Some(tag),
+                    error: wire::Error::UnknownOp(_),
+                }) => (tag, FrameBody::Error(Status::UnknownOp)),
+                Ok(Record::Frame(_)) | Err(RecordError { tag: Some(_), .. }) => {
+                    record(&FrameOutcome::Drop(DropReason::NotARequest));
+                    continue;
+                }
+                // Nothing for a server to act on.
+                Ok(Record::Capability { .. }) => continue,
+                Err(RecordError { tag: None, error }) => {
+                    record(&FrameOutcome::Drop(drop_reason(error)));
+                    return 0;
+                }
+            };
+            if answered == MAX_RECORDS {
+                record(&FrameOutcome::Drop(DropReason::TooManyRecords));
+                continue;
+            }
+            answered += 1;
+            let reply = FrameRepr {
+                dst: packet.src(),
+                src: self.mac,
+                tag,
+                body,
+            };
+            record(&FrameOutcome::Reply(reply));
+            len += if len == 0 {
+                reply.emit_into(out).len()
+            } else {
+                reply.emit_record(&mut out[len..])
+            };
+        }
+        if len > 0 {
+            len += emit_capability(&mut out[len..], MAX_RECORDS);
+        }
+        len
+    }
+
+    /// Why the frame as a whole gets no answer, if it does not.
+    fn check_frame(&self, frame: &[u8]) -> Option<DropReason> {
         // The destination is checked before anything else so that flooded
         // frames for other servers are never counted as malformed here.
         if frame.len() < wire::frame::HEADER_LEN {
             if frame.len() >= 6 && frame[..6] != self.mac.0 {
-                return FrameOutcome::Drop(DropReason::NotForUs);
+                return Some(DropReason::NotForUs);
             }
-            return FrameOutcome::Drop(DropReason::Short);
+            return Some(DropReason::Short);
         }
-        let packet = FramePacket::new_unchecked(frame);
-        if packet.dst() != self.mac {
-            return FrameOutcome::Drop(DropReason::NotForUs);
+        if FramePacket::new_unchecked(frame).dst() != self.mac {
+            return Some(DropReason::NotForUs);
         }
-        let body = match FrameRepr::parse(&packet) {
-            Ok(FrameRepr {
-                body: FrameBody::Request(request),
-                ..
-            }) => FrameBody::Reply(Reply {
-                result: request.answer(),
-                server_id: self.id,
-            }),
-            Ok(_) => return FrameOutcome::Drop(DropReason::NotARequest),
-            // parse checked length, EtherType and kind before the op, so
-            // src and tag are in bounds and the frame is a request.
-            Err(wire::Error::UnknownOp(_)) => FrameBody::Error(Status::UnknownOp),
-            Err(wire::Error::UnknownKind(_)) => return FrameOutcome::Drop(DropReason::UnknownKind),
-            Err(wire::Error::EtherType(_)) => {
-                return FrameOutcome::Drop(DropReason::WrongEtherType)
-            }
-            Err(_) => return FrameOutcome::Drop(DropReason::Short),
-        };
-        let src = packet.src();
-        if !src.is_unicast() {
-            return FrameOutcome::Drop(DropReason::BadSource);
-        }
-        FrameOutcome::Reply(FrameRepr {
-            dst: src,
-            src: self.mac,
-            tag: packet.tag(),
-            body,
-        })
+        None
+    }
+}
+
+/// The drop reason for a frame whose first record is not IPCS.
+fn drop_reason(error: wire::Error) -> DropReason {
+    match error {
+        wire::Error::UnknownKind(_) => DropReason::UnknownKind,
+        wire::Error::EtherType(_) => DropReason::WrongEtherType,
+        _ => DropReason::Short,
     }
 }
 
@@ -377,6 +460,107 @@ mod tests {
                 FrameOutcome::Drop(_) => {}
             }
         }
+    }
+
+    /// A frame from the LB with one request record per `(a, b, op, tag)`.
+    fn multi_request(requests: &[(u32, u32, u8, u32)]) -> Vec<u8> {
+        let mut buf = vec![0u8; MAX_RECORDS_FRAME_LEN * 2];
+        let mut len = 0;
+        for (i, &(a, b, op, tag)) in requests.iter().enumerate() {
+            let repr = FrameRepr {
+                dst: ME,
+                src: LB,
+                tag,
+                body: FrameBody::Request(Request { a, b, op: Op::Add }),
+            };
+            len += if i == 0 {
+                repr.emit_into(&mut buf).len()
+            } else {
+                repr.emit_record(&mut buf[len..])
+            };
+            buf[len - 1] = op; // the op byte, possibly unknown
+        }
+        buf.truncate(len);
+        buf
+    }
+
+    fn answer(frame: &[u8]) -> (Vec<u8>, Vec<FrameOutcome>) {
+        let mut out = [0u8; MAX_RECORDS_FRAME_LEN];
+        let mut outcomes = Vec::new();
+        let len = handler().answer_frame(frame, &mut out, |o| outcomes.push(*o));
+        (out[..len].to_vec(), outcomes)
+    }
+
+    #[test]
+    fn every_request_record_is_answered_in_order_then_the_capability() {
+        let frame = multi_request(&[(50, 1337, 2, 0x0102_0304), (1, 2, 1, 2), (3, 4, 9, 3)]);
+        let (bytes, outcomes) = answer(&frame);
+        let got: Vec<_> = records(&bytes).collect();
+        let reply = |tag, result| {
+            Ok(Record::Frame(FrameRepr {
+                dst: LB,
+                src: ME,
+                tag,
+                body: FrameBody::Reply(Reply {
+                    result,
+                    server_id: 3,
+                }),
+            }))
+        };
+        let unknown_op = Ok(Record::Frame(FrameRepr {
+            dst: LB,
+            src: ME,
+            tag: 3,
+            body: FrameBody::Error(Status::UnknownOp),
+        }));
+        let capability = Ok(Record::Capability {
+            src: ME,
+            max_records: MAX_RECORDS,
+        });
+        assert_eq!(
+            got,
+            [
+                reply(0x0102_0304, 66_850),
+                reply(2, 3),
+                unknown_op,
+                capability
+            ]
+        );
+        assert_eq!(outcomes.len(), 3);
+        // The first record is the one-record answer, byte for byte.
+        assert_eq!(&bytes[..28], &reply_frame()[..]);
+    }
+
+    #[test]
+    fn records_beyond_the_announced_most_are_dropped_and_counted() {
+        let many: Vec<_> = (0..70u32).map(|i| (i, 1, 1, i)).collect();
+        let (bytes, outcomes) = answer(&multi_request(&many));
+        let answered = records(&bytes)
+            .filter(|r| matches!(r, Ok(Record::Frame(_))))
+            .count();
+        assert_eq!(answered, usize::from(MAX_RECORDS));
+        let dropped = outcomes
+            .iter()
+            .filter(|o| **o == FrameOutcome::Drop(DropReason::TooManyRecords))
+            .count();
+        assert_eq!(dropped, 70 - usize::from(MAX_RECORDS));
+        assert!(bytes.len() <= MAX_RECORDS_FRAME_LEN);
+    }
+
+    #[test]
+    fn non_request_records_are_dropped_one_by_one() {
+        let mut frame = multi_request(&[(1, 1, 1, 1), (2, 2, 1, 2)]);
+        frame[28] = 2; // the second record becomes a reply
+        let (bytes, outcomes) = answer(&frame);
+        assert_eq!(records(&bytes).count(), 2, "one reply and the capability");
+        assert_eq!(
+            outcomes[1],
+            FrameOutcome::Drop(DropReason::NotARequest),
+            "{outcomes:?}"
+        );
+        // A frame that is all non-requests is not answered at all.
+        let (bytes, _) = answer(&reply_frame());
+        assert!(bytes.is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use ipcs_common::sys::{Interface, MsgBatch, PacketSocket};
-use ipcs_common::wire::{frame::MAX_FRAME_LEN, ETHERTYPE};
+use ipcs_common::wire::{records::MAX_RECORDS_FRAME_LEN, ETHERTYPE};
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
@@ -23,7 +23,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
 use crate::config::Identity;
-use crate::handler::{FrameHandler, FrameOutcome};
+use crate::handler::FrameHandler;
 use crate::stats::{Stats, StatsTicker};
 use crate::udp::UdpHandler;
 
@@ -34,9 +34,9 @@ pub const UDP: Token = Token(1);
 /// SIGINT / SIGTERM.
 pub const SIGNALS: Token = Token(2);
 
-/// Receive slot for a frame: room for Ethernet padding (60 bytes) and more,
-/// so longer frames still arrive whole enough to be judged.
-const FRAME_SLOT: usize = 128;
+/// Receive and send slot for a frame: room for the most records a frame
+/// carries (a longer frame is cut, and its cut record ignored).
+const FRAME_SLOT: usize = MAX_RECORDS_FRAME_LEN;
 /// Receive slot for a datagram: longer than a request, so a cut datagram
 /// still has the wrong length and gets "malformed".
 const DATAGRAM_SLOT: usize = 64;
@@ -107,7 +107,7 @@ impl Reactor {
             },
             RAW,
             MsgBatch::new(batch, FRAME_SLOT),
-            MsgBatch::new(batch, MAX_FRAME_LEN),
+            MsgBatch::new(batch, FRAME_SLOT),
         );
         let udp = match udp {
             None => None,
@@ -271,11 +271,10 @@ impl Endpoint for RawEndpoint {
 
     fn answer(&self, rx: &MsgBatch, tx: &mut MsgBatch, stats: &mut Stats) {
         for frame in rx.iter() {
-            let outcome = self.handler.handle(frame.data);
-            stats.record_frame(&outcome);
-            if let FrameOutcome::Reply(repr) = outcome {
-                tx.push_with(None, |slot| repr.emit_into(slot).len());
-            }
+            tx.push_unless_empty(None, |slot| {
+                self.handler
+                    .answer_frame(frame.data, slot, |outcome| stats.record_frame(outcome))
+            });
         }
     }
 

@@ -18,6 +18,7 @@ pub mod names {
     pub const DROPPED_WRONG_ETHERTYPE: &str = "dropped_wrong_ethertype";
     pub const DROPPED_NOT_A_REQUEST: &str = "dropped_not_a_request";
     pub const DROPPED_BAD_SOURCE: &str = "dropped_bad_source";
+    pub const DROPPED_TOO_MANY_RECORDS: &str = "dropped_too_many_records";
     pub const UDP_ANSWERED: &str = "udp_answered";
     pub const UDP_ERRORS: &str = "udp_errors";
     pub const UDP_EMPTY: &str = "udp_empty";
@@ -33,6 +34,7 @@ pub const fn drop_name(reason: DropReason) -> &'static str {
         DropReason::WrongEtherType => names::DROPPED_WRONG_ETHERTYPE,
         DropReason::NotARequest => names::DROPPED_NOT_A_REQUEST,
         DropReason::BadSource => names::DROPPED_BAD_SOURCE,
+        DropReason::TooManyRecords => names::DROPPED_TOO_MANY_RECORDS,
     }
 }
 
@@ -176,8 +178,8 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("udp_answered=1 udp_errors=1 udp_empty=0 udp_send_failed=0"));
-        assert_eq!(line.split(' ').count(), 13);
-        assert_eq!(stats.counters().count(), 13);
+        assert_eq!(line.split(' ').count(), 14);
+        assert_eq!(stats.counters().count(), 14);
     }
 
     #[test]
