@@ -12,7 +12,7 @@ Usage: deploy/bench.sh [ipcs-bench options]
 Installs nginx + its stream module if missing (Debian packages), builds the
 static release binaries (as bootstrap does), then runs ipcs-bench, which measures
   A  IPCS (1 worker)   B  nginx (1 worker)   C  direct to one server
-  D  IPCS (2 workers)  E  nginx (2 workers)   F  IPCS (1 worker), reply GSO off
+  D  IPCS (2 workers)  E  nginx (2 workers)   F  IPCS (1 worker), no coalescing
 with loadgen --find-max and a fixed-rate run at 100,000 rps.
 Options are passed to ipcs-bench (see ipcs-bench --help),
 e.g. --rps 50000 --duration-s 5.

@@ -68,7 +68,7 @@ fn main() -> Result<()> {
             "A",
             Scenario::Ipcs {
                 workers: 1,
-                reply_gso: true,
+                coalesce: true,
             },
         ),
         ("B", Scenario::Nginx { workers: 1 }),
@@ -77,7 +77,7 @@ fn main() -> Result<()> {
             "D",
             Scenario::Ipcs {
                 workers: 2,
-                reply_gso: true,
+                coalesce: true,
             },
         ),
         ("E", Scenario::Nginx { workers: 2 }),
@@ -85,7 +85,7 @@ fn main() -> Result<()> {
             "F",
             Scenario::Ipcs {
                 workers: 1,
-                reply_gso: false,
+                coalesce: false,
             },
         ),
     ];

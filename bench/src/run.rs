@@ -32,11 +32,12 @@ pub struct BenchConfig {
 /// One balancer set-up to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
-    /// `reply_gso: false` runs the LB with `--no-reply-gso`, to show what
-    /// coalescing replies is worth.
+    /// `coalesce: false` runs the LB with `--no-reply-gso --frame-records 1`
+    /// (one packet per reply and per request), to show what coalescing is
+    /// worth.
     Ipcs {
         workers: u32,
-        reply_gso: bool,
+        coalesce: bool,
     },
     Nginx {
         workers: u32,
@@ -47,9 +48,13 @@ pub enum Scenario {
 impl Scenario {
     pub fn name(self) -> String {
         match self {
-            Scenario::Ipcs { workers, reply_gso } => format!(
+            Scenario::Ipcs { workers, coalesce } => format!(
                 "IPCS ipcs-lb, {workers} worker(s), raw frames{}",
-                if reply_gso { "" } else { ", reply GSO off" }
+                if coalesce {
+                    ""
+                } else {
+                    ", one packet per request and reply"
+                }
             ),
             Scenario::Nginx { workers } => format!("nginx UDP proxy, {workers} worker(s)"),
             Scenario::Direct => "direct to one server (UDP), no balancer".to_owned(),
@@ -105,7 +110,7 @@ fn measure(
 ) -> anyhow::Result<Row> {
     let balancer: SocketAddr = BALANCER_ADDR.parse()?;
     let (target, process) = match scenario {
-        Scenario::Ipcs { workers, reply_gso } => {
+        Scenario::Ipcs { workers, coalesce } => {
             let workers = workers.to_string();
             let mut args = vec![
                 "--listen",
@@ -115,8 +120,8 @@ fn measure(
                 "--admin",
                 "127.0.0.1:0",
             ];
-            if !reply_gso {
-                args.push("--no-reply-gso");
+            if !coalesce {
+                args.extend(["--no-reply-gso", "--frame-records", "1"]);
             }
             let idx = topology.start_lb(&args)?;
             (balancer, Some(idx))

@@ -49,6 +49,8 @@ pub struct Config {
     pub nice: Option<i32>,
     /// Send replies to one client in one UDP GSO send where possible.
     pub reply_gso: bool,
+    /// The most request records in one frame to a server that reads them.
+    pub max_records: u8,
 }
 
 /// Why a load balancer could not start.
@@ -101,6 +103,7 @@ impl LoadBalancer {
             ejection: config.ejection,
             error_rate: config.error_rate / n as f64,
             error_burst: burst(config.error_rate / n as f64),
+            max_records: config.max_records,
         };
         per_worker(0).validate()?;
         let iface = Interface::lookup(&config.iface).map_err(|source| StartError::Interface {

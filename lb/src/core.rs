@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::Guard;
 use hdrhistogram::Histogram;
+use ipcs_common::wire::records::{records, Record};
 use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, Status};
 
 use crate::metrics::{bump, latency_histogram, DropReason, ServerStatsEntry, WorkerStats};
@@ -45,6 +46,9 @@ pub struct CoreConfig {
     pub error_rate: f64,
     /// Error replies this worker may send at once.
     pub error_burst: f64,
+    /// The most request records this worker puts in one frame to a server
+    /// that reads that many (1: one request per frame).
+    pub max_records: u8,
 }
 
 /// Why a configuration cannot be used.
@@ -84,11 +88,13 @@ pub enum Action {
     /// Nothing (the input was dropped and counted, or an error reply was
     /// rate-limited).
     None,
-    /// Send `request` to the server at `server` in a frame tagged `tag`.
+    /// Send `request` to the server at `server` in a record tagged `tag`;
+    /// the frame may carry up to `records` request records for that server.
     Forward {
         server: MacAddr,
         tag: u32,
         request: Request,
+        records: u8,
     },
     /// Send the result to the client.
     Reply { client: SocketAddr, reply: Reply },
@@ -104,6 +110,7 @@ impl Action {
                 server,
                 tag,
                 request,
+                ..
             } => Some(FrameRepr {
                 dst: server,
                 src: lb_mac,
@@ -234,11 +241,36 @@ impl Core {
         }
     }
 
-    /// A frame from the backend interface.
+    /// A frame from the backend interface: each of its records in order
+    /// (see [`records`]); `out` gets the action for each reply or error
+    /// record. Drops are counted per record.
+    pub fn on_frame_records(&mut self, bytes: &[u8], now: Instant, mut out: impl FnMut(Action)) {
+        for item in records(bytes) {
+            match item {
+                Ok(Record::Frame(frame)) => out(self.on_record(frame, now)),
+                Ok(Record::Capability { src, max_records }) => self.on_capability(src, max_records),
+                Err(_) => out(self.dropped(DropReason::BadFrame)),
+            }
+        }
+    }
+
+    /// The action for a frame of one record (what tests send).
     pub fn on_frame(&mut self, bytes: &[u8], now: Instant) -> Action {
-        let Ok(frame) = FrameRepr::parse_bytes(bytes) else {
-            return self.dropped(DropReason::BadFrame);
-        };
+        let mut action = Action::None;
+        self.on_frame_records(bytes, now, |a| action = a);
+        action
+    }
+
+    /// A server said how many request records it reads from one frame.
+    /// Only servers in the current list are remembered, so forged frames
+    /// cannot grow any state.
+    fn on_capability(&mut self, server: MacAddr, max_records: u8) {
+        if let Some(state) = self.health.get_mut(server) {
+            state.max_records = max_records.max(1);
+        }
+    }
+
+    fn on_record(&mut self, frame: FrameRepr, now: Instant) -> Action {
         if frame.dst != self.lb_mac {
             return self.dropped(DropReason::NotForUs);
         }
@@ -301,13 +333,16 @@ impl Core {
         self.table
             .dispatch(handle, server, now + self.config.timeout);
         self.stats.in_flight.store(self.table.len() as u64, Relaxed);
+        let mut records = 1;
         if let Some(state) = self.health.get(server) {
             bump(&state.counters.requests);
+            records = state.max_records.min(self.config.max_records).max(1);
         }
         Action::Forward {
             server,
             tag: self.table.tag(handle),
             request: self.table.get(handle).request,
+            records,
         }
     }
 

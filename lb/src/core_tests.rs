@@ -33,6 +33,7 @@ fn config() -> CoreConfig {
         ejection: EjectionPolicy::default(),
         error_rate: 1e6,
         error_burst: 1e6,
+        max_records: 32,
     }
 }
 

@@ -125,6 +125,17 @@ struct Args {
     /// LB cannot take GSO sends (they then fail and count as send_failed).
     #[arg(long)]
     no_reply_gso: bool,
+
+    /// The most requests for one server that travel in one backend frame
+    /// (1..=64). A worker puts the requests of one batch that go to the same
+    /// server into one frame, up to this many and up to what the server
+    /// announces it reads (servers announce it in their reply frames; until
+    /// a server has, it gets one request per frame). 1 sends every request
+    /// in its own frame. Fewer frames means less work per request for the
+    /// balancer, the bridge and the servers.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u8).range(1..=64))]
+    frame_records: u8,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -175,6 +186,7 @@ fn main() -> anyhow::Result<()> {
         summary_every: Duration::from_secs(args.summary_secs),
         nice,
         reply_gso: !args.no_reply_gso,
+        max_records: args.frame_records,
     };
     let lb = LoadBalancer::start(config).context("ipcs-lb could not start")?;
     lb.wait()?;

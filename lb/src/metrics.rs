@@ -24,6 +24,7 @@ pub mod names {
     pub const REPLIES: &str = "ipcs_lb_replies_total";
     pub const LATE_REPLIES: &str = "ipcs_lb_late_replies_total";
     pub const REPLIES_COALESCED: &str = "ipcs_lb_replies_coalesced_total";
+    pub const REQUESTS_COALESCED: &str = "ipcs_lb_requests_coalesced_total";
     pub const RETRIES: &str = "ipcs_lb_retries_total";
     pub const ATTEMPT_TIMEOUTS: &str = "ipcs_lb_attempt_timeouts_total";
     pub const ERRORS: &str = "ipcs_lb_errors_total";
@@ -147,6 +148,9 @@ pub struct WorkerStats {
     /// Of those, results that rode in one UDP GSO send with an earlier
     /// reply to the same client.
     pub replies_coalesced: AtomicU64,
+    /// Attempts that rode in one frame with an earlier attempt to the same
+    /// server (as a further record).
+    pub requests_coalesced: AtomicU64,
     /// Attempts sent again after a timeout or error.
     pub retries: AtomicU64,
     /// Attempts that timed out.
@@ -180,6 +184,7 @@ impl Default for WorkerStats {
             replies: AtomicU64::new(0),
             late_replies: AtomicU64::new(0),
             replies_coalesced: AtomicU64::new(0),
+            requests_coalesced: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             attempt_timeouts: AtomicU64::new(0),
             errors: Default::default(),
@@ -226,6 +231,7 @@ pub struct Totals {
     pub replies: u64,
     pub late_replies: u64,
     pub replies_coalesced: u64,
+    pub requests_coalesced: u64,
     pub retries: u64,
     pub attempt_timeouts: u64,
     pub errors: [u64; 5],
@@ -243,6 +249,7 @@ impl Totals {
             t.replies += w.replies.load(Relaxed);
             t.late_replies += w.late_replies.load(Relaxed);
             t.replies_coalesced += w.replies_coalesced.load(Relaxed);
+            t.requests_coalesced += w.requests_coalesced.load(Relaxed);
             t.retries += w.retries.load(Relaxed);
             t.attempt_timeouts += w.attempt_timeouts.load(Relaxed);
             for (sum, c) in t.errors.iter_mut().zip(&w.errors) {
@@ -347,6 +354,13 @@ pub fn render(view: &MetricsView<'_>) -> String {
         "counter",
         "Results sent in one UDP GSO send with an earlier result to the same client.",
         t.replies_coalesced,
+    );
+    single(
+        &mut out,
+        REQUESTS_COALESCED,
+        "counter",
+        "Attempts sent as a further record in a frame to the same server.",
+        t.requests_coalesced,
     );
     single(
         &mut out,

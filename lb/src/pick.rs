@@ -103,6 +103,9 @@ pub struct ServerState {
     pub id: u8,
     pub mac: MacAddr,
     pub health: Health,
+    /// The most request records the server said it reads from one frame
+    /// (its capability record); 1 until it says anything.
+    pub max_records: u8,
     /// This worker's counters for the server, read by the metrics renderer.
     pub counters: Arc<ServerCounters>,
 }
@@ -134,6 +137,7 @@ impl HealthTable {
                     id: b.id,
                     mac: b.mac,
                     health: Health::default(),
+                    max_records: 1,
                     counters: Arc::new(ServerCounters::default()),
                 },
             })

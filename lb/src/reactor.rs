@@ -20,6 +20,7 @@
 //! its per-request cost (docs/BENCHMARKS.md).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::io;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
@@ -29,7 +30,8 @@ use std::time::{Duration, Instant};
 use ipcs_common::sys::batch::SendReport;
 use ipcs_common::sys::udp::MAX_GSO_SEGMENTS;
 use ipcs_common::sys::{set_udp_segment, Interface, MsgBatch, PacketSocket};
-use ipcs_common::wire::{frame::MAX_FRAME_LEN, hsmap::REPLY_LEN, MacAddr, ETHERTYPE};
+use ipcs_common::wire::records::MAX_RECORDS_FRAME_LEN;
+use ipcs_common::wire::{frame::MAX_FRAME_LEN, hsmap::REPLY_LEN, FrameRepr, MacAddr, ETHERTYPE};
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -53,8 +55,9 @@ pub const BATCH: usize = 64;
 const UDP_SLOT: usize = 16;
 /// Room for as many replies as one GSO send may carry.
 const GSO_SLOT: usize = REPLY_LEN * MAX_GSO_SEGMENTS;
-/// Room for a frame with Ethernet padding; anything longer is not IPCS.
-const RAW_SLOT: usize = 128;
+/// Room for the longest frame of records (a longer one is cut, and its cut
+/// record ignored).
+const RAW_SLOT: usize = MAX_RECORDS_FRAME_LEN;
 /// How often the latency histogram is copied out for the metrics page.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// How often the backend interface's MAC is read again. A Linux bridge
@@ -143,8 +146,9 @@ impl Reactor {
                 udp,
                 raw,
                 udp_out: reply_batch(reply_gso),
-                coalesce: reply_gso.then(|| HashMap::with_capacity(BATCH * 2)),
-                raw_out: MsgBatch::new(BATCH * 2, MAX_FRAME_LEN),
+                coalesce: reply_gso.then(OpenMessages::new),
+                raw_out: MsgBatch::new(BATCH * 2, MAX_RECORDS_FRAME_LEN),
+                open_frames: OpenMessages::new(),
                 lb_mac,
                 stats,
             },
@@ -270,8 +274,10 @@ impl Reactor {
         match self.raw_in.recv_from(&self.io.raw) {
             Ok(n) => {
                 self.raw_readable = n == self.raw_in.capacity();
+                let io = &mut self.io;
                 for frame in self.raw_in.iter() {
-                    self.io.push(self.core.on_frame(frame.data, now));
+                    self.core
+                        .on_frame_records(frame.data, now, |action| io.push(action));
                 }
             }
             Err(e) => self.raw_readable = !read_error("raw socket", e),
@@ -314,10 +320,12 @@ struct Outbox {
     udp: UdpSocket,
     raw: PacketSocket,
     udp_out: MsgBatch,
-    /// With reply GSO: the queued slot that carries replies to each client.
-    /// Indices are only valid until `udp_out` empties, so it is cleared then.
-    coalesce: Option<HashMap<SocketAddr, usize>>,
+    /// With reply GSO: the queued message that carries replies to each
+    /// client.
+    coalesce: Option<OpenMessages<SocketAddr>>,
     raw_out: MsgBatch,
+    /// The queued frame that carries requests to each server.
+    open_frames: OpenMessages<MacAddr>,
     lb_mac: MacAddr,
     stats: Arc<WorkerStats>,
 }
@@ -327,16 +335,13 @@ impl Outbox {
     fn push(&mut self, action: Action) {
         let queued = match action {
             Action::None => return,
-            Action::Forward { .. } => {
+            Action::Forward {
+                server, records, ..
+            } => {
                 let Some(frame) = action.frame(self.lb_mac) else {
                     return;
                 };
-                let write =
-                    |out: &mut MsgBatch| out.push_with(None, |slot| frame.emit_into(slot).len());
-                write(&mut self.raw_out) || {
-                    send(&mut self.raw_out, &self.raw, &self.stats, "raw socket");
-                    write(&mut self.raw_out)
-                }
+                self.push_frame(&frame, server, records)
             }
             Action::Reply { client, reply } => self.push_reply(&reply.to_bytes(), client),
             Action::Error { client, status } => self.push_udp(&status.to_bytes(), client),
@@ -348,19 +353,52 @@ impl Outbox {
         }
     }
 
+    /// A request for `server`: appended as a record to the frame queued for
+    /// it when it reads `records` > 1 and that frame has fewer, else queued
+    /// in a frame of its own.
+    fn push_frame(&mut self, frame: &FrameRepr, server: MacAddr, records: u8) -> bool {
+        if records > 1 {
+            let mut record = [0u8; MAX_FRAME_LEN];
+            let len = frame.emit_record(&mut record);
+            if self
+                .open_frames
+                .append(&mut self.raw_out, &server, &record[..len], records)
+            {
+                crate::metrics::bump(&self.stats.requests_coalesced);
+                return true;
+            }
+        }
+        let write = |out: &mut MsgBatch| out.push_with(None, |slot| frame.emit_into(slot).len());
+        let queued = write(&mut self.raw_out) || {
+            self.send_raw();
+            write(&mut self.raw_out)
+        };
+        if queued && records > 1 {
+            self.open_frames.opened(&self.raw_out, server);
+        }
+        queued
+    }
+
+    fn send_raw(&mut self) {
+        send(&mut self.raw_out, &self.raw, &self.stats, "raw socket");
+        if self.raw_out.is_empty() {
+            self.open_frames.clear();
+        }
+    }
+
     /// A full reply: appended to a queued message for the same client when
     /// GSO is on, else queued on its own.
     fn push_reply(&mut self, bytes: &[u8; REPLY_LEN], client: SocketAddr) -> bool {
-        if let Some(&slot) = self.coalesce.as_ref().and_then(|m| m.get(&client)) {
-            if self.udp_out.append(slot, bytes) {
+        if let Some(open) = self.coalesce.as_mut() {
+            // The slot length caps a message at MAX_GSO_SEGMENTS replies.
+            if open.append(&mut self.udp_out, &client, bytes, u8::MAX) {
                 crate::metrics::bump(&self.stats.replies_coalesced);
                 return true;
             }
         }
         let queued = self.push_udp(bytes, client);
-        if let Some(map) = self.coalesce.as_mut().filter(|_| queued) {
-            // The slot just filled (push_udp may have flushed first).
-            map.insert(client, self.udp_out.next_slot() - 1);
+        if let Some(open) = self.coalesce.as_mut().filter(|_| queued) {
+            open.opened(&self.udp_out, client);
         }
         queued
     }
@@ -375,8 +413,8 @@ impl Outbox {
     fn send_udp(&mut self) {
         let report = send(&mut self.udp_out, &self.udp, &self.stats, "UDP socket");
         if self.udp_out.is_empty() {
-            if let Some(map) = self.coalesce.as_mut() {
-                map.clear();
+            if let Some(open) = self.coalesce.as_mut() {
+                open.clear();
             }
         }
         let gso_refused = matches!(report.last_os_error, Some(libc::EIO | libc::EINVAL));
@@ -408,8 +446,47 @@ impl Outbox {
     }
 
     fn flush(&mut self) {
-        send(&mut self.raw_out, &self.raw, &self.stats, "raw socket");
+        self.send_raw();
         self.send_udp();
+    }
+}
+
+/// For each key (a client, a server), the queued message still open for
+/// more items: its slot in the batch and how many items it holds. Slot
+/// numbers mean something only until the batch empties, so the owner
+/// clears this whenever it does; [`MsgBatch::append`] refuses slots already
+/// sent.
+struct OpenMessages<K> {
+    map: HashMap<K, (usize, u8)>,
+}
+
+impl<K: Hash + Eq> OpenMessages<K> {
+    fn new() -> Self {
+        // Never more entries than the batch has slots: no growth later.
+        OpenMessages {
+            map: HashMap::with_capacity(BATCH * 2),
+        }
+    }
+
+    /// Appends `bytes` to `key`'s open message if it holds fewer than
+    /// `limit` items and its slot has room.
+    fn append(&mut self, batch: &mut MsgBatch, key: &K, bytes: &[u8], limit: u8) -> bool {
+        match self.map.get_mut(key) {
+            Some((slot, count)) if *count < limit && batch.append(*slot, bytes) => {
+                *count += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The message just pushed into `batch` is `key`'s open one.
+    fn opened(&mut self, batch: &MsgBatch, key: K) {
+        self.map.insert(key, (batch.next_slot() - 1, 1));
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
     }
 }
 

@@ -249,8 +249,14 @@ fn bursts_from_two_clients(rig: &Rig) -> ([u32; 2], u64) {
     (got, rig.metric("ipcs_lb_replies_coalesced_total"))
 }
 
+fn requests_coalesced(rig: &Rig) -> u64 {
+    rig.metric("ipcs_lb_requests_coalesced_total")
+}
+
 #[test]
 fn bursts_are_answered_in_coalesced_sends_each_reply_to_its_client() {
+    // Also: the requests of a burst share frames, each answer still goes
+    // to its own client.
     if !can_run("bursts_coalesced") {
         return;
     }
@@ -258,8 +264,11 @@ fn bursts_are_answered_in_coalesced_sends_each_reply_to_its_client() {
     let (got, coalesced) = bursts_from_two_clients(&rig);
     assert_eq!(got, [320, 320]);
     assert_eq!(rig.metric("ipcs_lb_replies_total"), 640);
-    // Replies to one client that a batch holds leave in one GSO send.
+    // Replies to one client that a batch holds leave in one GSO send, and
+    // requests to one server in one frame once the server announced that
+    // it reads several records (in its first reply frame).
     assert!(coalesced > 0, "no reply was coalesced");
+    assert!(requests_coalesced(&rig) > 0, "no request shared a frame");
     assert_eq!(
         rig.metric(r#"ipcs_lb_drops_total{reason="send_failed"}"#),
         0
@@ -267,14 +276,15 @@ fn bursts_are_answered_in_coalesced_sends_each_reply_to_its_client() {
 }
 
 #[test]
-fn without_reply_gso_each_reply_is_its_own_send() {
+fn without_coalescing_each_reply_and_request_is_its_own_send() {
     if !can_run("bursts_without_gso") {
         return;
     }
-    let rig = Rig::start(3, &["--no-reply-gso"]);
+    let rig = Rig::start(3, &["--no-reply-gso", "--frame-records", "1"]);
     let (got, coalesced) = bursts_from_two_clients(&rig);
     assert_eq!(got, [320, 320]);
     assert_eq!(coalesced, 0);
+    assert_eq!(requests_coalesced(&rig), 0);
 }
 
 #[test]
