@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::Guard;
 use hdrhistogram::Histogram;
-use ipcs_common::wire::records::{records, Record};
+use ipcs_common::wire::records::{records, Record, MAX_RECORDS};
 use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, Status};
 
 use crate::metrics::{bump, latency_histogram, DropReason, ServerStatsEntry, WorkerStats};
@@ -62,6 +62,8 @@ pub enum ConfigError {
     Timeout,
     #[error("the ejection threshold must be at least 1 failure")]
     EjectAfter,
+    #[error("records per frame must be 1..={MAX_RECORDS}, got {0}")]
+    MaxRecords(u8),
 }
 
 impl CoreConfig {
@@ -77,6 +79,9 @@ impl CoreConfig {
         }
         if self.ejection.after_failures == 0 {
             return Err(ConfigError::EjectAfter);
+        }
+        if !(1..=MAX_RECORDS).contains(&self.max_records) {
+            return Err(ConfigError::MaxRecords(self.max_records));
         }
         Ok(())
     }
@@ -243,34 +248,52 @@ impl Core {
 
     /// A frame from the backend interface: each of its records in order
     /// (see [`records`]); `out` gets the action for each reply or error
-    /// record. Drops are counted per record.
+    /// record. Drops are counted per record that parses (trailing bytes
+    /// that are not a whole record are ignored, as in the format).
+    ///
+    /// The frame's capability record counts only if the same frame carried
+    /// a genuine answer: a record whose tag names a request in flight that
+    /// was sent to the frame's source. Anyone on the bridge can send a frame
+    /// from a server's MAC, and a forged capability would have us send
+    /// several requests per frame to a server that reads only the first. An
+    /// answering frame without a capability record sets the server back to
+    /// one request per frame (a server replaced by an older one at the same
+    /// MAC).
     pub fn on_frame_records(&mut self, bytes: &[u8], now: Instant, mut out: impl FnMut(Action)) {
+        let mut answered_by = None;
+        let mut capability = None;
         for item in records(bytes) {
             match item {
-                Ok(Record::Frame(frame)) => out(self.on_record(frame, now)),
-                Ok(Record::Capability { src, max_records }) => self.on_capability(src, max_records),
+                Ok(Record::Frame(frame)) => {
+                    out(self.on_record(frame, now, &mut answered_by));
+                }
+                Ok(Record::Capability { max_records, .. }) => capability = Some(max_records),
                 Err(_) => out(self.dropped(DropReason::BadFrame)),
+            }
+        }
+        if let Some(server) = answered_by {
+            if let Some(state) = self.health.get_mut(server) {
+                state.max_records = capability.unwrap_or(1).max(1);
             }
         }
     }
 
-    /// The action for a frame of one record (what tests send).
-    pub fn on_frame(&mut self, bytes: &[u8], now: Instant) -> Action {
+    /// The action for a frame of one record (what the unit tests send).
+    #[cfg(test)]
+    pub(crate) fn on_frame(&mut self, bytes: &[u8], now: Instant) -> Action {
         let mut action = Action::None;
         self.on_frame_records(bytes, now, |a| action = a);
         action
     }
 
-    /// A server said how many request records it reads from one frame.
-    /// Only servers in the current list are remembered, so forged frames
-    /// cannot grow any state.
-    fn on_capability(&mut self, server: MacAddr, max_records: u8) {
-        if let Some(state) = self.health.get_mut(server) {
-            state.max_records = max_records.max(1);
-        }
-    }
-
-    fn on_record(&mut self, frame: FrameRepr, now: Instant) -> Action {
+    /// One reply or error record; `answered_by` is set to the record's
+    /// source when the record is a genuine answer to a request we sent it.
+    fn on_record(
+        &mut self,
+        frame: FrameRepr,
+        now: Instant,
+        answered_by: &mut Option<MacAddr>,
+    ) -> Action {
         if frame.dst != self.lb_mac {
             return self.dropped(DropReason::NotForUs);
         }
@@ -287,6 +310,7 @@ impl Core {
         if !entry.was_sent_to(frame.src) {
             return self.dropped(DropReason::WrongServer);
         }
+        *answered_by = Some(frame.src);
         let on_time = entry.current_server() == Some(frame.src);
         match frame.body {
             FrameBody::Reply(reply) => {

@@ -583,3 +583,66 @@ fn tags_carry_the_worker_and_bad_configs_are_refused() {
         assert_eq!(bad.validate(), Err(err));
     }
 }
+
+fn records_of(action: Action) -> u8 {
+    match action {
+        Action::Forward { records, .. } => records,
+        other => panic!("not a forward: {other:?}"),
+    }
+}
+
+/// `frame` with a capability record announcing `max` appended.
+fn with_capability(mut frame: Vec<u8>, max: u8) -> Vec<u8> {
+    let mut record = [0u8; 6];
+    ipcs_common::wire::records::emit_capability(&mut record, max);
+    frame.extend_from_slice(&record);
+    frame
+}
+
+#[test]
+fn a_server_that_announces_records_gets_them_up_to_the_configured_most() {
+    let mut rig = Rig::new(config(), &[1]);
+    let ask = |rig: &mut Rig, i: u16| {
+        rig.core
+            .on_request(client(4000 + i), &request(1, 2, Op::Add).to_bytes(), rig.t0)
+    };
+    let first = ask(&mut rig, 0);
+    assert_eq!(records_of(first), 1, "nothing announced yet");
+    let reply = rig
+        .core
+        .on_frame(&with_capability(answer(first, mac(1), 1), 64), rig.t0);
+    assert!(matches!(reply, Action::Reply { .. }));
+    assert_eq!(
+        records_of(ask(&mut rig, 1)),
+        32,
+        "capped by --frame-records"
+    );
+
+    // An answer without the record: the server is another (older) one now.
+    let second = ask(&mut rig, 2);
+    rig.core.on_frame(&answer(second, mac(1), 1), rig.t0);
+    assert_eq!(records_of(ask(&mut rig, 3)), 1);
+}
+
+#[test]
+fn a_forged_capability_without_a_genuine_answer_is_ignored() {
+    let mut rig = Rig::new(config(), &[1]);
+    let sent = rig
+        .core
+        .on_request(client(4000), &request(1, 2, Op::Add).to_bytes(), rig.t0);
+    // From the server's MAC, a reply with a tag nobody issued.
+    let mut forged = answer(sent, mac(1), 1);
+    forged[15] ^= 0x80;
+    rig.core.on_frame(&with_capability(forged, 64), rig.t0);
+    // A genuine answer, but from another MAC than the request went to.
+    let stranger = with_capability(answer(sent, mac(9), 9), 64);
+    assert_eq!(rig.core.on_frame(&stranger, rig.t0), Action::None);
+    let next = rig
+        .core
+        .on_request(client(4001), &request(1, 2, Op::Add).to_bytes(), rig.t0);
+    assert_eq!(records_of(next), 1);
+    assert_eq!(
+        rig.stats.drop_count(DropReason::WrongServer).load(Relaxed),
+        1
+    );
+}

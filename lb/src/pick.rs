@@ -129,10 +129,14 @@ impl HealthTable {
             .servers
             .iter()
             .map(|b| match self.find(b.mac) {
-                Some(i) => ServerState {
+                // A new id at the same MAC is another server: it has said
+                // nothing yet about records.
+                Some(i) if self.entries[i].id != b.id => ServerState {
                     id: b.id,
+                    max_records: 1,
                     ..self.entries[i].clone()
                 },
+                Some(i) => self.entries[i].clone(),
                 None => ServerState {
                     id: b.id,
                     mac: b.mac,

@@ -342,7 +342,10 @@ fn forged_truncated_and_duplicated_frames_are_dropped_counted_and_never_reach_a_
     );
     thread::sleep(Duration::from_millis(100));
     let random_drops = increase(&rig, &before_random);
-    assert_eq!(random_drops.values().sum::<u64>(), 300, "{random_drops:?}");
+    // Drops count records: each random frame has at least its first, and a
+    // frame of at most 200 bytes has room for at most 31 (6 bytes each).
+    let counted = random_drops.values().sum::<u64>();
+    assert!((300..=300 * 31).contains(&counted), "{random_drops:?}");
     eprintln!(
         "nothing in flight: {} frames dropped by reason {first_phase:?}; 300 random ones: \
          {random_drops:?}",

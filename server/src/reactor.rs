@@ -13,7 +13,8 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use ipcs_common::sys::{Interface, MsgBatch, PacketSocket};
-use ipcs_common::wire::{records::MAX_RECORDS_FRAME_LEN, ETHERTYPE};
+use ipcs_common::wire::records::{MAX_ETHERNET_FRAME_LEN, MAX_RECORDS_FRAME_LEN};
+use ipcs_common::wire::ETHERTYPE;
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
@@ -34,9 +35,11 @@ pub const UDP: Token = Token(1);
 /// SIGINT / SIGTERM.
 pub const SIGNALS: Token = Token(2);
 
-/// Receive and send slot for a frame: room for the most records a frame
-/// carries (a longer frame is cut, and its cut record ignored).
-const FRAME_SLOT: usize = MAX_RECORDS_FRAME_LEN;
+/// Receive slot for a frame: a whole Ethernet frame, so that request records
+/// beyond the 64 a frame may carry are seen (and counted as dropped).
+const FRAME_SLOT: usize = MAX_ETHERNET_FRAME_LEN;
+/// Send slot: the longest reply frame (64 records and the capability).
+const REPLY_SLOT: usize = MAX_RECORDS_FRAME_LEN;
 /// Receive slot for a datagram: longer than a request, so a cut datagram
 /// still has the wrong length and gets "malformed".
 const DATAGRAM_SLOT: usize = 64;
@@ -107,7 +110,7 @@ impl Reactor {
             },
             RAW,
             MsgBatch::new(batch, FRAME_SLOT),
-            MsgBatch::new(batch, FRAME_SLOT),
+            MsgBatch::new(batch, REPLY_SLOT),
         );
         let udp = match udp {
             None => None,

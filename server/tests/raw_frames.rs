@@ -198,6 +198,50 @@ fn malformed_frames_get_no_reply_are_counted_and_do_not_stop_the_server() {
 }
 
 #[test]
+fn a_frame_of_70_requests_gets_64_replies_in_order_and_6_counted() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut topology = Topology::builder().servers(1).build().expect("topology");
+    let index = start_server(
+        &mut topology,
+        0,
+        &["--iface", "eth0", "--registry", "none", "--id", "5"],
+    );
+    let mac = mac_in(&topology.server(0).unwrap().netns);
+    let core = topology.core_netns().unwrap().to_owned();
+    in_netns(&core, move || {
+        let mut bridge = Bridge::open();
+        let lb = bridge.mac;
+        let request = |tag: u32| FrameRepr {
+            dst: mac,
+            src: lb,
+            tag,
+            body: FrameBody::Request(Request {
+                a: tag,
+                b: 3,
+                op: Op::Mul,
+            }),
+        };
+        // 14 + 70 * 14 = 994 bytes: well within one Ethernet frame.
+        let mut frame = vec![0u8; 1024];
+        let mut len = request(1).emit_into(&mut frame).len();
+        for tag in 2..=70 {
+            len += request(tag).emit_record(&mut frame[len..]);
+        }
+        bridge.send(&frame[..len]);
+        let got = bridge.receive_until(64, Duration::from_secs(2));
+        let want: Vec<FrameRepr> = (1..=64)
+            .map(|tag| reply(lb, mac, tag, u64::from(tag) * 3, 5))
+            .collect();
+        assert_eq!(got, want);
+    });
+    let stats = terminate_for_stats(&mut topology, index);
+    assert_eq!(counter(&stats, "frames_answered"), 64, "{stats}");
+    assert_eq!(counter(&stats, "dropped_too_many_records"), 6, "{stats}");
+}
+
+#[test]
 fn two_load_balancers_share_a_server_and_each_gets_its_own_replies() {
     if !root_or_skip() {
         return;

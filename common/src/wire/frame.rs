@@ -38,7 +38,8 @@ pub const HEADER_LEN: usize = field::BODY;
 pub const ETHERNET_LEN: usize = field::KIND;
 /// A record's kind and tag, before its body.
 pub const RECORD_HEADER_LEN: usize = field::BODY - field::KIND;
-/// The longest frame IPCS emits (a request or reply).
+/// The longest frame of one record (a request or reply); frames of several
+/// records are longer (see [`records`](super::records)).
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + REQUEST_LEN;
 
 /// An Ethernet MAC address.

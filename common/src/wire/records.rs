@@ -41,7 +41,10 @@ pub const CAPABILITY_RECORD_LEN: usize = RECORD_HEADER_LEN + 1;
 /// The most request records an IPCS server reads from one frame (and so
 /// announces). A frame of that many requests is 14 + 64 * 14 = 910 bytes.
 pub const MAX_RECORDS: u8 = 64;
-/// Room for any frame IPCS sends or reads with records: a full frame of
+/// The longest Ethernet frame (1500-byte MTU) without the FCS: what a
+/// receiver must make room for to see a frame whole.
+pub const MAX_ETHERNET_FRAME_LEN: usize = 1514;
+/// The longest frame IPCS sends with records: a full frame of
 /// [`MAX_RECORDS`] request or reply records and a capability record.
 pub const MAX_RECORDS_FRAME_LEN: usize =
     ETHERNET_LEN + MAX_RECORDS as usize * (RECORD_HEADER_LEN + 9) + CAPABILITY_RECORD_LEN;
@@ -67,11 +70,12 @@ pub struct RecordError {
 /// The records of a frame, in order (see the module documentation).
 ///
 /// The first record is checked as [`FrameRepr::parse`] checks a frame: an
-/// error there (short, unknown kind, wrong EtherType) is yielded and ends
-/// the iteration, since the frame is not IPCS. A later record whose body
-/// does not parse (an unknown operation or status) is yielded as an error
-/// with its tag and the iteration goes on; trailing bytes that are not a
-/// whole record of a known kind end it quietly.
+/// error there in the header (short, unknown kind, wrong EtherType) is
+/// yielded and ends the iteration, since the frame is not IPCS. A record,
+/// first or later, whose body does not parse (an unknown operation or
+/// status) is yielded as an error with its tag and the iteration goes on;
+/// trailing bytes that are not a whole record of a known kind (or a
+/// capability record with a tag other than 0) end it quietly.
 #[derive(Debug, Clone)]
 pub struct Records<'a> {
     bytes: &'a [u8],
@@ -105,13 +109,16 @@ impl Records<'_> {
                 self.offset += repr.record_len();
                 Ok(Record::Frame(repr))
             }
-            Err(Error::UnknownOp(op)) => {
-                // parse checked the length for a request before the op.
+            // A body that does not parse (an unknown op or status): parse
+            // checked the header, the kind and the body's length first, so
+            // the tag is known and the list goes on, as for later records.
+            Err(error @ (Error::UnknownOp(_) | Error::UnknownStatus(_))) => {
                 let packet = FramePacket::new_unchecked(self.bytes);
-                self.offset += RECORD_HEADER_LEN + Kind::Request.body_len();
+                let kind = Kind::from_u8(packet.kind_byte()).unwrap_or(Kind::Request);
+                self.offset += RECORD_HEADER_LEN + kind.body_len();
                 Err(RecordError {
                     tag: Some(packet.tag()),
-                    error: Error::UnknownOp(op),
+                    error,
                 })
             }
             Err(error) => {
@@ -126,6 +133,11 @@ impl Records<'_> {
         let kind_byte = *rest.first()?;
         if kind_byte == CAPABILITY_KIND {
             let record = rest.get(..CAPABILITY_RECORD_LEN)?;
+            // Its tag is always 0: anything else is not a capability record
+            // (non-zero Ethernet padding, say) and ends the list.
+            if record[1..RECORD_HEADER_LEN] != [0; 4] {
+                return None;
+            }
             self.offset += CAPABILITY_RECORD_LEN;
             return Some(Ok(Record::Capability {
                 src: self.src,

@@ -126,6 +126,23 @@ fn unknown_ops_are_errors_with_their_tags_and_the_list_goes_on() {
 }
 
 #[test]
+fn a_first_error_record_with_an_unknown_status_does_not_hide_the_rest() {
+    // An error record with status 9 first, then the answer's records.
+    let mut frame = ANSWER[..14].to_vec();
+    frame.extend_from_slice(&[0x03, 0, 0, 0, 7, 9]);
+    frame.extend_from_slice(&ANSWER[14..]);
+    let got = all(&frame);
+    assert_eq!(
+        got[0],
+        Err(RecordError {
+            tag: Some(7),
+            error: Error::UnknownStatus(9)
+        })
+    );
+    assert_eq!(got.len(), 4, "{got:?}");
+}
+
+#[test]
 fn a_bad_first_record_ends_everything() {
     assert_eq!(
         all(&TWO_REQUESTS[..20]),
@@ -170,8 +187,11 @@ fn trailing_bytes_that_are_not_a_whole_record_are_ignored() {
     let mut frame = TWO_REQUESTS;
     frame[28] = 0xee;
     assert_eq!(all(&frame).len(), 1);
-    // A capability record cut short.
+    // A capability record cut short, or with a tag other than 0.
     assert_eq!(all(&ANSWER[..ANSWER.len() - 1]).len(), 2);
+    let mut answer = ANSWER;
+    answer[36] = 1;
+    assert_eq!(all(&answer).len(), 2);
     assert_eq!(ETHERTYPE, 0x88b5);
 }
 

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ipcs_common::sys::{netns, Interface, MsgBatch, PacketSocket};
+use ipcs_common::wire::records::{records, Record, MAX_ETHERNET_FRAME_LEN, MAX_RECORDS};
 use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, ETHERTYPE};
 use ipcs_common::Op;
 use ipcs_testbed::Topology;
@@ -132,7 +133,7 @@ impl Bridge {
         Bridge {
             socket: PacketSocket::bind(&iface, ETHERTYPE).expect("raw socket"),
             mac: iface.mac,
-            rx: MsgBatch::new(64, 128),
+            rx: MsgBatch::new(64, MAX_ETHERNET_FRAME_LEN),
         }
     }
 
@@ -151,8 +152,9 @@ impl Bridge {
         self.send(repr.emit_into(&mut buf));
     }
 
-    /// Every frame received until one with tag `until` arrives (included),
-    /// or `within` passes.
+    /// Every reply or error record received until one with tag `until`
+    /// arrives (included), or `within` passes. (Capability records, which
+    /// end every reply frame, are checked and left out.)
     pub fn receive_until(&mut self, until: u32, within: Duration) -> Vec<FrameRepr> {
         let deadline = Instant::now() + within;
         let mut got = Vec::new();
@@ -160,7 +162,14 @@ impl Bridge {
             match self.rx.recv_from(&self.socket) {
                 Ok(_) => {
                     for d in self.rx.iter() {
-                        got.push(FrameRepr::parse_bytes(d.data).expect("well-formed reply"));
+                        for record in records(d.data) {
+                            match record.expect("well-formed reply") {
+                                Record::Frame(frame) => got.push(frame),
+                                Record::Capability { max_records, .. } => {
+                                    assert_eq!(max_records, MAX_RECORDS)
+                                }
+                            }
+                        }
                     }
                     if got.iter().any(|f| f.tag == until) {
                         return got;
