@@ -348,4 +348,4 @@ impl FrameRepr {
 
 #[cfg(test)]
 #[path = "frame_tests.rs"]
-mod tests;
+pub(crate) mod tests;

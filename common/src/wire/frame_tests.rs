@@ -3,8 +3,9 @@ use proptest::prelude::*;
 use super::*;
 use crate::arith::Op;
 
-const LB: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x01]);
-const SERVER: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x03]);
+/// The test MACs, also used by the records tests.
+pub(crate) const LB: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x01]);
+pub(crate) const SERVER: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x03]);
 
 /// `50 * 1337` with tag 0x01020304, from the LB to server 3.
 const REQUEST_FRAME: [u8; 28] = [

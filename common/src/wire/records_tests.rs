@@ -1,9 +1,7 @@
 use super::*;
 use crate::arith::Op;
+use crate::wire::frame::tests::{LB, SERVER};
 use crate::wire::frame::ETHERTYPE;
-
-const LB: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x01]);
-const SERVER: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x03]);
 
 /// Two requests to server 3 in one frame: `50 * 1337` (tag 0x01020304) and
 /// `1 + 2` (tag 0x0a0b0c0d), then Ethernet's zero padding.
