@@ -4,9 +4,7 @@
 //! capability record) or the reason the frame is dropped. The reactor feeds
 //! it every frame the raw socket delivers.
 
-use ipcs_common::wire::records::{
-    emit_capability, records, Record, RecordError, MAX_RECORDS, MAX_RECORDS_FRAME_LEN,
-};
+use ipcs_common::wire::records::{emit_capability, records, Record, RecordError, MAX_RECORDS};
 use ipcs_common::wire::{self, FrameBody, FramePacket, FrameRepr, MacAddr, Reply, Status};
 
 /// Why a received frame gets no reply. Each reason is counted on its own
@@ -84,10 +82,11 @@ impl FrameHandler {
     /// received, Ethernet header first; trailing bytes are allowed): the
     /// frame a peer that sends one request per frame gets back, without the
     /// capability record. [`answer_frame`](Self::answer_frame) is what the
-    /// reactor uses.
-    pub fn handle(&self, frame: &[u8]) -> FrameOutcome {
+    /// reactor uses; this view is for the unit tests.
+    #[cfg(test)]
+    pub(crate) fn handle(&self, frame: &[u8]) -> FrameOutcome {
         let mut first = None;
-        let mut out = [0u8; MAX_RECORDS_FRAME_LEN];
+        let mut out = [0u8; ipcs_common::wire::records::MAX_RECORDS_FRAME_LEN];
         self.answer_frame(frame, &mut out, |outcome| {
             first.get_or_insert(*outcome);
         });
@@ -96,7 +95,7 @@ impl FrameHandler {
 
     /// Answers every request record of `frame` (see
     /// [`records`](ipcs_common::wire::records)) into `out`, which must hold
-    /// [`MAX_RECORDS_FRAME_LEN`] bytes: one reply frame to the sender with a
+    /// [`MAX_RECORDS_FRAME_LEN`](ipcs_common::wire::records::MAX_RECORDS_FRAME_LEN) bytes: one reply frame to the sender with a
     /// reply (or error) record per request, in order, then this server's
     /// capability record. Returns its length, 0 when there is nothing to
     /// send. `record` is told the outcome of each record (or the one reason
@@ -204,6 +203,7 @@ fn drop_reason(error: wire::Error) -> DropReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipcs_common::wire::records::MAX_RECORDS_FRAME_LEN;
     use ipcs_common::wire::{Request, ETHERTYPE};
     use ipcs_common::Op;
 
