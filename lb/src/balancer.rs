@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,11 +13,14 @@ use std::time::{Duration, Instant};
 use ipcs_common::sys::{set_thread_nice, set_udp_segment, Interface};
 
 use crate::admin::{self, AdminView};
+use crate::budget::BudgetPolicy;
 use crate::core::{ConfigError, Core, CoreConfig};
 use crate::metrics::{RegistryStatus, WorkerStats};
-use crate::pick::EjectionPolicy;
+use crate::outlier::EjectionPolicy;
+use crate::pick::Policy;
 use crate::reactor::{bind_udp, open_raw, Reactor};
 use crate::registry_link::{RegistryLink, RegistryLinkConfig};
+use crate::rtt::TimeoutPolicy;
 use crate::snapshot::shared_empty;
 
 /// The most workers (each one's index must fit the tag's low byte, and more
@@ -38,9 +42,14 @@ pub struct Config {
     pub workers: usize,
     /// Requests in flight at most, over all workers.
     pub capacity: usize,
-    pub timeout: Duration,
+    /// The bounds of the adaptive attempt deadline.
+    pub timeout: TimeoutPolicy,
+    /// How long a request may wait in all before its client gets status 4.
+    pub request_timeout: Duration,
     pub attempts: u32,
+    pub budget: BudgetPolicy,
     pub ejection: EjectionPolicy,
+    pub policy: Policy,
     /// Error replies per second at most, over all workers.
     pub error_rate: f64,
     /// How often the summary line is logged.
@@ -84,6 +93,8 @@ pub enum RunError {
 /// A started load balancer.
 pub struct LoadBalancer {
     workers: Vec<JoinHandle<io::Result<()>>>,
+    /// Each worker sends its index here when it ends, however it ends.
+    exits: mpsc::Receiver<usize>,
     listen: SocketAddr,
     admin: Option<SocketAddr>,
 }
@@ -99,8 +110,12 @@ impl LoadBalancer {
             worker: w as u8,
             capacity: config.capacity.div_ceil(n),
             timeout: config.timeout,
+            request_timeout: config.request_timeout,
             attempts: config.attempts,
+            budget: config.budget,
             ejection: config.ejection,
+            policy: config.policy,
+            seed: fastrand::u64(..) ^ w as u64,
             error_rate: config.error_rate / n as f64,
             error_burst: burst(config.error_rate / n as f64),
             max_records: config.max_records,
@@ -191,6 +206,7 @@ impl LoadBalancer {
         let now = Instant::now();
         let mut link = Some(link);
         let mut workers = Vec::with_capacity(n);
+        let (exit_tx, exits) = mpsc::channel();
         for (w, (udp, raw)) in udp.into_iter().zip(raw).enumerate() {
             let worker_err = |source| StartError::Worker { worker: w, source };
             let core = Core::new(
@@ -203,9 +219,14 @@ impl LoadBalancer {
             let reactor = Reactor::new(udp, raw, core, stats[w].clone(), link.take(), reply_gso)
                 .map_err(worker_err)?;
             let nice = config.nice;
+            let exit = ExitNotice {
+                worker: w,
+                tx: exit_tx.clone(),
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("ipcs-lb-w{w}"))
                 .spawn(move || {
+                    let _exit = exit;
                     if let Some(nice) = nice {
                         prioritise(w, nice);
                     }
@@ -216,6 +237,7 @@ impl LoadBalancer {
         }
         Ok(LoadBalancer {
             workers,
+            exits,
             listen,
             admin: admin_addr,
         })
@@ -232,10 +254,16 @@ impl LoadBalancer {
     }
 
     /// Waits for every worker to stop (each stops on SIGINT/SIGTERM).
-    /// Returns at the first failure: the caller should then exit, which
-    /// ends the other workers.
+    /// Returns at the first failure of any worker, in whatever order they
+    /// end: the caller should then exit non-zero, which ends the others.
     pub fn wait(self) -> Result<(), RunError> {
-        for (w, handle) in self.workers.into_iter().enumerate() {
+        let mut workers: Vec<Option<JoinHandle<io::Result<()>>>> =
+            self.workers.into_iter().map(Some).collect();
+        for _ in 0..workers.len() {
+            let Ok(w) = self.exits.recv() else { break };
+            let Some(handle) = workers.get_mut(w).and_then(Option::take) else {
+                continue;
+            };
             match handle.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(source)) => return Err(RunError::Worker { worker: w, source }),
@@ -243,6 +271,19 @@ impl LoadBalancer {
             }
         }
         Ok(())
+    }
+}
+
+/// Tells [`LoadBalancer::wait`] that a worker ended, when dropped: also when
+/// its thread unwinds from a panic.
+struct ExitNotice {
+    worker: usize,
+    tx: mpsc::Sender<usize>,
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let _ = self.tx.send(self.worker);
     }
 }
 

@@ -6,13 +6,21 @@
 //! server and the error-reply rate limit; it reads the server list from the
 //! shared snapshot.
 //!
-//! Late replies: when an attempt timed out and the request was sent again, a
-//! reply from a server an earlier attempt went to (same slot, same
-//! generation) carries a correct answer too, so it is accepted: the client
-//! gets its answer sooner. It does not count as the server having answered
-//! in time (its failure count stays), and the reply the current attempt's
-//! server sends later is dropped as stale. A reply from a MAC the request was
-//! never sent to is never accepted.
+//! Failure handling (docs/LB.md, "Failure handling"): each attempt gets
+//! its server's adaptive deadline ([`crate::rtt`]). When it passes, the
+//! request is sent to another server if the retry budget
+//! ([`crate::budget`]) allows, but the earlier attempts stay valid: the
+//! first answer from any server the request went to answers the client.
+//! Otherwise the request waits for the answers already asked for until its
+//! request deadline, where the client gets status 4. After the client has
+//! its answer the request lingers until the other servers it went to have
+//! answered too (or the request deadline passes), so their late answers
+//! are recognised as genuine: they prove those servers alive and give the
+//! round-trip samples that move their deadlines. Ejection follows
+//! [`crate::outlier`]; attempts the load balancer itself may have lost
+//! (a full queue, a refused send: [`Core::on_local_loss`]) are held
+//! against nobody. A reply from a MAC the request was never sent to is
+//! never accepted.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -24,11 +32,20 @@ use hdrhistogram::Histogram;
 use ipcs_common::wire::records::{records, Record, MAX_RECORDS};
 use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, Status};
 
+use crate::budget::{BudgetPolicy, RetryBudget};
 use crate::metrics::{bump, latency_histogram, DropReason, ServerStatsEntry, WorkerStats};
-use crate::pending::{Handle, PendingTable, TagMiss, MAX_ATTEMPTS, MAX_CAPACITY};
-use crate::pick::{EjectionPolicy, HealthTable, RoundRobin};
+use crate::outlier::{EjectionPolicy, TimeoutVerdict};
+use crate::pending::{Handle, PendingTable, TagMiss, LANES, MAX_ATTEMPTS, MAX_CAPACITY};
+use crate::pick::{pick_p2c, HealthTable, Policy, RoundRobin};
 use crate::ratelimit::TokenBucket;
+use crate::rtt::TimeoutPolicy;
 use crate::snapshot::{ServerSnapshot, SharedSnapshot};
+
+/// The deadline lane of requests waiting for their request deadline (and
+/// of answered requests lingering); the others hold attempt deadlines.
+const REQUEST_LANE: usize = LANES - 1;
+/// Send-time ranges of attempts the load balancer may have lost itself.
+const LOCAL_LOSSES: usize = 8;
 
 /// What one worker's core is configured with.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,11 +54,18 @@ pub struct CoreConfig {
     pub worker: u8,
     /// Slots in this worker's table of requests in flight.
     pub capacity: usize,
-    /// How long an attempt may take before it is sent again.
-    pub timeout: Duration,
+    /// The bounds of each server's adaptive attempt deadline.
+    pub timeout: TimeoutPolicy,
+    /// How long a request may wait in all before its client gets status 4.
+    pub request_timeout: Duration,
     /// Attempts per request, the first one included.
     pub attempts: u32,
+    pub budget: BudgetPolicy,
     pub ejection: EjectionPolicy,
+    /// How a new request's server is chosen.
+    pub policy: Policy,
+    /// Seeds the p2c draws (tests pass a fixed one).
+    pub seed: u64,
     /// Error replies per second this worker may send.
     pub error_rate: f64,
     /// Error replies this worker may send at once.
@@ -52,16 +76,22 @@ pub struct CoreConfig {
 }
 
 /// Why a configuration cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
     #[error("capacity must be 1..={MAX_CAPACITY} per worker, got {0}")]
     Capacity(usize),
     #[error("attempts must be 1..={MAX_ATTEMPTS}, got {0}")]
     Attempts(u32),
-    #[error("the timeout must be above zero")]
-    Timeout,
+    #[error("the attempt timeouts must satisfy 0 < min <= max, got min {min:?}, max {max:?}")]
+    Timeout { min: Duration, max: Duration },
+    #[error("the request timeout ({0:?}) must be at least the shortest attempt timeout")]
+    RequestTimeout(Duration),
     #[error("the ejection threshold must be at least 1 failure")]
     EjectAfter,
+    #[error("the retry budget ratio must be 0..=1, got {0}")]
+    BudgetRatio(f64),
+    #[error("the ejection cap must be 0..=100 percent, got {0}")]
+    EjectPercent(u32),
     #[error("records per frame must be 1..={MAX_RECORDS}, got {0}")]
     MaxRecords(u8),
 }
@@ -74,8 +104,18 @@ impl CoreConfig {
         if !(1..=MAX_ATTEMPTS as u32).contains(&self.attempts) {
             return Err(ConfigError::Attempts(self.attempts));
         }
-        if self.timeout.is_zero() {
-            return Err(ConfigError::Timeout);
+        let (min, max) = (self.timeout.min, self.timeout.max);
+        if min.is_zero() || max < min {
+            return Err(ConfigError::Timeout { min, max });
+        }
+        if self.request_timeout < min {
+            return Err(ConfigError::RequestTimeout(self.request_timeout));
+        }
+        if !(0.0..=1.0).contains(&self.budget.ratio) {
+            return Err(ConfigError::BudgetRatio(self.budget.ratio));
+        }
+        if self.ejection.max_ejected_percent > 100 {
+            return Err(ConfigError::EjectPercent(self.ejection.max_ejected_percent));
         }
         if self.ejection.after_failures == 0 {
             return Err(ConfigError::EjectAfter);
@@ -139,6 +179,15 @@ pub struct Core {
     stats: Arc<WorkerStats>,
     latency: Histogram<u64>,
     error_bucket: TokenBucket,
+    budget: RetryBudget,
+    rng: fastrand::Rng,
+    /// The attempt deadline of each lane but the last: geometric steps
+    /// from the shortest to the longest timeout.
+    lanes: [Duration; LANES - 1],
+    /// Ranges of send instants whose attempts may not have left the LB.
+    local_losses: [Option<(Instant, Instant)>; LOCAL_LOSSES],
+    next_loss: usize,
+    next_outlier_check: Instant,
 }
 
 impl Core {
@@ -156,6 +205,12 @@ impl Core {
         let mut core = Core {
             table: PendingTable::new(config.capacity, config.worker, now),
             error_bucket: TokenBucket::new(config.error_rate, config.error_burst, now),
+            budget: RetryBudget::new(config.budget, now),
+            rng: fastrand::Rng::with_seed(config.seed),
+            lanes: lane_durations(&config.timeout),
+            local_losses: [None; LOCAL_LOSSES],
+            next_loss: 0,
+            next_outlier_check: now + config.ejection.interval,
             config,
             lb_mac,
             rotation: RoundRobin::new(),
@@ -209,9 +264,37 @@ impl Core {
         self.table.next_deadline()
     }
 
-    /// Copies the latency histogram where the metrics renderer reads it.
-    pub fn publish_latency(&self) {
+    /// The forwards decided at send instants `from..=to` may not have left
+    /// the load balancer (its send queue was full, or the kernel refused
+    /// them): their timeouts are the LB's own loss and count against no
+    /// server.
+    pub fn on_local_loss(&mut self, from: Instant, to: Instant) {
+        self.local_losses[self.next_loss] = Some((from, to));
+        self.next_loss = (self.next_loss + 1) % LOCAL_LOSSES;
+        bump(&self.stats.local_losses);
+    }
+
+    fn lost_locally(&self, sent: Instant) -> bool {
+        self.local_losses
+            .iter()
+            .flatten()
+            .any(|(from, to)| (*from..=*to).contains(&sent))
+    }
+
+    /// Copies the latency histogram and each server's health where the
+    /// metrics renderer reads them.
+    pub fn publish(&self, now: Instant) {
         self.stats.latency.store(Arc::new(self.latency.clone()));
+        for s in self.health.iter() {
+            let c = &s.counters;
+            c.ejected
+                .store(u64::from(s.health.is_ejected(now)), Relaxed);
+            let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            c.timeout_us
+                .store(micros(s.rtt.timeout(&self.config.timeout)), Relaxed);
+            c.srtt_us.store(s.rtt.srtt().map_or(0, micros), Relaxed);
+            c.in_flight.store(u64::from(s.in_flight), Relaxed);
+        }
     }
 
     /// A datagram from a client.
@@ -221,6 +304,11 @@ impl Core {
         // LB must never amplify (its source address may be forged).
         if bytes.is_empty() {
             return self.dropped(DropReason::Empty);
+        }
+        // Nothing can be sent to port 0 (the kernel refuses it, which used
+        // to fail a whole batch of replies): such a source is forged.
+        if client.port() == 0 {
+            return self.dropped(DropReason::BadSource);
         }
         let request = match Request::parse_bytes(bytes) {
             Ok(request) => request,
@@ -233,15 +321,20 @@ impl Core {
         if self.table.is_full() {
             return self.error(client, Status::Overloaded, now);
         }
-        let Some(server) = self
-            .rotation
-            .pick(&self.snapshot.servers, &self.health, now)
-            .map(|b| b.mac)
-        else {
+        let picked = match self.config.policy {
+            Policy::RoundRobin => self
+                .rotation
+                .pick(&self.snapshot.servers, &self.health, now),
+            Policy::P2c => pick_p2c(&self.snapshot.servers, &self.health, &mut self.rng, now),
+        };
+        let Some(server) = picked.map(|b| b.mac) else {
             return self.error(client, Status::NoServer, now);
         };
         match self.table.insert(client, request, now) {
-            Some(handle) => self.send_attempt(handle, server, now),
+            Some(handle) => {
+                self.budget.on_request(now);
+                self.send_attempt(handle, server, now)
+            }
             None => self.error(client, Status::Overloaded, now),
         }
     }
@@ -307,61 +400,283 @@ impl Core {
             Err(TagMiss::Stale) => return self.dropped(DropReason::Stale),
         };
         let entry = *self.table.get(handle);
-        if !entry.was_sent_to(frame.src) {
+        let Some(attempt) = entry.attempt_to(frame.src) else {
             return self.dropped(DropReason::WrongServer);
+        };
+        if entry.is_answered(attempt) {
+            return self.dropped(DropReason::Stale);
         }
         *answered_by = Some(frame.src);
-        let on_time = entry.current_server() == Some(frame.src);
+        self.table.mark_answered(handle, attempt);
+        let is_error = matches!(frame.body, FrameBody::Error(_));
+        self.on_server_answer(&entry, attempt, frame.src, is_error, now);
+        if entry.client_answered {
+            // A lingering request: this answer was owed, and has done its
+            // work above (the server is alive, its round trip is known).
+            bump(&self.stats.answers_after_reply);
+            self.release_if_settled(handle);
+            return Action::None;
+        }
         match frame.body {
             FrameBody::Reply(reply) => {
-                self.table.remove(handle);
-                self.stats.in_flight.store(self.table.len() as u64, Relaxed);
                 bump(&self.stats.replies);
-                if !on_time {
+                if entry.current_server() != Some(frame.src) {
                     bump(&self.stats.late_replies);
                 }
-                if let Some(server) = self.health.get_mut(frame.src) {
+                if let Some(server) = self.health.get(frame.src) {
                     bump(&server.counters.replies);
-                    if on_time {
-                        server.health.record_success();
-                    }
                 }
                 let micros = now.saturating_duration_since(entry.started).as_micros();
                 self.latency
                     .saturating_record(u64::try_from(micros).unwrap_or(u64::MAX));
+                self.table.mark_client_answered(handle);
+                if !self.release_if_settled(handle) {
+                    self.table
+                        .rearm(handle, self.request_deadline(&entry), REQUEST_LANE);
+                }
                 Action::Reply {
                     client: entry.client,
                     reply,
                 }
             }
-            // The server refused the attempt: no point waiting for the
-            // timeout. A refusal of an attempt already superseded changes
-            // nothing.
-            FrameBody::Error(_) if on_time => self.fail_attempt(handle, now),
-            FrameBody::Error(_) => self.dropped(DropReason::Stale),
+            // The server refused the attempt. If another attempt is still
+            // owed an answer, wait for it; else try elsewhere at once.
+            FrameBody::Error(_) => {
+                if let Some(server) = self.health.get(frame.src) {
+                    bump(&server.counters.failures);
+                }
+                if self.table.get(handle).unanswered().next().is_some() {
+                    Action::None
+                } else {
+                    self.retry_or_wait(handle, now, false)
+                }
+            }
             FrameBody::Request(_) => self.dropped(DropReason::NotAReply),
         }
     }
 
-    /// Handles every attempt whose deadline has passed: each is sent to
-    /// another server, or its client gets an error once the attempts are
-    /// spent. `out` receives one action per expired attempt.
-    pub fn on_tick(&mut self, now: Instant, mut out: impl FnMut(Action)) {
-        while let Some(handle) = self.table.pop_expired(now) {
-            bump(&self.stats.attempt_timeouts);
-            out(self.fail_attempt(handle, now));
+    /// What an answer from `server` to attempt `attempt` of `entry` says:
+    /// the server is alive, and (when the request went to it once, so the
+    /// answer names one send) how long its round trip is.
+    fn on_server_answer(
+        &mut self,
+        entry: &crate::pending::Pending,
+        attempt: usize,
+        server: MacAddr,
+        is_error: bool,
+        now: Instant,
+    ) {
+        let Some(state) = self.health.get_mut(server) else {
+            return;
+        };
+        state.in_flight = state.in_flight.saturating_sub(1);
+        state.health.on_answer(now, is_error);
+        if entry.attempts_to(server) == 1 {
+            let rtt = now.saturating_duration_since(entry.sent_at(attempt));
+            state.rtt.sample(rtt, &self.config.timeout);
+            state.ewma.sample(rtt, now);
         }
     }
 
-    fn send_attempt(&mut self, handle: Handle, server: MacAddr, now: Instant) -> Action {
-        self.table
-            .dispatch(handle, server, now + self.config.timeout);
-        self.stats.in_flight.store(self.table.len() as u64, Relaxed);
-        let mut records = 1;
-        if let Some(state) = self.health.get(server) {
-            bump(&state.counters.requests);
-            records = state.max_records.min(self.config.max_records).max(1);
+    /// Frees an answered request once no attempt is owed an answer.
+    fn release_if_settled(&mut self, handle: Handle) -> bool {
+        let entry = self.table.get(handle);
+        if entry.client_answered && entry.unanswered().next().is_none() {
+            self.finish(handle);
+            true
+        } else {
+            false
         }
+    }
+
+    /// Handles every request whose deadline has passed: an attempt that
+    /// timed out is sent elsewhere if the budget allows (else the request
+    /// waits for its request deadline), a request past its request
+    /// deadline gets status 4, and a lingering one is released. `out`
+    /// receives one action per expiry. Also judges error shares each
+    /// interval.
+    pub fn on_tick(&mut self, now: Instant, mut out: impl FnMut(Action)) {
+        while let Some(handle) = self.table.pop_expired(now) {
+            out(self.on_expired(handle, now));
+        }
+        if now >= self.next_outlier_check {
+            self.judge_error_shares(now);
+            self.next_outlier_check = now + self.config.ejection.interval;
+        }
+    }
+
+    fn on_expired(&mut self, handle: Handle, now: Instant) -> Action {
+        let entry = *self.table.get(handle);
+        if entry.client_answered || now >= self.request_deadline(&entry) {
+            // Attempts never answered are given up: they no longer count
+            // as in flight to their servers.
+            for (_, server) in entry.unanswered() {
+                if let Some(state) = self.health.get_mut(server) {
+                    state.in_flight = state.in_flight.saturating_sub(1);
+                }
+            }
+            self.finish(handle);
+            if entry.client_answered {
+                return Action::None;
+            }
+            return self.error(entry.client, Status::TimedOut, now);
+        }
+        bump(&self.stats.attempt_timeouts);
+        let mut failover = false;
+        if let Some(server) = entry.current_server() {
+            let attempt = entry.attempts() as usize - 1;
+            failover = self.on_attempt_timeout(server, entry.sent_at(attempt), now);
+        }
+        self.retry_or_wait(handle, now, failover)
+    }
+
+    /// The current attempt of `handle` failed or timed out: send it to
+    /// another server if attempts and the budget allow, else wait for the
+    /// answers already asked for until the request deadline. A `failover`
+    /// (away from a server silent while others answer, or from a send the
+    /// LB lost itself) is not load amplification and needs no budget.
+    fn retry_or_wait(&mut self, handle: Handle, now: Instant, failover: bool) -> Action {
+        let entry = *self.table.get(handle);
+        if entry.attempts() < self.config.attempts {
+            self.refresh();
+            let next = self
+                .rotation
+                .pick_retry(&self.snapshot.servers, &self.health, entry.sent_to(), now)
+                .map(|b| b.mac);
+            if let Some(server) = next {
+                if failover || self.budget.try_retry(now) {
+                    bump(&self.stats.retries);
+                    if failover {
+                        bump(&self.stats.failovers);
+                    }
+                    return self.send_attempt(handle, server, now);
+                }
+                bump(&self.stats.retries_over_budget);
+            }
+        }
+        if entry.unanswered().next().is_none() {
+            // Every server asked has refused: nothing left to wait for.
+            self.finish(handle);
+            return self.error(entry.client, Status::TimedOut, now);
+        }
+        self.table
+            .rearm(handle, self.request_deadline(&entry), REQUEST_LANE);
+        Action::None
+    }
+
+    fn request_deadline(&self, entry: &crate::pending::Pending) -> Instant {
+        entry.started + self.config.request_timeout
+    }
+
+    /// What an attempt to `server` sent at `sent` timing out says about
+    /// it. Returns whether its retry is a failover: the LB lost the send
+    /// itself, or the server is silent while others answered since.
+    fn on_attempt_timeout(&mut self, server: MacAddr, sent: Instant, now: Instant) -> bool {
+        if self.lost_locally(sent) {
+            return true;
+        }
+        let available = self.health.available_count(now);
+        let health = &self.health;
+        let others = |since| health.others_answered(server, since);
+        let Some(state) = self.health.get(server) else {
+            return false;
+        };
+        let mut h = state.health;
+        let verdict = h.on_timeout(sent, now, &self.config.ejection, others);
+        let failover = matches!(verdict, TimeoutVerdict::Silent | TimeoutVerdict::Dead)
+            && self.health.others_answered(server, sent);
+        let Some(state) = self.health.get_mut(server) else {
+            return false;
+        };
+        state.health = h;
+        match verdict {
+            TimeoutVerdict::Slow => {
+                state.rtt.back_off(sent, now, &self.config.timeout);
+            }
+            TimeoutVerdict::Silent | TimeoutVerdict::Ejected => {}
+            // Silent while others answered: dead. Never the last server in
+            // rotation; past the cap only because it is silent (see
+            // crate::outlier).
+            TimeoutVerdict::Dead if available > 1 => {
+                bump(&state.counters.failures);
+                self.eject(server, now, "silent while other servers answered");
+            }
+            TimeoutVerdict::Dead => {}
+        }
+        failover
+    }
+
+    /// Each interval: a server whose error share is at least the
+    /// threshold while the others' is under half of it is an outlier,
+    /// ejected within the cap.
+    fn judge_error_shares(&mut self, now: Instant) {
+        let policy = self.config.ejection;
+        let shares: Vec<(MacAddr, Option<u32>)> = self
+            .health
+            .iter_mut()
+            .map(|s| (s.mac, s.health.take_error_share(policy.error_min_volume)))
+            .collect();
+        for (mac, share) in &shares {
+            let Some(share) = *share else { continue };
+            if share < policy.error_percent {
+                continue;
+            }
+            let others_worst = shares
+                .iter()
+                .filter(|(m, _)| m != mac)
+                .filter_map(|(_, s)| *s)
+                .max()
+                .unwrap_or(0);
+            let listed = self.health.len();
+            let ejected = listed - self.health.available_count(now);
+            if others_worst * 2 <= share
+                && ejected < policy.max_ejected(listed)
+                && listed - ejected > 1
+                && self.health.available(*mac, now)
+            {
+                self.eject(
+                    *mac,
+                    now,
+                    "its answers are mostly errors, unlike the others'",
+                );
+            }
+        }
+    }
+
+    fn eject(&mut self, server: MacAddr, now: Instant, why: &str) {
+        let Some(state) = self.health.get_mut(server) else {
+            return;
+        };
+        let cooldown = state.health.eject(now, &self.config.ejection);
+        bump(&state.counters.ejections);
+        bump(&self.stats.ejections);
+        tracing::warn!(
+            worker = self.config.worker,
+            id = state.id,
+            mac = %state.mac,
+            cooldown_ms = cooldown.as_millis() as u64,
+            "server out of rotation for a cool-down: {why}"
+        );
+    }
+
+    fn send_attempt(&mut self, handle: Handle, server: MacAddr, now: Instant) -> Action {
+        let request_deadline = self.request_deadline(self.table.get(handle));
+        let mut records = 1;
+        let mut timeout = self.config.timeout.initial;
+        if let Some(state) = self.health.get_mut(server) {
+            bump(&state.counters.requests);
+            state.in_flight = state.in_flight.saturating_add(1);
+            records = state.max_records.min(self.config.max_records).max(1);
+            timeout = state.rtt.timeout(&self.config.timeout);
+        }
+        // Rounded up to its lane's duration, so each lane stays in order.
+        let lane = self.lanes.partition_point(|d| *d < timeout).min(LANES - 2);
+        let (deadline, lane) = match now + self.lanes[lane] {
+            d if d < request_deadline => (d, lane),
+            _ => (request_deadline, REQUEST_LANE),
+        };
+        self.table.dispatch(handle, server, now, deadline, lane);
+        self.stats.in_flight.store(self.table.len() as u64, Relaxed);
         Action::Forward {
             server,
             tag: self.table.tag(handle),
@@ -370,52 +685,9 @@ impl Core {
         }
     }
 
-    /// The current attempt of `handle` failed: blame its server, then retry
-    /// elsewhere or give up.
-    fn fail_attempt(&mut self, handle: Handle, now: Instant) -> Action {
-        let entry = *self.table.get(handle);
-        if let Some(server) = entry.current_server() {
-            self.record_failure(server, now);
-        }
-        if entry.attempts() < self.config.attempts {
-            self.refresh();
-            let next = self
-                .rotation
-                .pick_retry(&self.snapshot.servers, &self.health, entry.sent_to(), now)
-                .map(|b| b.mac);
-            if let Some(server) = next {
-                bump(&self.stats.retries);
-                return self.send_attempt(handle, server, now);
-            }
-            self.finish(handle);
-            return self.error(entry.client, Status::NoServer, now);
-        }
-        self.finish(handle);
-        self.error(entry.client, Status::TimedOut, now)
-    }
-
     fn finish(&mut self, handle: Handle) {
         self.table.remove(handle);
         self.stats.in_flight.store(self.table.len() as u64, Relaxed);
-    }
-
-    fn record_failure(&mut self, server: MacAddr, now: Instant) {
-        let Some(state) = self.health.get_mut(server) else {
-            // The server has left the list since; nothing to track.
-            return;
-        };
-        bump(&state.counters.failures);
-        if let Some(cooldown) = state.health.record_failure(now, &self.config.ejection) {
-            bump(&state.counters.ejections);
-            bump(&self.stats.ejections);
-            tracing::warn!(
-                worker = self.config.worker,
-                id = state.id,
-                mac = %state.mac,
-                cooldown_ms = cooldown.as_millis() as u64,
-                "server failed repeatedly; out of rotation for a cool-down"
-            );
-        }
     }
 
     fn error(&mut self, client: SocketAddr, status: Status, now: Instant) -> Action {
@@ -455,6 +727,27 @@ impl Core {
     }
 }
 
+/// Geometric steps from the shortest attempt timeout to the longest (about
+/// 9 % apart with the defaults): an attempt's deadline is rounded up to
+/// the next step.
+fn lane_durations(policy: &TimeoutPolicy) -> [Duration; LANES - 1] {
+    let (min, max) = (
+        policy.min.as_secs_f64(),
+        policy.max.max(policy.min).as_secs_f64(),
+    );
+    let ratio = (max / min).powf(1.0 / (LANES - 2) as f64);
+    let mut lanes = [policy.min; LANES - 1];
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        *lane = Duration::from_secs_f64(min * ratio.powi(i as i32)).max(policy.min);
+    }
+    lanes[LANES - 2] = policy.max.max(policy.min);
+    lanes
+}
+
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "core_sim_tests.rs"]
+mod sim_tests;

@@ -8,14 +8,21 @@ use super::*;
 use crate::pending::TagLayout;
 use crate::snapshot::{shared_empty, Backend};
 
-const LB: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
-const MS: Duration = Duration::from_millis(1);
+pub(super) const LB: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+pub(super) const MS: Duration = Duration::from_millis(1);
+/// The initial 20 ms attempt deadline, rounded up to its lane.
+fn first_deadline() -> Duration {
+    lane_durations(&TimeoutPolicy::default())
+        .into_iter()
+        .find(|d| *d >= 20 * MS)
+        .unwrap()
+}
 
-fn mac(id: u8) -> MacAddr {
+pub(super) fn mac(id: u8) -> MacAddr {
     MacAddr([2, 0, 0, 0, 0, 10 + id])
 }
 
-fn backend(id: u8) -> Backend {
+pub(super) fn backend(id: u8) -> Backend {
     Backend {
         id,
         mac: mac(id),
@@ -24,13 +31,17 @@ fn backend(id: u8) -> Backend {
     }
 }
 
-fn config() -> CoreConfig {
+pub(super) fn config() -> CoreConfig {
     CoreConfig {
         worker: 0,
         capacity: 64,
-        timeout: 20 * MS,
+        timeout: TimeoutPolicy::default(),
+        request_timeout: 500 * MS,
         attempts: 3,
+        budget: BudgetPolicy::default(),
         ejection: EjectionPolicy::default(),
+        policy: Policy::RoundRobin,
+        seed: 1,
         error_rate: 1e6,
         error_burst: 1e6,
         max_records: 32,
@@ -79,16 +90,16 @@ impl Rig {
     }
 }
 
-fn client(port: u16) -> SocketAddr {
+pub(super) fn client(port: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, 1], port))
 }
 
-fn request(a: u32, b: u32, op: Op) -> Request {
+pub(super) fn request(a: u32, b: u32, op: Op) -> Request {
     Request { a, b, op }
 }
 
 /// The server's answer to a forward, as frame bytes.
-fn answer(action: Action, from: MacAddr, server_id: u8) -> Vec<u8> {
+pub(super) fn answer(action: Action, from: MacAddr, server_id: u8) -> Vec<u8> {
     let Action::Forward { tag, request, .. } = action else {
         panic!("not a forward: {action:?}");
     };
@@ -105,14 +116,14 @@ fn answer(action: Action, from: MacAddr, server_id: u8) -> Vec<u8> {
     frame.emit_into(&mut buf).to_vec()
 }
 
-fn forwarded_to(action: Action) -> MacAddr {
+pub(super) fn forwarded_to(action: Action) -> MacAddr {
     match action {
         Action::Forward { server, .. } => server,
         other => panic!("not a forward: {other:?}"),
     }
 }
 
-fn tag_of(action: Action) -> u32 {
+pub(super) fn tag_of(action: Action) -> u32 {
     match action {
         Action::Forward { tag, .. } => tag,
         other => panic!("not a forward: {other:?}"),
@@ -250,27 +261,38 @@ fn no_server_is_error_3_and_a_full_table_is_error_5() {
 }
 
 #[test]
-fn timeout_retries_elsewhere_then_gives_up_with_error_4() {
+fn timeout_retries_elsewhere_then_waits_and_gives_up_with_error_4() {
     let mut rig = Rig::new(config(), &[1, 2, 3]);
     let first = rig
         .core
         .on_request(client(9), &request(6, 7, Op::Mul).to_bytes(), rig.t0);
     assert_eq!(forwarded_to(first), mac(1));
-    assert_eq!(rig.core.next_deadline(), Some(rig.at(20)));
+    assert_eq!(rig.core.next_deadline(), Some(rig.t0 + first_deadline()));
 
     let mut out = Vec::new();
-    rig.core.on_tick(rig.at(19), |a| out.push(a));
+    rig.core.on_tick(rig.at(21), |a| out.push(a));
     assert!(out.is_empty(), "not yet");
-    rig.core.on_tick(rig.at(20), |a| out.push(a));
+    rig.core.on_tick(rig.t0 + first_deadline(), |a| out.push(a));
     assert_eq!(out.len(), 1);
     let second = out.pop().unwrap();
     assert_eq!(forwarded_to(second), mac(2));
     assert_eq!(tag_of(second), tag_of(first), "same slot, same tag");
-    assert_eq!(rig.core.next_deadline(), Some(rig.at(40)));
+    assert_eq!(
+        rig.core.next_deadline(),
+        Some(rig.t0 + first_deadline() * 2)
+    );
 
-    rig.core.on_tick(rig.at(40), |a| out.push(a));
+    rig.core
+        .on_tick(rig.t0 + first_deadline() * 2, |a| out.push(a));
     assert_eq!(forwarded_to(out.pop().unwrap()), mac(3));
-    rig.core.on_tick(rig.at(60), |a| out.push(a));
+    // Attempts spent: the request waits for any of the three answers
+    // until its request deadline.
+    rig.core
+        .on_tick(rig.t0 + first_deadline() * 3, |a| out.push(a));
+    assert_eq!(out, [Action::None]);
+    out.clear();
+    assert_eq!(rig.core.next_deadline(), Some(rig.at(500)));
+    rig.core.on_tick(rig.at(500), |a| out.push(a));
     assert_eq!(
         out,
         [Action::Error {
@@ -281,12 +303,16 @@ fn timeout_retries_elsewhere_then_gives_up_with_error_4() {
     assert_eq!(rig.core.in_flight(), 0);
     assert_eq!(rig.stats.retries.load(Relaxed), 2);
     assert_eq!(rig.stats.attempt_timeouts.load(Relaxed), 3);
+    // One silent attempt each, within the silence window: nobody ejected,
+    // nothing held against anyone yet.
+    assert_eq!(rig.stats.ejections.load(Relaxed), 0);
     for id in 1..=3 {
-        assert_eq!(rig.server_counter(id, |c| c.failures.load(Relaxed)), 1);
+        assert_eq!(rig.server_counter(id, |c| c.failures.load(Relaxed)), 0);
+        assert_eq!(rig.server_counter(id, |c| c.in_flight.load(Relaxed)), 0);
     }
     // The requests' original tag is dead now.
     let late = answer(second, mac(2), 2);
-    assert_eq!(rig.core.on_frame(&late, rig.at(61)), Action::None);
+    assert_eq!(rig.core.on_frame(&late, rig.at(501)), Action::None);
     assert_eq!(rig.stats.drop_count(DropReason::Stale).load(Relaxed), 1);
 }
 
@@ -297,7 +323,7 @@ fn with_one_server_the_retry_goes_to_it_again() {
         .core
         .on_request(client(9), &request(1, 1, Op::Add).to_bytes(), rig.t0);
     let mut out = Vec::new();
-    rig.core.on_tick(rig.at(20), |a| out.push(a));
+    rig.core.on_tick(rig.t0 + first_deadline(), |a| out.push(a));
     assert_eq!(forwarded_to(out[0]), mac(1));
     // Its answer (to either attempt) is accepted.
     let reply = rig.core.on_frame(&answer(first, mac(1), 1), rig.at(21));
@@ -305,13 +331,13 @@ fn with_one_server_the_retry_goes_to_it_again() {
 }
 
 #[test]
-fn late_reply_from_an_earlier_server_is_accepted_once() {
+fn late_reply_from_an_earlier_server_is_accepted_once_and_the_other_lingers() {
     let mut rig = Rig::new(config(), &[1, 2]);
     let first = rig
         .core
         .on_request(client(9), &request(3, 4, Op::Add).to_bytes(), rig.t0);
     let mut out = Vec::new();
-    rig.core.on_tick(rig.at(20), |a| out.push(a));
+    rig.core.on_tick(rig.t0 + first_deadline(), |a| out.push(a));
     let second = out[0];
     assert_eq!(forwarded_to(second), mac(2));
 
@@ -327,15 +353,28 @@ fn late_reply_from_an_earlier_server_is_accepted_once() {
         }
     );
     assert_eq!(rig.stats.late_replies.load(Relaxed), 1);
-    // Server 1 answered late: its failure stays counted.
-    assert_eq!(rig.core.health().get(mac(1)).unwrap().health.failures(), 1);
-    // The current attempt's answer arrives after: stale.
+    // Server 1 answered late: that is a success for it, and its 25 ms
+    // round trip is its first sample (deadline 25 + 4 * 12.5 = 75 ms).
+    let s1 = rig.core.health().get(mac(1)).unwrap();
+    assert_eq!(s1.health.silent_events(), 0);
+    assert_eq!(s1.rtt.srtt(), Some(25 * MS));
+    assert_eq!(s1.rtt.timeout(&config().timeout), 75 * MS);
+    // The request lingers for server 2's answer, which is owed: it proves
+    // server 2 alive too, and answers nobody.
+    assert_eq!(rig.core.in_flight(), 1);
     assert_eq!(
         rig.core.on_frame(&answer(second, mac(2), 2), rig.at(26)),
         Action::None
     );
-    assert_eq!(rig.stats.drop_count(DropReason::Stale).load(Relaxed), 1);
+    assert_eq!(rig.stats.answers_after_reply.load(Relaxed), 1);
+    assert_eq!(rig.core.in_flight(), 0);
     assert_eq!(rig.stats.replies.load(Relaxed), 1);
+    // Any further copy is stale.
+    assert_eq!(
+        rig.core.on_frame(&answer(second, mac(2), 2), rig.at(27)),
+        Action::None
+    );
+    assert_eq!(rig.stats.drop_count(DropReason::Stale).load(Relaxed), 1);
 }
 
 #[test]
@@ -423,40 +462,58 @@ fn server_error_frame_retries_at_once() {
     let action = rig.core.on_frame(frame.emit_into(&mut buf), rig.at(1));
     assert_eq!(forwarded_to(action), mac(2));
     assert_eq!(rig.stats.retries.load(Relaxed), 1);
-    assert_eq!(rig.core.next_deadline(), Some(rig.at(21)));
-    // The same refusal again (now for a superseded attempt) changes nothing.
+    assert_eq!(rig.server_counter(1, |c| c.failures.load(Relaxed)), 1);
+    assert_eq!(rig.core.next_deadline(), Some(rig.at(1) + first_deadline()));
+    // The same refusal again (already answered) changes nothing.
     assert_eq!(rig.core.on_frame(&buf[..20], rig.at(2)), Action::None);
+    assert_eq!(rig.stats.drop_count(DropReason::Stale).load(Relaxed), 1);
     assert_eq!(rig.core.in_flight(), 1);
+    // When every server asked refused, the client is told at once.
+    let frame = FrameRepr {
+        src: mac(2),
+        ..frame
+    };
+    // Server 2 refused too: the third attempt goes back to server 1.
+    let last = rig.core.on_frame(frame.emit_into(&mut buf), rig.at(3));
+    assert_eq!(forwarded_to(last), mac(1));
 }
 
 #[test]
-fn failing_server_is_ejected_then_tried_again_after_the_cool_down() {
-    let mut rig = Rig::new(
-        CoreConfig {
-            attempts: 1,
-            ..config()
-        },
-        &[1, 2],
-    );
+fn a_silent_server_is_ejected_then_tried_again_after_the_cool_down() {
+    let mut rig = Rig::new(config(), &[1, 2]);
     let bytes = request(1, 1, Op::Add).to_bytes();
-    // Three requests to server 1 time out (server 2 answers its own).
+    // Every 50 ms, one request to each: server 2 answers, server 1 never.
     let mut now = rig.t0;
-    for _ in 0..3 {
-        let a = rig.core.on_request(client(1), &bytes, now);
-        assert_eq!(forwarded_to(a), mac(1));
-        let b = rig.core.on_request(client(2), &bytes, now);
-        assert_eq!(forwarded_to(b), mac(2));
-        assert!(matches!(
-            rig.core.on_frame(&answer(b, mac(2), 2), now),
-            Action::Reply { .. }
-        ));
-        now += 20 * MS;
+    let mut answered = 0;
+    for _ in 0..12 {
+        for c in 0..2 {
+            let a = rig.core.on_request(client(1 + c), &bytes, now);
+            if forwarded_to(a) == mac(2) {
+                rig.core.on_frame(&answer(a, mac(2), 2), now + MS);
+                answered += 1;
+            }
+        }
         let mut out = Vec::new();
-        rig.core.on_tick(now, |a| out.push(a));
-        assert_eq!(out.len(), 1);
+        rig.core.on_tick(now + 30 * MS, |a| out.push(a));
+        // Server 1's requests were sent to server 2 at their deadline.
+        for a in out
+            .into_iter()
+            .filter(|a| matches!(a, Action::Forward { .. }))
+        {
+            assert_eq!(forwarded_to(a), mac(2));
+            assert!(matches!(
+                rig.core.on_frame(&answer(a, mac(2), 2), now + 31 * MS),
+                Action::Reply { .. }
+            ));
+            answered += 1;
+        }
+        now += 50 * MS;
     }
+    assert_eq!(answered, 24, "every request answered");
+    // Silent for the 500 ms window while server 2 answered: ejected once.
     assert_eq!(rig.stats.ejections.load(Relaxed), 1);
     assert_eq!(rig.server_counter(1, |c| c.ejections.load(Relaxed)), 1);
+    assert_eq!(rig.server_counter(2, |c| c.ejections.load(Relaxed)), 0);
     // Out of rotation: everything goes to server 2 for the cool-down.
     for _ in 0..4 {
         let a = rig.core.on_request(client(3), &bytes, now);
@@ -495,20 +552,33 @@ fn list_change_mid_rotation_neither_repeats_nor_skips() {
 }
 
 #[test]
-fn retry_with_no_server_left_is_error_3() {
+fn with_no_server_left_to_retry_the_request_waits_then_gets_error_4() {
     let mut rig = Rig::new(config(), &[1]);
-    rig.core
+    let a = rig
+        .core
         .on_request(client(9), &request(1, 1, Op::Add).to_bytes(), rig.t0);
     rig.servers(2, &[]);
     let mut out = Vec::new();
-    rig.core.on_tick(rig.at(20), |a| out.push(a));
-    assert_eq!(
-        out,
-        [Action::Error {
-            client: client(9),
-            status: Status::NoServer
-        }]
-    );
+    rig.core.on_tick(rig.t0 + first_deadline(), |a| out.push(a));
+    assert_eq!(out, [Action::None]);
+    // The server the request went to may still answer...
+    let reply = rig.core.on_frame(&answer(a, mac(1), 1), rig.at(100));
+    assert!(matches!(reply, Action::Reply { .. }), "{reply:?}");
+    // ...and when it does not, the client hears at the request deadline.
+    rig.core
+        .on_request(client(8), &request(1, 1, Op::Add).to_bytes(), rig.at(101));
+    rig.servers(3, &[1]);
+    let b = rig
+        .core
+        .on_request(client(8), &request(1, 1, Op::Add).to_bytes(), rig.at(101));
+    forwarded_to(b);
+    rig.servers(4, &[]);
+    out.clear();
+    rig.core.on_tick(rig.at(601), |a| out.push(a));
+    assert!(out.contains(&Action::Error {
+        client: client(8),
+        status: Status::TimedOut
+    }));
 }
 
 #[test]
@@ -574,10 +644,33 @@ fn tags_carry_the_worker_and_bad_configs_are_refused() {
         ),
         (
             CoreConfig {
-                timeout: Duration::ZERO,
+                timeout: TimeoutPolicy {
+                    min: Duration::ZERO,
+                    ..TimeoutPolicy::default()
+                },
                 ..config()
             },
-            ConfigError::Timeout,
+            ConfigError::Timeout {
+                min: Duration::ZERO,
+                max: 250 * MS,
+            },
+        ),
+        (
+            CoreConfig {
+                request_timeout: MS,
+                ..config()
+            },
+            ConfigError::RequestTimeout(MS),
+        ),
+        (
+            CoreConfig {
+                budget: BudgetPolicy {
+                    ratio: 1.5,
+                    ..BudgetPolicy::default()
+                },
+                ..config()
+            },
+            ConfigError::BudgetRatio(1.5),
         ),
     ] {
         assert_eq!(bad.validate(), Err(err));

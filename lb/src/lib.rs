@@ -4,8 +4,10 @@
 //!
 //! The decisions live in sans-io modules, unit-tested with fabricated
 //! instants: [`pending`] (requests in flight and their deadlines), [`pick`]
-//! (round-robin and passive ejection), [`snapshot`] (the shared server
-//! list), [`ratelimit`] and [`core`] (the state machine tying them together).
+//! (round-robin, p2c, per-server state), [`outlier`] (when a server is
+//! ejected), [`rtt`] (adaptive attempt deadlines), [`budget`] (the retry
+//! budget), [`snapshot`] (the shared server list), [`ratelimit`] and
+//! [`core`] (the state machine tying them together).
 //! [`metrics`] names and renders every metric.
 //!
 //! The I/O around them: [`reactor`] (one mio event loop per worker, moving
@@ -16,11 +18,14 @@
 
 pub mod admin;
 pub mod balancer;
+pub mod budget;
 pub mod core;
 pub mod metrics;
+pub mod outlier;
 pub mod pending;
 pub mod pick;
 pub mod ratelimit;
 pub mod reactor;
 pub mod registry_link;
+pub mod rtt;
 pub mod snapshot;

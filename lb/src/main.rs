@@ -7,15 +7,20 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use ipcs_lb::balancer::{Config, LoadBalancer};
-use ipcs_lb::pick::EjectionPolicy;
+use ipcs_lb::budget::BudgetPolicy;
+use ipcs_lb::outlier::EjectionPolicy;
+use ipcs_lb::pick::Policy;
 use ipcs_lb::registry_link::RegistryLinkConfig;
+use ipcs_lb::rtt::TimeoutPolicy;
 
-/// The IPCS load balancer: takes HSMAP requests on UDP, sends each to the
-/// next live server (round-robin) as a raw Ethernet frame on the backend
-/// bridge, and returns the server's answer to the client. Retries elsewhere
-/// when a server does not answer in time, takes failing servers out of
-/// rotation for a while, and learns the live servers from the registry.
-/// Stops cleanly on SIGINT or SIGTERM.
+/// The IPCS load balancer: takes HSMAP requests on UDP, sends each to a
+/// live server (round-robin, or p2c) as a raw Ethernet frame on the backend
+/// bridge, and returns the server's answer to the client. Each server's
+/// attempt deadline follows its measured latency; a request not answered
+/// by then is also sent to another server, within a retry budget. Servers
+/// silent while the others answer are taken out of rotation for a while;
+/// slow ones never are. Learns the live servers from the registry. Stops
+/// cleanly on SIGINT or SIGTERM. See docs/LB.md, "Failure handling".
 #[derive(Debug, Parser)]
 #[command(name = "ipcs-lb", version)]
 struct Args {
@@ -69,23 +74,84 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     capacity: usize,
 
-    /// How long a server may take to answer before the request is sent to
-    /// the next server.
+    /// How a new request's server is chosen: "rr" (round-robin, an exact
+    /// even spread) or "p2c" (the power of two choices over a peak-EWMA
+    /// latency: slower servers get less load).
+    #[arg(long, value_enum, default_value = "rr")]
+    policy: PolicyArg,
+
+    /// Attempt deadline for a server before its first answer. After that,
+    /// each server's deadline is its smoothed round-trip time plus four
+    /// times its variation (RFC 6298), within --timeout-min-ms and
+    /// --timeout-max-ms; a server slower than its deadline but alive
+    /// doubles it.
     #[arg(long, value_name = "MS", default_value_t = 20)]
     timeout_ms: u64,
 
-    /// Attempts per request, the first included (1..=8); when all time out
-    /// the client gets error 4 (timed out).
+    /// The shortest attempt deadline: covers the scheduling jitter of a
+    /// shared machine, which no sample predicts.
+    #[arg(long, value_name = "MS", default_value_t = 5)]
+    timeout_min_ms: u64,
+
+    /// The longest attempt deadline, however slow or backed off a server.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    timeout_max_ms: u64,
+
+    /// How long a request may wait in all. An attempt past its deadline is
+    /// also sent to another server (if attempts and the retry budget
+    /// allow), but the earlier ones stay valid: the first answer from any
+    /// of them answers the client. At this deadline the client gets error 4
+    /// (timed out).
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    request_timeout_ms: u64,
+
+    /// Attempts per request, the first included (1..=8).
     #[arg(long, value_name = "N", default_value_t = 3)]
     attempts: u32,
 
-    /// Failures in a row (timeouts or error frames) that take a server out
-    /// of rotation before the registry notices it is gone.
+    /// Retries allowed, in percent of the requests over the last 10 s
+    /// (a retry budget, as Finagle and Envoy have): past it a request waits
+    /// for the answers already asked for instead of adding load to a slow
+    /// pool.
+    #[arg(long, value_name = "PERCENT", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    retry_budget_percent: u32,
+
+    /// Retries per second allowed on top of --retry-budget-percent, so a
+    /// quiet load balancer can still retry.
+    #[arg(long, value_name = "PER_SEC", default_value_t = 10)]
+    retry_budget_min_per_sec: u32,
+
+    /// Silent timeouts (no answer at all from the server since the attempt
+    /// was sent; attempts sent together count once) before a server can be
+    /// taken for dead.
     #[arg(long, value_name = "N", default_value_t = 3)]
     eject_after: u32,
 
+    /// How long a server must have answered nothing, while another server
+    /// answered, before it is taken out of rotation. A server that answers,
+    /// however late, is never ejected for it; when no server answers (the
+    /// whole host is slow) none is ejected.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    eject_silence_ms: u64,
+
+    /// A server whose answers in one second are at least this percent
+    /// errors (of at least 20), while every other server's share is under
+    /// half of it, is taken out of rotation.
+    #[arg(long, value_name = "PERCENT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    eject_error_percent: u32,
+
+    /// The most servers out of rotation at once for bad answers, in percent
+    /// of those listed (at least one). The last server in rotation is never
+    /// ejected; a silent server is ejected past this cap (it is dead, and
+    /// keeping it only turns its share into retries).
+    #[arg(long, value_name = "PERCENT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    max_ejected_percent: u32,
+
     /// How long an ejected server stays out of rotation; doubles each time
-    /// it fails again right after coming back.
+    /// it is silent again right after coming back.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     eject_cooldown_ms: u64,
 
@@ -138,6 +204,14 @@ struct Args {
     frame_records: u8,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PolicyArg {
+    /// Round-robin.
+    Rr,
+    /// Power of two choices over peak-EWMA latency.
+    P2c,
+}
+
 fn main() -> anyhow::Result<()> {
     ipcs_common::logging::init();
     let args = Args::parse();
@@ -175,12 +249,30 @@ fn main() -> anyhow::Result<()> {
         admin,
         workers: args.workers,
         capacity: args.capacity,
-        timeout: ms(args.timeout_ms),
+        timeout: TimeoutPolicy {
+            initial: ms(args.timeout_ms),
+            min: ms(args.timeout_min_ms),
+            max: ms(args.timeout_max_ms),
+        },
+        request_timeout: ms(args.request_timeout_ms),
         attempts: args.attempts,
+        budget: BudgetPolicy {
+            ratio: f64::from(args.retry_budget_percent) / 100.0,
+            min_per_sec: args.retry_budget_min_per_sec,
+            ..BudgetPolicy::default()
+        },
         ejection: EjectionPolicy {
             after_failures: args.eject_after,
+            silence: ms(args.eject_silence_ms),
+            error_percent: args.eject_error_percent,
+            max_ejected_percent: args.max_ejected_percent,
             cooldown: ms(args.eject_cooldown_ms),
             max_cooldown: ms(args.eject_cooldown_max_ms),
+            ..EjectionPolicy::default()
+        },
+        policy: match args.policy {
+            PolicyArg::Rr => Policy::RoundRobin,
+            PolicyArg::P2c => Policy::P2c,
         },
         error_rate: args.error_rate,
         summary_every: Duration::from_secs(args.summary_secs),

@@ -27,6 +27,10 @@ pub mod names {
     pub const REQUESTS_COALESCED: &str = "ipcs_lb_requests_coalesced_total";
     pub const RETRIES: &str = "ipcs_lb_retries_total";
     pub const ATTEMPT_TIMEOUTS: &str = "ipcs_lb_attempt_timeouts_total";
+    pub const FAILOVERS: &str = "ipcs_lb_failovers_total";
+    pub const RETRIES_OVER_BUDGET: &str = "ipcs_lb_retries_over_budget_total";
+    pub const ANSWERS_AFTER_REPLY: &str = "ipcs_lb_answers_after_reply_total";
+    pub const LOCAL_LOSSES: &str = "ipcs_lb_local_losses_total";
     pub const ERRORS: &str = "ipcs_lb_errors_total";
     pub const ERRORS_SUPPRESSED: &str = "ipcs_lb_errors_suppressed_total";
     pub const DROPS: &str = "ipcs_lb_drops_total";
@@ -36,6 +40,10 @@ pub mod names {
     pub const SERVER_REPLIES: &str = "ipcs_lb_server_replies_total";
     pub const SERVER_FAILURES: &str = "ipcs_lb_server_failures_total";
     pub const SERVER_EJECTIONS: &str = "ipcs_lb_server_ejections_total";
+    pub const SERVER_EJECTED: &str = "ipcs_lb_server_ejected";
+    pub const SERVER_TIMEOUT: &str = "ipcs_lb_server_timeout_seconds";
+    pub const SERVER_SRTT: &str = "ipcs_lb_server_srtt_seconds";
+    pub const SERVER_IN_FLIGHT: &str = "ipcs_lb_server_in_flight";
     pub const EJECTIONS: &str = "ipcs_lb_ejections_total";
     pub const REGISTRY_VERSION: &str = "ipcs_lb_registry_version";
     pub const REGISTRY_REACHABLE: &str = "ipcs_lb_registry_reachable";
@@ -79,10 +87,12 @@ pub enum DropReason {
     SendFailed,
     /// An empty client datagram: even a 1-byte error would be longer.
     Empty,
+    /// A client datagram from port 0, which no reply can reach.
+    BadSource,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::BadFrame,
         DropReason::NotForUs,
         DropReason::NotAReply,
@@ -93,6 +103,7 @@ impl DropReason {
         DropReason::QueueFull,
         DropReason::SendFailed,
         DropReason::Empty,
+        DropReason::BadSource,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -107,6 +118,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::SendFailed => "send_failed",
             DropReason::Empty => "empty",
+            DropReason::BadSource => "bad_source",
         }
     }
 
@@ -126,6 +138,13 @@ pub struct ServerCounters {
     pub failures: AtomicU64,
     /// Times the server was taken out of rotation.
     pub ejections: AtomicU64,
+    /// Gauges, published about once a second: out of rotation now (0 or 1),
+    /// the current attempt deadline and smoothed round trip (µs), attempts
+    /// in flight.
+    pub ejected: AtomicU64,
+    pub timeout_us: AtomicU64,
+    pub srtt_us: AtomicU64,
+    pub in_flight: AtomicU64,
 }
 
 /// A server as a worker lists it for the metrics renderer.
@@ -155,6 +174,17 @@ pub struct WorkerStats {
     pub retries: AtomicU64,
     /// Attempts that timed out.
     pub attempt_timeouts: AtomicU64,
+    /// Of the retries, those away from a server silent while others
+    /// answered, or from a send the LB lost: outside the retry budget.
+    pub failovers: AtomicU64,
+    /// Retries the retry budget refused (the request waited instead).
+    pub retries_over_budget: AtomicU64,
+    /// Answers owed by an earlier attempt that came after the client had
+    /// its answer (proof of life and a round-trip sample, nothing more).
+    pub answers_after_reply: AtomicU64,
+    /// Batches whose forwards may not have left the LB (full queue or
+    /// refused send); their timeouts are held against no server.
+    pub local_losses: AtomicU64,
     /// Error replies decided, by status code (index = code - 1).
     pub errors: [AtomicU64; 5],
     /// Error replies not sent because of the error rate limit.
@@ -187,6 +217,10 @@ impl Default for WorkerStats {
             requests_coalesced: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             attempt_timeouts: AtomicU64::new(0),
+            failovers: AtomicU64::new(0),
+            retries_over_budget: AtomicU64::new(0),
+            answers_after_reply: AtomicU64::new(0),
+            local_losses: AtomicU64::new(0),
             errors: Default::default(),
             errors_suppressed: AtomicU64::new(0),
             drops: Default::default(),
@@ -234,6 +268,10 @@ pub struct Totals {
     pub requests_coalesced: u64,
     pub retries: u64,
     pub attempt_timeouts: u64,
+    pub failovers: u64,
+    pub retries_over_budget: u64,
+    pub answers_after_reply: u64,
+    pub local_losses: u64,
     pub errors: [u64; 5],
     pub errors_suppressed: u64,
     pub drops: [u64; DropReason::ALL.len()],
@@ -252,6 +290,10 @@ impl Totals {
             t.requests_coalesced += w.requests_coalesced.load(Relaxed);
             t.retries += w.retries.load(Relaxed);
             t.attempt_timeouts += w.attempt_timeouts.load(Relaxed);
+            t.failovers += w.failovers.load(Relaxed);
+            t.retries_over_budget += w.retries_over_budget.load(Relaxed);
+            t.answers_after_reply += w.answers_after_reply.load(Relaxed);
+            t.local_losses += w.local_losses.load(Relaxed);
             for (sum, c) in t.errors.iter_mut().zip(&w.errors) {
                 *sum += c.load(Relaxed);
             }
@@ -373,8 +415,36 @@ pub fn render(view: &MetricsView<'_>) -> String {
         &mut out,
         ATTEMPT_TIMEOUTS,
         "counter",
-        "Attempts not answered in time.",
+        "Attempts not answered within their server's deadline.",
         t.attempt_timeouts,
+    );
+    single(
+        &mut out,
+        FAILOVERS,
+        "counter",
+        "Retries away from a server silent while others answered (or from a send the LB lost); outside the retry budget.",
+        t.failovers,
+    );
+    single(
+        &mut out,
+        RETRIES_OVER_BUDGET,
+        "counter",
+        "Retries the retry budget refused; the request waited for the answers already asked for.",
+        t.retries_over_budget,
+    );
+    single(
+        &mut out,
+        ANSWERS_AFTER_REPLY,
+        "counter",
+        "Answers from an earlier attempt's server after the client had its result.",
+        t.answers_after_reply,
+    );
+    single(
+        &mut out,
+        LOCAL_LOSSES,
+        "counter",
+        "Send batches the LB may have lost itself (queue full, send refused); held against no server.",
+        t.local_losses,
     );
     header(
         &mut out,
@@ -469,44 +539,84 @@ pub fn render(view: &MetricsView<'_>) -> String {
 
 fn render_servers(out: &mut String, view: &MetricsView<'_>) {
     use names::*;
-    // Sum each server's counters over workers; report the servers listed now.
+    // Sum each server's counters over workers (gauges: the largest, so a
+    // server any worker ejected shows as ejected); report the servers
+    // listed now.
     let lists: Vec<_> = view.workers.iter().map(|w| w.servers.load_full()).collect();
-    let per_server: Vec<(u8, MacAddr, [u64; 4])> = view
+    let per_server: Vec<(u8, MacAddr, [u64; 8])> = view
         .snapshot
         .servers
         .iter()
         .map(|b| {
-            let mut sums = [0u64; 4];
+            let mut v = [0u64; 8];
             for entry in lists
                 .iter()
                 .flat_map(|l| l.iter())
                 .filter(|e| e.mac == b.mac)
             {
                 let c = &entry.counters;
-                sums[0] += c.requests.load(Relaxed);
-                sums[1] += c.replies.load(Relaxed);
-                sums[2] += c.failures.load(Relaxed);
-                sums[3] += c.ejections.load(Relaxed);
+                v[0] += c.requests.load(Relaxed);
+                v[1] += c.replies.load(Relaxed);
+                v[2] += c.failures.load(Relaxed);
+                v[3] += c.ejections.load(Relaxed);
+                v[4] = v[4].max(c.ejected.load(Relaxed));
+                v[5] = v[5].max(c.timeout_us.load(Relaxed));
+                v[6] = v[6].max(c.srtt_us.load(Relaxed));
+                v[7] += c.in_flight.load(Relaxed);
             }
-            (b.id, b.mac, sums)
+            (b.id, b.mac, v)
         })
         .collect();
+    // (name, kind, help, microseconds rendered as seconds)
     let families = [
-        (SERVER_REQUESTS, "Attempts sent to each server."),
-        (SERVER_REPLIES, "Results each server gave clients."),
+        (SERVER_REQUESTS, "counter", "Attempts sent to each server.", false),
+        (SERVER_REPLIES, "counter", "Results each server gave clients.", false),
         (
             SERVER_FAILURES,
-            "Attempts each server failed (timed out or answered an error).",
+            "counter",
+            "Failures held against each server (error answers, and the timeout that found it dead).",
+            false,
         ),
         (
             SERVER_EJECTIONS,
+            "counter",
             "Times each server was taken out of rotation.",
+            false,
+        ),
+        (
+            SERVER_EJECTED,
+            "gauge",
+            "Whether each server is out of rotation now (any worker).",
+            false,
+        ),
+        (
+            SERVER_TIMEOUT,
+            "gauge",
+            "Each server's current adaptive attempt deadline.",
+            true,
+        ),
+        (
+            SERVER_SRTT,
+            "gauge",
+            "Each server's smoothed round-trip time (0 before any sample).",
+            true,
+        ),
+        (
+            SERVER_IN_FLIGHT,
+            "gauge",
+            "Attempts sent to each server and not yet answered or given up.",
+            false,
         ),
     ];
-    for (k, (name, help)) in families.iter().enumerate() {
-        header(out, name, "counter", help);
-        for (id, mac, sums) in &per_server {
-            let _ = writeln!(out, "{name}{{id=\"{id}\",mac=\"{mac}\"}} {}", sums[k]);
+    for (k, (name, kind, help, seconds)) in families.iter().enumerate() {
+        header(out, name, kind, help);
+        for (id, mac, v) in &per_server {
+            if *seconds {
+                let secs = v[k] as f64 / 1e6;
+                let _ = writeln!(out, "{name}{{id=\"{id}\",mac=\"{mac}\"}} {secs}");
+            } else {
+                let _ = writeln!(out, "{name}{{id=\"{id}\",mac=\"{mac}\"}} {}", v[k]);
+            }
         }
     }
 }

@@ -30,10 +30,22 @@
 //!
 //! # Deadlines
 //!
-//! All requests share one timeout, so deadlines are appended in time order:
-//! a FIFO list is a priority queue here. The caller must pass non-decreasing
-//! `now` values (an `Instant` clock does); an out-of-order deadline is only
-//! noticed when the ones before it expire.
+//! Each request in flight waits on one deadline, in one of [`LANES`]
+//! deadline lists ("lanes"). The caller puts every deadline of the same
+//! duration in the same lane (the attempt deadlines are rounded up to a
+//! few fixed durations, one lane each), so each lane is appended in time
+//! order and a FIFO list is its priority queue: insertion, removal and
+//! expiry are O(1), and finding the next deadline looks at the lanes'
+//! heads only. An insertion out of order is still placed correctly, by a
+//! walk back from the lane's tail.
+//!
+//! # Attempts
+//!
+//! A request remembers every server it was sent to, when, and which of
+//! them answered. After its client is answered it may stay a while
+//! ([`Pending::client_answered`]): the answers still owed by servers an
+//! earlier attempt went to are then recognised as genuine, give round-trip
+//! samples and prove those servers alive.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
@@ -45,6 +57,8 @@ use ipcs_common::Op;
 pub const MAX_ATTEMPTS: usize = 8;
 /// The most slots one table may have (keeps 4 generation bits in the tag).
 pub const MAX_CAPACITY: usize = 1 << 20;
+/// Deadline lists a table keeps (see the module docs).
+pub const LANES: usize = 48;
 
 const NIL: u32 = u32::MAX;
 const WORKER_BITS: u32 = 8;
@@ -131,10 +145,18 @@ pub struct Pending {
     pub request: Request,
     /// When the request arrived (for the latency histogram).
     pub started: Instant,
-    /// When the current attempt times out.
+    /// When the request next needs attention (its current attempt times
+    /// out, or it is given up).
     pub deadline: Instant,
+    /// The client has its answer; the request stays only for the answers
+    /// still owed by earlier attempts.
+    pub client_answered: bool,
     attempts: u8,
+    /// Bit `i`: attempt `i`'s server answered.
+    answered: u8,
     sent_to: [MacAddr; MAX_ATTEMPTS],
+    /// When each attempt was sent, in microseconds after `started`.
+    sent_at: [u32; MAX_ATTEMPTS],
 }
 
 impl Pending {
@@ -148,8 +170,11 @@ impl Pending {
             },
             started: now,
             deadline: now,
+            client_answered: false,
             attempts: 0,
+            answered: 0,
             sent_to: [MacAddr::default(); MAX_ATTEMPTS],
+            sent_at: [0; MAX_ATTEMPTS],
         }
     }
 
@@ -171,6 +196,34 @@ impl Pending {
     pub fn was_sent_to(&self, mac: MacAddr) -> bool {
         self.sent_to().contains(&mac)
     }
+
+    /// The last attempt sent to `mac`, if any.
+    pub fn attempt_to(&self, mac: MacAddr) -> Option<usize> {
+        self.sent_to().iter().rposition(|m| *m == mac)
+    }
+
+    /// How many attempts went to `mac`.
+    pub fn attempts_to(&self, mac: MacAddr) -> usize {
+        self.sent_to().iter().filter(|m| **m == mac).count()
+    }
+
+    /// When attempt `i` was sent.
+    pub fn sent_at(&self, i: usize) -> Instant {
+        self.started + std::time::Duration::from_micros(u64::from(self.sent_at[i]))
+    }
+
+    pub fn is_answered(&self, i: usize) -> bool {
+        self.answered & (1 << i) != 0
+    }
+
+    /// Attempts whose server has not answered, as (index, server).
+    pub fn unanswered(&self) -> impl Iterator<Item = (usize, MacAddr)> + '_ {
+        self.sent_to()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.is_answered(*i))
+            .map(|(i, m)| (i, *m))
+    }
 }
 
 /// A busy slot, as handed out by [`PendingTable::insert`] and
@@ -182,7 +235,7 @@ pub struct Handle(u32);
 enum SlotState {
     /// On the free list.
     Free,
-    /// In flight and on the deadline list.
+    /// In flight and on a deadline list (its lane).
     Waiting,
     /// In flight but on no list (just inserted, or just expired).
     Detached,
@@ -192,6 +245,8 @@ enum SlotState {
 struct Slot {
     generation: u32,
     state: SlotState,
+    /// The deadline list it is on, when `Waiting`.
+    lane: u8,
     prev: u32,
     next: u32,
     entry: Pending,
@@ -217,7 +272,7 @@ pub struct PendingTable {
     slots: Box<[Slot]>,
     layout: TagLayout,
     free: List,
-    deadlines: List,
+    lanes: [List; LANES],
     busy: usize,
 }
 
@@ -229,6 +284,7 @@ impl PendingTable {
             .map(|i| Slot {
                 generation: 0,
                 state: SlotState::Free,
+                lane: 0,
                 prev: if i == 0 { NIL } else { i as u32 - 1 },
                 next: if i + 1 == capacity { NIL } else { i as u32 + 1 },
                 entry: Pending::blank(now),
@@ -241,7 +297,7 @@ impl PendingTable {
                 head: 0,
                 tail: capacity as u32 - 1,
             },
-            deadlines: List::EMPTY,
+            lanes: [List::EMPTY; LANES],
             busy: 0,
         }
     }
@@ -282,34 +338,70 @@ impl PendingTable {
             request,
             started: now,
             deadline: now,
+            client_answered: false,
             attempts: 0,
+            answered: 0,
             sent_to: [MacAddr::default(); MAX_ATTEMPTS],
+            sent_at: [0; MAX_ATTEMPTS],
         };
         self.busy += 1;
         Some(Handle(index))
     }
 
-    /// Records an attempt to `server` that times out at `deadline`, and puts
-    /// the request at the back of the deadline list. Returns `false`, doing
-    /// nothing, when the request already had [`MAX_ATTEMPTS`].
-    pub fn dispatch(&mut self, handle: Handle, server: MacAddr, deadline: Instant) -> bool {
-        let index = handle.0;
-        let state = self.slots[index as usize].state;
-        debug_assert_ne!(state, SlotState::Free, "dispatch of a free slot");
-        if usize::from(self.slots[index as usize].entry.attempts) >= MAX_ATTEMPTS {
+    /// Records an attempt to `server` sent at `now` that needs attention
+    /// at `deadline`, waiting in `lane`. Returns `false`, doing nothing,
+    /// when the request already had [`MAX_ATTEMPTS`].
+    ///
+    /// # Panics
+    /// If `lane` is not below [`LANES`].
+    pub fn dispatch(
+        &mut self,
+        handle: Handle,
+        server: MacAddr,
+        now: Instant,
+        deadline: Instant,
+        lane: usize,
+    ) -> bool {
+        let entry = &mut self.slots[handle.0 as usize].entry;
+        let i = usize::from(entry.attempts);
+        if i >= MAX_ATTEMPTS {
             return false;
         }
-        if state == SlotState::Waiting {
-            self.unlink(index, ListId::Deadlines);
+        let offset = now.saturating_duration_since(entry.started).as_micros();
+        entry.sent_to[i] = server;
+        entry.sent_at[i] = u32::try_from(offset).unwrap_or(u32::MAX);
+        entry.attempts += 1;
+        self.rearm(handle, deadline, lane);
+        true
+    }
+
+    /// Moves the request to `deadline` in `lane` without a new attempt.
+    ///
+    /// # Panics
+    /// If `lane` is not below [`LANES`].
+    pub fn rearm(&mut self, handle: Handle, deadline: Instant, lane: usize) {
+        assert!(lane < LANES, "lane {lane} out of range");
+        let index = handle.0;
+        let slot = &self.slots[index as usize];
+        debug_assert_ne!(slot.state, SlotState::Free, "rearm of a free slot");
+        if slot.state == SlotState::Waiting {
+            self.unlink(index, ListId::Lane(slot.lane));
         }
         let slot = &mut self.slots[index as usize];
-        let entry = &mut slot.entry;
-        entry.sent_to[usize::from(entry.attempts)] = server;
-        entry.attempts += 1;
-        entry.deadline = deadline;
+        slot.entry.deadline = deadline;
         slot.state = SlotState::Waiting;
-        self.push_back(index, ListId::Deadlines);
-        true
+        slot.lane = lane as u8;
+        self.insert_sorted(index, lane as u8);
+    }
+
+    /// Notes that attempt `i`'s server answered.
+    pub fn mark_answered(&mut self, handle: Handle, i: usize) {
+        self.slots[handle.0 as usize].entry.answered |= 1 << i;
+    }
+
+    /// Notes that the client has its answer.
+    pub fn mark_client_answered(&mut self, handle: Handle) {
+        self.slots[handle.0 as usize].entry.client_answered = true;
     }
 
     /// The tag that names this request's slot and generation.
@@ -343,8 +435,9 @@ impl PendingTable {
     /// Frees the slot (bumping its generation) and returns what it held.
     pub fn remove(&mut self, handle: Handle) -> Pending {
         let index = handle.0;
+        let lane = self.slots[index as usize].lane;
         match self.slots[index as usize].state {
-            SlotState::Waiting => self.unlink(index, ListId::Deadlines),
+            SlotState::Waiting => self.unlink(index, ListId::Lane(lane)),
             SlotState::Detached => {}
             SlotState::Free => panic!("remove of a free slot {index}"),
         }
@@ -359,29 +452,66 @@ impl PendingTable {
 
     /// The earliest deadline of any request in flight.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match self.deadlines.head {
-            NIL => None,
-            head => Some(self.slots[head as usize].entry.deadline),
-        }
+        self.earliest_lane().map(|(_, deadline)| deadline)
     }
 
-    /// Takes the oldest request whose deadline is at or before `now` off the
-    /// deadline list. It stays in flight: the caller either
-    /// [`dispatch`](Self::dispatch)es it again or [`remove`](Self::remove)s it.
+    /// The lane whose head has the earliest deadline, and that deadline.
+    fn earliest_lane(&self) -> Option<(u8, Instant)> {
+        self.lanes
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.head != NIL)
+            .map(|(i, l)| (i as u8, self.slots[l.head as usize].entry.deadline))
+            .min_by_key(|(_, deadline)| *deadline)
+    }
+
+    /// Takes the request with the earliest deadline, if it is at or before
+    /// `now`, off its deadline list. It stays in flight: the caller
+    /// [`dispatch`](Self::dispatch)es or [`rearm`](Self::rearm)s it again,
+    /// or [`remove`](Self::remove)s it.
     pub fn pop_expired(&mut self, now: Instant) -> Option<Handle> {
-        let head = self.deadlines.head;
-        if head == NIL || self.slots[head as usize].entry.deadline > now {
+        let (lane, deadline) = self.earliest_lane()?;
+        if deadline > now {
             return None;
         }
-        self.unlink(head, ListId::Deadlines);
+        let head = self.lanes[lane as usize].head;
+        self.unlink(head, ListId::Lane(lane));
         self.slots[head as usize].state = SlotState::Detached;
         Some(Handle(head))
+    }
+
+    /// Puts `index` in `lane` after the last entry whose deadline is not
+    /// later than its own: at the tail when deadlines come in order.
+    fn insert_sorted(&mut self, index: u32, lane: u8) {
+        let deadline = self.slots[index as usize].entry.deadline;
+        let mut after = self.lanes[lane as usize].tail;
+        while after != NIL && self.slots[after as usize].entry.deadline > deadline {
+            after = self.slots[after as usize].prev;
+        }
+        let id = ListId::Lane(lane);
+        let next = match after {
+            NIL => self.list(id).head,
+            a => self.slots[a as usize].next,
+        };
+        {
+            let slot = &mut self.slots[index as usize];
+            slot.prev = after;
+            slot.next = next;
+        }
+        match after {
+            NIL => self.list(id).head = index,
+            a => self.slots[a as usize].next = index,
+        }
+        match next {
+            NIL => self.list(id).tail = index,
+            n => self.slots[n as usize].prev = index,
+        }
     }
 
     fn list(&mut self, id: ListId) -> &mut List {
         match id {
             ListId::Free => &mut self.free,
-            ListId::Deadlines => &mut self.deadlines,
+            ListId::Lane(lane) => &mut self.lanes[lane as usize],
         }
     }
 
@@ -421,7 +551,7 @@ impl PendingTable {
 #[derive(Debug, Clone, Copy)]
 enum ListId {
     Free,
-    Deadlines,
+    Lane(u8),
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ fn layout_slot_bits_follow_capacity() {
 }
 
 #[test]
-#[should_panic]
+#[should_panic(expected = "out of range")]
 fn layout_rejects_oversized_capacity() {
     TagLayout::new(MAX_CAPACITY + 1, 0);
 }
@@ -77,7 +77,7 @@ fn insert_find_remove_and_stale_tag() {
     let t0 = Instant::now();
     let mut table = PendingTable::new(4, 1, t0);
     let h = table.insert(client(1000), req(7), t0).unwrap();
-    assert!(table.dispatch(h, mac(11), t0 + 20 * MS));
+    assert!(table.dispatch(h, mac(11), t0, t0 + 20 * MS, 0));
     let tag = table.tag(h);
     assert_eq!(table.find(tag), Ok(h));
     let entry = *table.get(h);
@@ -145,18 +145,19 @@ fn deadlines_expire_in_order_and_redispatch_moves_to_the_back() {
     let t0 = Instant::now();
     let mut table = PendingTable::new(8, 0, t0);
     let h1 = table.insert(client(1), req(1), t0).unwrap();
-    table.dispatch(h1, mac(1), t0 + 20 * MS);
+    table.dispatch(h1, mac(1), t0, t0 + 20 * MS, 0);
     let h2 = table.insert(client(2), req(2), t0 + MS).unwrap();
-    table.dispatch(h2, mac(2), t0 + 21 * MS);
+    table.dispatch(h2, mac(2), t0 + MS, t0 + 21 * MS, 0);
     let h3 = table.insert(client(3), req(3), t0 + 2 * MS).unwrap();
-    table.dispatch(h3, mac(3), t0 + 22 * MS);
+    table.dispatch(h3, mac(3), t0 + 2 * MS, t0 + 22 * MS, 0);
     assert_eq!(table.next_deadline(), Some(t0 + 20 * MS));
 
     assert_eq!(table.pop_expired(t0 + 19 * MS), None);
     assert_eq!(table.pop_expired(t0 + 20 * MS), Some(h1));
     assert_eq!(table.pop_expired(t0 + 20 * MS), None);
     // h1 is retried: it goes behind h3.
-    assert!(table.dispatch(h1, mac(2), t0 + 40 * MS));
+    assert!(table.dispatch(h1, mac(2), t0 + 20 * MS, t0 + 40 * MS, 0));
+    assert_eq!(table.get(h1).sent_at(1), t0 + 20 * MS);
     assert_eq!(table.get(h1).sent_to(), &[mac(1), mac(2)]);
     assert_eq!(table.get(h1).attempts(), 2);
     // h2 answered: leaves the deadline list from the middle.
@@ -173,14 +174,60 @@ fn deadlines_expire_in_order_and_redispatch_moves_to_the_back() {
 }
 
 #[test]
+fn lanes_expire_by_earliest_deadline_and_out_of_order_inserts_are_placed() {
+    let t0 = Instant::now();
+    let mut table = PendingTable::new(8, 0, t0);
+    let h1 = table.insert(client(1), req(1), t0).unwrap();
+    let h2 = table.insert(client(2), req(2), t0).unwrap();
+    let h3 = table.insert(client(3), req(3), t0).unwrap();
+    table.dispatch(h1, mac(1), t0, t0 + 50 * MS, 3);
+    table.dispatch(h2, mac(2), t0, t0 + 10 * MS, 1);
+    // Out of order in lane 3: placed before h1.
+    table.dispatch(h3, mac(3), t0, t0 + 30 * MS, 3);
+    assert_eq!(table.next_deadline(), Some(t0 + 10 * MS));
+    assert_eq!(table.pop_expired(t0 + 100 * MS), Some(h2));
+    assert_eq!(table.pop_expired(t0 + 100 * MS), Some(h3));
+    // Rearming keeps the attempts and moves the deadline.
+    table.rearm(h3, t0 + 200 * MS, LANES - 1);
+    assert_eq!(table.get(h3).attempts(), 1);
+    assert_eq!(table.pop_expired(t0 + 100 * MS), Some(h1));
+    assert_eq!(table.pop_expired(t0 + 100 * MS), None);
+    assert_eq!(table.next_deadline(), Some(t0 + 200 * MS));
+}
+
+#[test]
+fn answers_are_recorded_per_attempt() {
+    let t0 = Instant::now();
+    let mut table = PendingTable::new(2, 0, t0);
+    let h = table.insert(client(1), req(1), t0).unwrap();
+    table.dispatch(h, mac(1), t0, t0 + 5 * MS, 0);
+    table.dispatch(h, mac(2), t0 + 5 * MS, t0 + 10 * MS, 0);
+    table.dispatch(h, mac(1), t0 + 10 * MS, t0 + 15 * MS, 0);
+    let e = *table.get(h);
+    assert_eq!(e.attempt_to(mac(1)), Some(2));
+    assert_eq!(e.attempts_to(mac(1)), 2);
+    assert_eq!(e.attempt_to(mac(3)), None);
+    table.mark_answered(h, 1);
+    let e = *table.get(h);
+    assert!(e.is_answered(1) && !e.is_answered(0));
+    assert_eq!(
+        e.unanswered().collect::<Vec<_>>(),
+        vec![(0, mac(1)), (2, mac(1))]
+    );
+    assert!(!e.client_answered);
+    table.mark_client_answered(h);
+    assert!(table.get(h).client_answered);
+}
+
+#[test]
 fn dispatch_stops_at_max_attempts() {
     let t0 = Instant::now();
     let mut table = PendingTable::new(1, 0, t0);
     let h = table.insert(client(1), req(1), t0).unwrap();
     for i in 0..MAX_ATTEMPTS {
-        assert!(table.dispatch(h, mac(i as u8), t0 + MS * i as u32));
+        assert!(table.dispatch(h, mac(i as u8), t0, t0 + MS * i as u32, 0));
     }
-    assert!(!table.dispatch(h, mac(99), t0 + 100 * MS));
+    assert!(!table.dispatch(h, mac(99), t0, t0 + 100 * MS, 0));
     assert_eq!(table.get(h).attempts() as usize, MAX_ATTEMPTS);
     assert!(!table.get(h).was_sent_to(mac(99)));
 }
@@ -188,7 +235,7 @@ fn dispatch_stops_at_max_attempts() {
 #[derive(Debug, Clone)]
 enum Op2 {
     Insert,
-    Dispatch(usize),
+    Dispatch(usize, usize, u32),
     Remove(usize),
     Expire(u32),
     Advance(u32),
@@ -197,7 +244,8 @@ enum Op2 {
 fn op_strategy() -> impl Strategy<Value = Op2> {
     prop_oneof![
         3 => Just(Op2::Insert),
-        2 => (0usize..64).prop_map(Op2::Dispatch),
+        2 => (0usize..64, 0usize..LANES, 0u32..40)
+            .prop_map(|(i, lane, ms)| Op2::Dispatch(i, lane, ms)),
         2 => (0usize..64).prop_map(Op2::Remove),
         1 => (0u32..5).prop_map(Op2::Expire),
         1 => (0u32..30).prop_map(Op2::Advance),
@@ -225,11 +273,13 @@ proptest! {
                         model.insert(table.tag(h), (h, None));
                     }
                 }
-                Op2::Dispatch(i) if !model.is_empty() => {
+                Op2::Dispatch(i, lane, ms) if !model.is_empty() => {
                     let tag = *model.keys().nth(i % model.len()).unwrap();
                     let (h, _) = model[&tag];
-                    let deadline = now + 10 * MS;
-                    if table.dispatch(h, mac(1), deadline) {
+                    // Any duration in any lane: lanes stay sorted even
+                    // when the caller mixes durations.
+                    let deadline = now + ms * MS;
+                    if table.dispatch(h, mac(1), now, deadline, lane) {
                         model.insert(tag, (h, Some(deadline)));
                     }
                 }

@@ -1,7 +1,9 @@
 //! Which server gets the next attempt: round-robin over the snapshot's
-//! servers ([`RoundRobin`]), skipping those passively ejected for failing
-//! ([`HealthTable`], keyed by MAC, with one [`Health`] state machine per
-//! server).
+//! servers ([`RoundRobin`], the default) or the power of two choices over a
+//! peak-EWMA latency ([`PeakEwma`], `--policy p2c`), skipping those
+//! passively ejected ([`HealthTable`], keyed by MAC, with one
+//! [`Health`](crate::outlier::Health) state machine and one
+//! [`RttEstimator`] per server).
 //!
 //! The rotation position is the rotation key (id, MAC) of the server last
 //! picked, not an index: after the list changes, the rotation continues with
@@ -14,86 +16,52 @@ use std::time::{Duration, Instant};
 use ipcs_common::wire::MacAddr;
 
 use crate::metrics::ServerCounters;
+use crate::outlier::Health;
+use crate::rtt::RttEstimator;
 use crate::snapshot::{Backend, ServerSnapshot};
 
-/// When a failing server is taken out of rotation, and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EjectionPolicy {
-    /// Failures in a row that eject a server (at least 1).
-    pub after_failures: u32,
-    /// The first cool-down.
-    pub cooldown: Duration,
-    /// Cool-downs double on each repeated ejection up to this.
-    pub max_cooldown: Duration,
-}
-
-impl Default for EjectionPolicy {
-    fn default() -> Self {
-        EjectionPolicy {
-            after_failures: 3,
-            cooldown: Duration::from_secs(5),
-            max_cooldown: Duration::from_secs(60),
-        }
-    }
-}
-
-/// The passive health of one server.
-///
-/// Healthy → (after `after_failures` failures in a row) ejected until the
-/// cool-down ends → on probation: back in rotation, and its first failure
-/// ejects it again for twice as long, while its first success makes it
-/// healthy and resets the cool-down.
+/// How a new request's server is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Health {
-    failures: u32,
-    ejected_until: Option<Instant>,
-    /// Ejections since the server last answered; sets the cool-down.
-    level: u32,
+pub enum Policy {
+    /// Each server in turn: an exactly even spread, blind to latency.
+    #[default]
+    RoundRobin,
+    /// Of two servers drawn at random, the one with the lower cost
+    /// (peak-EWMA latency times requests in flight plus one), as Finagle
+    /// and Linkerd balance: a slow server gets less load without being
+    /// ejected.
+    P2c,
 }
 
-impl Health {
-    /// Whether the server may be picked at `now`.
-    pub fn available(&self, now: Instant) -> bool {
-        !matches!(self.ejected_until, Some(until) if now < until)
+/// A latency average that jumps up to a higher sample at once and decays
+/// towards lower ones with time constant `TAU`: a server that turns slow
+/// is avoided immediately and trusted again gradually.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PeakEwma {
+    micros: f64,
+    at: Option<Instant>,
+}
+
+impl PeakEwma {
+    const TAU: Duration = Duration::from_secs(1);
+
+    pub fn sample(&mut self, rtt: Duration, now: Instant) {
+        let r = rtt.as_secs_f64() * 1e6;
+        self.micros = match self.at {
+            Some(at) if r < self.micros => {
+                let dt = now.saturating_duration_since(at).as_secs_f64();
+                let w = (-dt / Self::TAU.as_secs_f64()).exp();
+                self.micros * w + r * (1.0 - w)
+            }
+            _ => r,
+        };
+        self.at = Some(now);
     }
 
-    pub fn is_ejected(&self, now: Instant) -> bool {
-        !self.available(now)
-    }
-
-    /// Failures in a row so far.
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-
-    /// The server answered in time.
-    pub fn record_success(&mut self) {
-        self.failures = 0;
-        self.level = 0;
-        self.ejected_until = None;
-    }
-
-    /// The server failed an attempt. Returns the cool-down when this failure
-    /// ejects it.
-    pub fn record_failure(&mut self, now: Instant, policy: &EjectionPolicy) -> Option<Duration> {
-        if self.is_ejected(now) {
-            // Attempts sent before the ejection may still time out; they do
-            // not extend it.
-            return None;
-        }
-        self.failures = self.failures.saturating_add(1);
-        let on_probation = self.level > 0;
-        if !on_probation && self.failures < policy.after_failures.max(1) {
-            return None;
-        }
-        let cooldown = policy
-            .cooldown
-            .saturating_mul(1u32 << self.level.min(16))
-            .min(policy.max_cooldown.max(policy.cooldown));
-        self.level = self.level.saturating_add(1);
-        self.failures = 0;
-        self.ejected_until = Some(now + cooldown);
-        Some(cooldown)
+    /// The average in microseconds (0 before any sample: a new server is
+    /// tried at once).
+    pub fn micros(&self) -> f64 {
+        self.micros
     }
 }
 
@@ -103,6 +71,12 @@ pub struct ServerState {
     pub id: u8,
     pub mac: MacAddr,
     pub health: Health,
+    /// The round-trip estimate that sets this server's attempt deadline.
+    pub rtt: RttEstimator,
+    /// The latency the p2c policy compares.
+    pub ewma: PeakEwma,
+    /// Attempts sent to it and neither answered nor given up.
+    pub in_flight: u32,
     /// The most request records the server said it reads from one frame
     /// (its capability record); 1 until it says anything.
     pub max_records: u8,
@@ -141,6 +115,9 @@ impl HealthTable {
                     id: b.id,
                     mac: b.mac,
                     health: Health::default(),
+                    rtt: RttEstimator::default(),
+                    ewma: PeakEwma::default(),
+                    in_flight: 0,
                     max_records: 1,
                     counters: Arc::new(ServerCounters::default()),
                 },
@@ -185,12 +162,60 @@ impl HealthTable {
         self.entries.is_empty()
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut ServerState> {
+        self.entries.iter_mut()
+    }
+
     /// Servers not ejected at `now`.
     pub fn available_count(&self, now: Instant) -> usize {
         self.entries
             .iter()
             .filter(|s| s.health.available(now))
             .count()
+    }
+
+    /// Whether a server other than `mac` answered after `since`.
+    pub fn others_answered(&self, mac: MacAddr, since: Instant) -> bool {
+        self.entries
+            .iter()
+            .any(|s| s.mac != mac && s.health.last_answer().is_some_and(|at| at > since))
+    }
+}
+
+/// The power of two choices: draws two distinct available servers and
+/// returns the cheaper; with one available server, that one; with none,
+/// any server (as [`RoundRobin::pick`] does).
+pub fn pick_p2c<'a>(
+    servers: &'a [Backend],
+    health: &HealthTable,
+    rng: &mut fastrand::Rng,
+    now: Instant,
+) -> Option<&'a Backend> {
+    let cost = |b: &Backend| {
+        health
+            .get(b.mac)
+            .map_or(0.0, |s| s.ewma.micros() * f64::from(s.in_flight + 1))
+    };
+    let available = servers
+        .iter()
+        .filter(|b| health.available(b.mac, now))
+        .count();
+    let nth_available = |k: usize| {
+        servers
+            .iter()
+            .filter(|b| health.available(b.mac, now))
+            .nth(k)
+    };
+    match available {
+        0 if servers.is_empty() => None,
+        0 => servers.get(rng.usize(..servers.len())),
+        1 => nth_available(0),
+        n => {
+            let i = rng.usize(..n);
+            let j = (i + 1 + rng.usize(..n - 1)) % n;
+            let (a, b) = (nth_available(i)?, nth_available(j)?);
+            Some(if cost(b) < cost(a) { b } else { a })
+        }
     }
 }
 

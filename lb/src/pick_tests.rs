@@ -1,6 +1,7 @@
 use std::net::Ipv4Addr;
 
 use super::*;
+use crate::outlier::EjectionPolicy;
 
 fn backend(id: u8) -> Backend {
     Backend {
@@ -67,10 +68,7 @@ fn list_change_when_the_last_served_was_the_highest_wraps() {
 #[test]
 fn pick_skips_ejected_and_falls_back_when_all_are() {
     let t0 = Instant::now();
-    let policy = EjectionPolicy {
-        after_failures: 1,
-        ..EjectionPolicy::default()
-    };
+    let policy = EjectionPolicy::default();
     let snap = snapshot(1, &[1, 2, 3]);
     let mut table = HealthTable::new();
     table.sync(&snap);
@@ -78,7 +76,7 @@ fn pick_skips_ejected_and_falls_back_when_all_are() {
         .get_mut(backend(2).mac)
         .unwrap()
         .health
-        .record_failure(t0, &policy);
+        .eject(t0, &policy);
     let mut rr = RoundRobin::new();
     let picks: Vec<u8> = (0..4)
         .map(|_| rr.pick(&snap.servers, &table, t0).unwrap().id)
@@ -89,7 +87,7 @@ fn pick_skips_ejected_and_falls_back_when_all_are() {
             .get_mut(backend(id).mac)
             .unwrap()
             .health
-            .record_failure(t0, &policy);
+            .eject(t0, &policy);
     }
     assert_eq!(table.available_count(t0), 0);
     assert_eq!(rr.pick(&snap.servers, &table, t0).unwrap().id, 1);
@@ -135,15 +133,8 @@ fn retry_prefers_untried_then_anyone_but_the_last() {
         3
     );
     // Untried but ejected loses to tried but available (not the last).
-    let policy = EjectionPolicy {
-        after_failures: 1,
-        ..EjectionPolicy::default()
-    };
-    table
-        .get_mut(m(3))
-        .unwrap()
-        .health
-        .record_failure(t0, &policy);
+    let policy = EjectionPolicy::default();
+    table.get_mut(m(3)).unwrap().health.eject(t0, &policy);
     assert_eq!(
         rr.pick_retry(&snap.servers, &table, &[m(1), m(2)], t0)
             .unwrap()
@@ -153,62 +144,9 @@ fn retry_prefers_untried_then_anyone_but_the_last() {
 }
 
 #[test]
-fn health_ejects_after_failures_in_a_row_and_success_resets() {
-    let t0 = Instant::now();
-    let policy = EjectionPolicy::default();
-    let mut h = Health::default();
-    assert_eq!(h.record_failure(t0, &policy), None);
-    assert_eq!(h.record_failure(t0, &policy), None);
-    h.record_success();
-    assert_eq!(h.failures(), 0);
-    assert_eq!(h.record_failure(t0, &policy), None);
-    assert_eq!(h.record_failure(t0, &policy), None);
-    assert_eq!(h.record_failure(t0, &policy), Some(5 * SEC));
-    assert!(h.is_ejected(t0));
-    assert!(h.is_ejected(t0 + 4 * SEC));
-    // Late failures of attempts sent before the ejection change nothing.
-    assert_eq!(h.record_failure(t0 + SEC, &policy), None);
-    assert!(h.available(t0 + 5 * SEC));
-}
-
-#[test]
-fn repeated_ejection_doubles_up_to_the_cap_and_success_resets_it() {
-    let policy = EjectionPolicy {
-        after_failures: 3,
-        cooldown: 5 * SEC,
-        max_cooldown: 30 * SEC,
-    };
-    let mut now = Instant::now();
-    let mut h = Health::default();
-    for _ in 0..2 {
-        assert_eq!(h.record_failure(now, &policy), None);
-    }
-    let mut got = Vec::new();
-    let mut cooldown = h.record_failure(now, &policy).unwrap();
-    got.push(cooldown.as_secs());
-    for _ in 0..4 {
-        now += cooldown;
-        assert!(h.available(now));
-        // On probation: one failure is enough.
-        cooldown = h.record_failure(now, &policy).unwrap();
-        got.push(cooldown.as_secs());
-    }
-    assert_eq!(got, [5, 10, 20, 30, 30]);
-    now += cooldown;
-    h.record_success();
-    for _ in 0..2 {
-        assert_eq!(h.record_failure(now, &policy), None);
-    }
-    assert_eq!(h.record_failure(now, &policy), Some(5 * SEC));
-}
-
-#[test]
 fn health_table_sync_keeps_listed_and_forgets_gone() {
     let t0 = Instant::now();
-    let policy = EjectionPolicy {
-        after_failures: 1,
-        ..EjectionPolicy::default()
-    };
+    let policy = EjectionPolicy::default();
     let mut table = HealthTable::new();
     assert!(table.sync(&snapshot(1, &[1, 2])));
     let counters = table.get(backend(1).mac).unwrap().counters.clone();
@@ -216,12 +154,12 @@ fn health_table_sync_keeps_listed_and_forgets_gone() {
         .get_mut(backend(1).mac)
         .unwrap()
         .health
-        .record_failure(t0, &policy);
+        .eject(t0, &policy);
     table
         .get_mut(backend(2).mac)
         .unwrap()
         .health
-        .record_failure(t0, &policy);
+        .eject(t0, &policy);
     // Same members: no change reported, state kept.
     assert!(!table.sync(&snapshot(2, &[2, 1])));
     assert!(table.sync(&snapshot(3, &[1, 3])));
@@ -237,4 +175,65 @@ fn health_table_sync_keeps_listed_and_forgets_gone() {
     assert!(table.available(backend(2).mac, t0));
     assert_eq!(table.len(), 3);
     assert!(!table.available(MacAddr([9; 6]), t0), "unknown MAC");
+}
+
+#[test]
+fn peak_ewma_jumps_up_and_decays_down() {
+    let t0 = Instant::now();
+    let mut e = PeakEwma::default();
+    assert_eq!(e.micros(), 0.0);
+    e.sample(Duration::from_micros(500), t0);
+    assert_eq!(e.micros(), 500.0);
+    e.sample(Duration::from_millis(30), t0 + Duration::from_millis(1));
+    assert_eq!(e.micros(), 30_000.0);
+    // One time constant later a low sample pulls it about 63 % down.
+    e.sample(
+        Duration::from_micros(500),
+        t0 + Duration::from_millis(1) + SEC,
+    );
+    assert!((e.micros() - 11_350.0).abs() < 100.0, "{}", e.micros());
+}
+
+#[test]
+fn p2c_sends_less_to_a_slow_server_and_skips_ejected_ones() {
+    let t0 = Instant::now();
+    let snap = snapshot(1, &[1, 2, 3]);
+    let mut table = HealthTable::new();
+    table.sync(&snap);
+    for id in [1, 2] {
+        table
+            .get_mut(backend(id).mac)
+            .unwrap()
+            .ewma
+            .sample(Duration::from_micros(500), t0);
+    }
+    table
+        .get_mut(backend(3).mac)
+        .unwrap()
+        .ewma
+        .sample(Duration::from_millis(30), t0);
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut count = [0usize; 4];
+    for _ in 0..3000 {
+        count[pick_p2c(&snap.servers, &table, &mut rng, t0).unwrap().id as usize] += 1;
+    }
+    // Server 3 wins only when drawn twice, which p2c never does.
+    assert_eq!(count[3], 0, "{count:?}");
+    assert!(count[1] > 1200 && count[2] > 1200, "{count:?}");
+    // Ejected servers are skipped; with one left, it gets everything.
+    let policy = EjectionPolicy::default();
+    table
+        .get_mut(backend(1).mac)
+        .unwrap()
+        .health
+        .eject(t0, &policy);
+    table
+        .get_mut(backend(2).mac)
+        .unwrap()
+        .health
+        .eject(t0, &policy);
+    for _ in 0..10 {
+        assert_eq!(pick_p2c(&snap.servers, &table, &mut rng, t0).unwrap().id, 3);
+    }
+    assert!(pick_p2c(&[], &table, &mut rng, t0).is_none());
 }

@@ -9,8 +9,19 @@
 //! fewer messages than the batch holds (the queue was empty at that moment;
 //! anything arriving later raises a new edge) or `WouldBlock`. The two
 //! sockets are read in turn, one batch each, so a flood on one cannot starve
-//! the other. When the kernel will not take more output, reading pauses
-//! until the socket is writable again instead of dropping what was decided.
+//! the other, and one pump reads at most [`PUMP_ROUNDS`] batches of each
+//! before the timers get their turn. When the kernel will not take more
+//! output, reading pauses until the socket is writable again instead of
+//! dropping what was decided; while a socket is known to hold unread data
+//! and output is free, the poll does not sleep.
+//!
+//! Time: the clock is read for every batch received, so a request read
+//! late in a long pump is not stamped with the wake-up's instant (and does
+//! not expire at once). Deadlines are not processed while output is
+//! blocked or replies are still unread (for at most [`TICK_DEFER`]): the
+//! load balancer being behind is its own fault, not the servers'. Forwards
+//! the load balancer could not send are reported to the core
+//! ([`Core::on_local_loss`]) so no server is blamed for them.
 //!
 //! Replies: with UDP GSO on the listener (`UDP_SEGMENT` of one reply's
 //! length), replies queued in one batch for the same client are appended to
@@ -67,6 +78,10 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 const MAC_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Kernel buffer size asked for on both sockets, for bursts.
 const SOCKET_BUFFER: usize = 4 << 20;
+/// Batches of each socket one pump reads at most before timers run.
+pub const PUMP_ROUNDS: usize = 16;
+/// The longest deadlines wait for unread replies or blocked output.
+pub const TICK_DEFER: Duration = Duration::from_millis(5);
 
 /// Binds the client-facing UDP socket. With `reuse_port`, several workers
 /// bind the same address and the kernel spreads clients over them.
@@ -110,6 +125,9 @@ pub struct Reactor {
     raw_readable: bool,
     next_publish: Instant,
     next_mac_check: Instant,
+    /// Since when deadlines have been put off (unread replies, blocked
+    /// output).
+    tick_deferred_since: Option<Instant>,
 }
 
 impl Reactor {
@@ -151,6 +169,8 @@ impl Reactor {
                 open_frames: OpenMessages::new(),
                 lb_mac,
                 stats,
+                raw_queued: None,
+                lost: None,
             },
             registry,
             udp_in: MsgBatch::new(BATCH, UDP_SLOT),
@@ -160,6 +180,7 @@ impl Reactor {
             raw_readable: true,
             next_publish: Instant::now() + PUBLISH_EVERY,
             next_mac_check: Instant::now() + MAC_CHECK_EVERY,
+            tick_deferred_since: None,
         })
     }
 
@@ -190,16 +211,21 @@ impl Reactor {
                 }
             }
             if stop {
-                self.core.publish_latency();
+                self.core.publish(now);
                 return Ok(());
             }
-            self.pump(now);
-            self.on_timers(now);
+            self.pump();
+            self.on_timers(Instant::now());
             self.io.flush();
+            self.report_local_loss();
         }
     }
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
+        if (self.udp_readable || self.raw_readable) && !self.io.blocked() {
+            // Unread data and free output: no edge will come for it.
+            return Some(Duration::ZERO);
+        }
         let mut next = self.next_publish.min(self.next_mac_check);
         if let Some(d) = self.core.next_deadline() {
             next = next.min(d);
@@ -214,10 +240,12 @@ impl Reactor {
         if let Some(link) = self.registry.as_mut() {
             link.on_timer(self.poll.registry(), now);
         }
-        let io = &mut self.io;
-        self.core.on_tick(now, |action| io.push(action));
+        if self.tick_allowed(now) {
+            let io = &mut self.io;
+            self.core.on_tick(now, |action| io.push(action, now));
+        }
         if now >= self.next_publish {
-            self.core.publish_latency();
+            self.core.publish(now);
             self.next_publish = now + PUBLISH_EVERY;
         }
         if now >= self.next_mac_check {
@@ -246,47 +274,71 @@ impl Reactor {
         }
     }
 
-    /// Reads both sockets in turn until both are drained or output is
-    /// blocked.
-    fn pump(&mut self, now: Instant) {
-        loop {
+    /// Whether deadlines may be processed now: not while replies are
+    /// unread or output is blocked (the LB is behind, not the servers),
+    /// unless that has lasted [`TICK_DEFER`] (a flood must not stop
+    /// timeouts for good).
+    fn tick_allowed(&mut self, now: Instant) -> bool {
+        if !self.raw_readable && !self.io.blocked() {
+            self.tick_deferred_since = None;
+            return true;
+        }
+        let since = *self.tick_deferred_since.get_or_insert(now);
+        now.saturating_duration_since(since) >= TICK_DEFER
+    }
+
+    /// Hands the core the send instants of forwards that may not have
+    /// left.
+    fn report_local_loss(&mut self) {
+        if let Some((from, to)) = self.io.lost.take() {
+            self.core.on_local_loss(from, to);
+        }
+    }
+
+    /// Reads both sockets in turn until both are drained, output is
+    /// blocked, or [`PUMP_ROUNDS`] batches of each were read.
+    fn pump(&mut self) {
+        for _ in 0..PUMP_ROUNDS {
             if self.io.blocked() {
                 // The kernel refused output; wait for a writable edge.
                 return;
             }
             let mut read = false;
             if self.raw_readable {
-                self.read_raw(now);
+                self.read_raw();
                 read = true;
             }
             if self.udp_readable {
-                self.read_udp(now);
+                self.read_udp();
                 read = true;
             }
             self.io.flush();
+            self.report_local_loss();
             if !read {
                 return;
             }
         }
     }
 
-    fn read_raw(&mut self, now: Instant) {
+    fn read_raw(&mut self) {
         match self.raw_in.recv_from(&self.io.raw) {
             Ok(n) => {
+                let now = Instant::now();
                 self.raw_readable = n == self.raw_in.capacity();
                 let io = &mut self.io;
                 for frame in self.raw_in.iter() {
                     self.core
-                        .on_frame_records(frame.data, now, |action| io.push(action));
+                        .on_frame_records(frame.data, now, |action| io.push(action, now));
                 }
             }
             Err(e) => self.raw_readable = !read_error("raw socket", e),
         }
     }
 
-    fn read_udp(&mut self, now: Instant) {
+    fn read_udp(&mut self) {
         match self.udp_in.recv_from(&self.io.udp) {
             Ok(n) => {
+                let now = Instant::now();
                 self.udp_readable = n == self.udp_in.capacity();
                 for datagram in self.udp_in.iter() {
                     // Every UDP datagram has a source address.
@@ -294,7 +346,7 @@ impl Reactor {
                         continue;
                     };
                     self.io
-                        .push(self.core.on_request(client, datagram.data, now));
+                        .push(self.core.on_request(client, datagram.data, now), now);
                 }
             }
             Err(e) => self.udp_readable = !read_error("UDP socket", e),
@@ -328,11 +380,24 @@ struct Outbox {
     open_frames: OpenMessages<MacAddr>,
     lb_mac: MacAddr,
     stats: Arc<WorkerStats>,
+    /// The decision instants of the forwards queued in `raw_out`.
+    raw_queued: Option<(Instant, Instant)>,
+    /// The decision instants of forwards that may not have left.
+    lost: Option<(Instant, Instant)>,
+}
+
+/// The smallest range holding `range` and `now`.
+fn widen(range: Option<(Instant, Instant)>, from: Instant, to: Instant) -> (Instant, Instant) {
+    match range {
+        Some((a, b)) => (a.min(from), b.max(to)),
+        None => (from, to),
+    }
 }
 
 impl Outbox {
-    /// Queues what an action sends; a full queue is flushed first.
-    fn push(&mut self, action: Action) {
+    /// Queues what an action decided at `now` sends; a full queue is
+    /// flushed first.
+    fn push(&mut self, action: Action, now: Instant) {
         let queued = match action {
             Action::None => return,
             Action::Forward {
@@ -341,14 +406,21 @@ impl Outbox {
                 let Some(frame) = action.frame(self.lb_mac) else {
                     return;
                 };
-                self.push_frame(&frame, server, records)
+                let queued = self.push_frame(&frame, server, records);
+                if queued {
+                    self.raw_queued = Some(widen(self.raw_queued, now, now));
+                } else {
+                    // Retried at its deadline, and blamed on no server.
+                    self.lost = Some(widen(self.lost, now, now));
+                }
+                queued
             }
             Action::Reply { client, reply } => self.push_reply(&reply.to_bytes(), client),
             Action::Error { client, status } => self.push_udp(&status.to_bytes(), client),
         };
         if !queued {
-            // The kernel will not take more right now. A lost forward is
-            // retried at its deadline; a lost reply is lost like any UDP.
+            // The kernel will not take more right now. A lost reply is lost
+            // like any UDP datagram.
             self.stats.count_drop(DropReason::QueueFull);
         }
     }
@@ -380,9 +452,17 @@ impl Outbox {
     }
 
     fn send_raw(&mut self) {
-        send(&mut self.raw_out, &self.raw, &self.stats, "raw socket");
+        let report = send(&mut self.raw_out, &self.raw, &self.stats, "raw socket");
+        if report.failed > 0 {
+            // Which frames the kernel refused is not worth tracking: none
+            // of the queued forwards is held against its server.
+            if let Some((from, to)) = self.raw_queued {
+                self.lost = Some(widen(self.lost, from, to));
+            }
+        }
         if self.raw_out.is_empty() {
             self.open_frames.clear();
+            self.raw_queued = None;
         }
     }
 
@@ -417,6 +497,9 @@ impl Outbox {
                 open.clear();
             }
         }
+        // EIO: the device cannot checksum GSO sends. (EINVAL also comes from
+        // a destination port 0, which the core drops before it gets here,
+        // so one forged source cannot turn coalescing off.)
         let gso_refused = matches!(report.last_os_error, Some(libc::EIO | libc::EINVAL));
         if self.coalesce.is_some() && gso_refused {
             self.stop_reply_gso();

@@ -1,0 +1,170 @@
+//! How long an attempt may take before it is sent elsewhere: one
+//! [`RttEstimator`] per server, following RFC 6298 (smoothed round-trip
+//! time and its variation, `RTO = SRTT + 4 * RTTVAR`, clamped by the
+//! [`TimeoutPolicy`]), so the deadline follows the path: a server 2 ms
+//! slower than the others gets a deadline 2 ms longer instead of being
+//! taken for dead.
+//!
+//! Samples come from every answer the load balancer can attribute to one
+//! send, late ones included (a late answer is exactly the sample that
+//! moves the deadline up). A timeout of a server that has answered other
+//! requests since the timed-out one was sent (alive, but slower than its
+//! deadline) doubles the deadline, as RFC 6298 5.5 backs off, once per
+//! event: requests sent before the last back-off do not double it again,
+//! so one late frame carrying 32 requests doubles it once, not 32 times.
+
+use std::time::{Duration, Instant};
+
+/// The bounds of the adaptive attempt deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutPolicy {
+    /// The deadline for a server with no sample yet.
+    pub initial: Duration,
+    /// The deadline is never shorter than this (covers the scheduling
+    /// jitter of a shared machine, which no sample predicts).
+    pub min: Duration,
+    /// Nor longer than this, however slow or backed off.
+    pub max: Duration,
+}
+
+impl Default for TimeoutPolicy {
+    fn default() -> Self {
+        TimeoutPolicy {
+            initial: Duration::from_millis(20),
+            min: Duration::from_millis(5),
+            max: Duration::from_millis(250),
+        }
+    }
+}
+
+impl TimeoutPolicy {
+    pub fn clamp(&self, d: Duration) -> Duration {
+        d.clamp(self.min, self.max.max(self.min))
+    }
+}
+
+/// One server's round-trip estimate (all in microseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RttEstimator {
+    /// `None` until the first sample.
+    srtt_us: Option<u64>,
+    rttvar_us: u64,
+    /// The current deadline, when it differs from the policy's initial
+    /// (after a sample or a back-off).
+    rto: Option<Duration>,
+    /// Attempts sent before this instant cannot back the deadline off
+    /// again (one back-off per event).
+    backed_off_at: Option<Instant>,
+}
+
+impl RttEstimator {
+    /// The deadline an attempt to this server gets now.
+    pub fn timeout(&self, policy: &TimeoutPolicy) -> Duration {
+        policy.clamp(self.rto.unwrap_or(policy.initial))
+    }
+
+    /// The smoothed round-trip time, once there is a sample.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt_us.map(Duration::from_micros)
+    }
+
+    /// An answer that came `rtt` after its attempt was sent.
+    pub fn sample(&mut self, rtt: Duration, policy: &TimeoutPolicy) {
+        let r = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        match self.srtt_us {
+            None => {
+                self.srtt_us = Some(r);
+                self.rttvar_us = r / 2;
+            }
+            Some(srtt) => {
+                // RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R'|; SRTT <- 7/8 SRTT + 1/8 R'
+                self.rttvar_us = (3 * self.rttvar_us + srtt.abs_diff(r)) / 4;
+                self.srtt_us = Some((7 * srtt + r) / 8);
+            }
+        }
+        let srtt = self.srtt_us.unwrap_or(r);
+        let rto = srtt.saturating_add(self.rttvar_us.saturating_mul(4));
+        self.rto = Some(policy.clamp(Duration::from_micros(rto)));
+    }
+
+    /// An attempt sent at `sent` timed out although the server answered
+    /// something after it was sent: it is slower than its deadline. Doubles
+    /// the deadline, once per event. Returns whether it did.
+    pub fn back_off(&mut self, sent: Instant, now: Instant, policy: &TimeoutPolicy) -> bool {
+        if self.backed_off_at.is_some_and(|at| sent < at) {
+            return false;
+        }
+        self.rto = Some(policy.clamp(self.timeout(policy).saturating_mul(2)));
+        self.backed_off_at = Some(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn no_sample_gives_the_initial_deadline() {
+        let policy = TimeoutPolicy::default();
+        assert_eq!(RttEstimator::default().timeout(&policy), 20 * MS);
+        assert_eq!(RttEstimator::default().srtt(), None);
+    }
+
+    #[test]
+    fn steady_samples_converge_and_the_minimum_holds() {
+        let policy = TimeoutPolicy::default();
+        let mut rtt = RttEstimator::default();
+        rtt.sample(Duration::from_micros(400), &policy);
+        // 400 + 4 * 200 = 1.2 ms, below the 5 ms floor.
+        assert_eq!(rtt.timeout(&policy), 5 * MS);
+        for _ in 0..50 {
+            rtt.sample(Duration::from_micros(400), &policy);
+        }
+        assert_eq!(rtt.srtt(), Some(Duration::from_micros(400)));
+        assert_eq!(rtt.timeout(&policy), 5 * MS);
+    }
+
+    #[test]
+    fn a_slower_server_gets_a_longer_deadline_than_its_latency() {
+        let policy = TimeoutPolicy::default();
+        let mut rtt = RttEstimator::default();
+        for i in 0..100u64 {
+            // 32 ms +- 1 ms
+            rtt.sample(Duration::from_micros(31_000 + (i % 3) * 1_000), &policy);
+        }
+        let t = rtt.timeout(&policy);
+        assert!(t > 32 * MS && t < 40 * MS, "{t:?}");
+    }
+
+    #[test]
+    fn the_maximum_caps_samples_and_back_offs() {
+        let policy = TimeoutPolicy::default();
+        let mut rtt = RttEstimator::default();
+        rtt.sample(Duration::from_secs(3), &policy);
+        assert_eq!(rtt.timeout(&policy), 250 * MS);
+        let t0 = Instant::now();
+        assert!(rtt.back_off(t0, t0, &policy));
+        assert_eq!(rtt.timeout(&policy), 250 * MS);
+    }
+
+    #[test]
+    fn back_off_doubles_once_per_event_and_a_sample_recomputes() {
+        let policy = TimeoutPolicy::default();
+        let mut rtt = RttEstimator::default();
+        let t0 = Instant::now();
+        // 32 attempts sent together time out together: one doubling.
+        assert!(rtt.back_off(t0, t0 + 20 * MS, &policy));
+        for _ in 0..31 {
+            assert!(!rtt.back_off(t0, t0 + 20 * MS, &policy));
+        }
+        assert_eq!(rtt.timeout(&policy), 40 * MS);
+        // An attempt sent after that back-off may double it again.
+        assert!(rtt.back_off(t0 + 21 * MS, t0 + 61 * MS, &policy));
+        assert_eq!(rtt.timeout(&policy), 80 * MS);
+        rtt.sample(10 * MS, &policy);
+        assert_eq!(rtt.timeout(&policy), 30 * MS);
+    }
+}
