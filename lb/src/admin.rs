@@ -1,7 +1,7 @@
 //! The admin side, on threads of its own so it never touches the hot path:
 //! a tiny HTTP/1.0 responder (`GET /metrics` in the Prometheus text format,
-//! `GET /servers` for the current list) and the periodic one-line summary in
-//! the log. Both only read the workers' counters and the shared snapshot.
+//! `GET /servers` for the current list with each server's health, as text
+//! or with `?format=json`) and the periodic one-line summary in the log. Both only read the workers' counters and the shared snapshot.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::metrics::{render, MetricsView, RegistryStatus, Totals, WorkerStats};
+use crate::metrics::{render, server_rows, MetricsView, RegistryStatus, Totals, WorkerStats};
 use crate::snapshot::SharedSnapshot;
 
 /// The longest request head the responder reads.
@@ -36,20 +36,50 @@ impl AdminView {
         })
     }
 
-    /// The current server list, one server a line: `id mac ip udp`.
+    /// The current server list after a `version <v> servers <n>` line,
+    /// one server a line: `id mac ip state timeout_ms srtt_ms in_flight
+    /// requests replies failures ejections` (state: `live` or `ejected`).
     pub fn servers(&self) -> String {
         let snapshot = self.snapshot.load();
         let mut out = format!("version {} servers {}\n", snapshot.version, snapshot.len());
-        for b in &snapshot.servers {
+        for r in server_rows(&self.workers, &snapshot) {
             out.push_str(&format!(
-                "{} {} {} {}\n",
-                b.id,
-                b.mac,
-                b.ip,
-                b.udp.unwrap_or(0)
+                "{} {} {} {} {:.3} {:.3} {} {} {} {} {}\n",
+                r.id,
+                r.mac,
+                r.ip,
+                r.state(),
+                r.timeout_us as f64 / 1e3,
+                r.srtt_us as f64 / 1e3,
+                r.in_flight,
+                r.requests,
+                r.replies,
+                r.failures,
+                r.ejections,
             ));
         }
         out
+    }
+
+    /// The same as JSON: `{"version": v, "servers": [{"id", "mac", "ip",
+    /// "state", ...}]}`.
+    pub fn servers_json(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Row {
+            #[serde(flatten)]
+            row: crate::metrics::ServerRow,
+            state: &'static str,
+        }
+        let snapshot = self.snapshot.load();
+        let servers: Vec<Row> = server_rows(&self.workers, &snapshot)
+            .into_iter()
+            .map(|row| Row {
+                state: row.state(),
+                row,
+            })
+            .collect();
+        let page = serde_json::json!({ "version": snapshot.version, "servers": servers });
+        format!("{page}\n")
     }
 }
 
@@ -143,9 +173,10 @@ fn route(head: &[u8], view: &AdminView) -> (&'static str, String) {
     match path {
         "/metrics" => ("200 OK", view.metrics()),
         "/servers" => ("200 OK", view.servers()),
+        "/servers?format=json" => ("200 OK", view.servers_json()),
         "/" => (
             "200 OK",
-            "ipcs-lb admin: GET /metrics, GET /servers\n".into(),
+            "ipcs-lb admin: GET /metrics, GET /servers[?format=json]\n".into(),
         ),
         _ => (
             "404 Not Found",
@@ -196,6 +227,8 @@ mod tests {
         assert!(ok.contains("\nipcs_lb_requests_total 0\n"), "{ok}");
         let servers = get(addr, b"GET /servers HTTP/1.0\r\n\r\n");
         assert!(servers.ends_with("version 0 servers 0\n"), "{servers}");
+        let json = get(addr, b"GET /servers?format=json HTTP/1.0\r\n\r\n");
+        assert!(json.ends_with("{\"servers\":[],\"version\":0}\n"), "{json}");
         assert!(get(addr, b"POST /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
         assert!(get(addr, b"GET /nope HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404"));
         assert!(get(addr, b"\r\n\r\n").starts_with("HTTP/1.0 400"));

@@ -537,34 +537,96 @@ pub fn render(view: &MetricsView<'_>) -> String {
     out
 }
 
-fn render_servers(out: &mut String, view: &MetricsView<'_>) {
-    use names::*;
-    // Sum each server's counters over workers (gauges: the largest, so a
-    // server any worker ejected shows as ejected); report the servers
-    // listed now.
-    let lists: Vec<_> = view.workers.iter().map(|w| w.servers.load_full()).collect();
-    let per_server: Vec<(u8, MacAddr, [u64; 8])> = view
-        .snapshot
+/// One listed server's counters summed over workers (gauges: the
+/// largest, so a server any worker ejected shows as ejected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ServerRow {
+    pub id: u8,
+    #[serde(serialize_with = "as_string")]
+    pub mac: MacAddr,
+    pub ip: std::net::Ipv4Addr,
+    pub requests: u64,
+    pub replies: u64,
+    pub failures: u64,
+    pub ejections: u64,
+    pub ejected: bool,
+    pub timeout_us: u64,
+    pub srtt_us: u64,
+    pub in_flight: u64,
+}
+
+fn as_string<S: serde::Serializer>(mac: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(mac)
+}
+
+impl ServerRow {
+    /// Health in a word: `live` or `ejected`.
+    pub fn state(&self) -> &'static str {
+        if self.ejected {
+            "ejected"
+        } else {
+            "live"
+        }
+    }
+}
+
+/// A row for each server listed now, from every worker's counters.
+pub fn server_rows(workers: &[Arc<WorkerStats>], snapshot: &ServerSnapshot) -> Vec<ServerRow> {
+    let lists: Vec<_> = workers.iter().map(|w| w.servers.load_full()).collect();
+    snapshot
         .servers
         .iter()
         .map(|b| {
-            let mut v = [0u64; 8];
+            let mut row = ServerRow {
+                id: b.id,
+                mac: b.mac,
+                ip: b.ip,
+                requests: 0,
+                replies: 0,
+                failures: 0,
+                ejections: 0,
+                ejected: false,
+                timeout_us: 0,
+                srtt_us: 0,
+                in_flight: 0,
+            };
             for entry in lists
                 .iter()
                 .flat_map(|l| l.iter())
                 .filter(|e| e.mac == b.mac)
             {
                 let c = &entry.counters;
-                v[0] += c.requests.load(Relaxed);
-                v[1] += c.replies.load(Relaxed);
-                v[2] += c.failures.load(Relaxed);
-                v[3] += c.ejections.load(Relaxed);
-                v[4] = v[4].max(c.ejected.load(Relaxed));
-                v[5] = v[5].max(c.timeout_us.load(Relaxed));
-                v[6] = v[6].max(c.srtt_us.load(Relaxed));
-                v[7] += c.in_flight.load(Relaxed);
+                row.requests += c.requests.load(Relaxed);
+                row.replies += c.replies.load(Relaxed);
+                row.failures += c.failures.load(Relaxed);
+                row.ejections += c.ejections.load(Relaxed);
+                row.ejected |= c.ejected.load(Relaxed) != 0;
+                row.timeout_us = row.timeout_us.max(c.timeout_us.load(Relaxed));
+                row.srtt_us = row.srtt_us.max(c.srtt_us.load(Relaxed));
+                row.in_flight += c.in_flight.load(Relaxed);
             }
-            (b.id, b.mac, v)
+            row
+        })
+        .collect()
+}
+
+fn render_servers(out: &mut String, view: &MetricsView<'_>) {
+    use names::*;
+    let rows = server_rows(view.workers, view.snapshot);
+    let per_server: Vec<(u8, MacAddr, [u64; 8])> = rows
+        .iter()
+        .map(|r| {
+            let v = [
+                r.requests,
+                r.replies,
+                r.failures,
+                r.ejections,
+                u64::from(r.ejected),
+                r.timeout_us,
+                r.srtt_us,
+                r.in_flight,
+            ];
+            (r.id, r.mac, v)
         })
         .collect();
     // (name, kind, help, microseconds rendered as seconds)
