@@ -99,6 +99,15 @@ require_binaries() {
         die "missing binaries in $IPCS_BIN_DIR: ${missing[*]} (build them: ./bootstrap.sh without --no-build)"
 }
 
+# The images compose.yaml runs that are not in the local image store.
+missing_images() {
+    local image
+    for image in "${IPCS_IMAGES[@]}"; do
+        docker image inspect "$IPCS_IMAGE_REPO/$image:latest" >/dev/null 2>&1 ||
+            printf '%s\n' "$IPCS_IMAGE_REPO/$image:latest"
+    done
+}
+
 # --- /etc/hosts ----------------------------------------------------------------
 # The lines bootstrap adds, each tagged so `down` removes exactly them.
 hosts_lines() {
@@ -228,9 +237,11 @@ bridge_is_local() {
 }
 
 # Asks the LB with `calc HOST:PORT 1+1` until it answers 2 or `timeout_s`
-# passes. Returns 1 on timeout.
+# passes. `alive` is a command that fails once the LB is gone (default: the
+# host LB's pidfile names a live ipcs-lb), `log N` prints the last N lines of
+# its log (default: the host LB's). Returns 1 on timeout or a dead LB.
 wait_for_answer() {
-    local timeout_s=$1 deadline out
+    local timeout_s=$1 alive=${2:-lb_pid} log=${3:-lb_log_tail} deadline out
     deadline=$((SECONDS + timeout_s))
     while ((SECONDS < deadline)); do
         if ! bridge_is_local; then
@@ -241,9 +252,9 @@ wait_for_answer() {
             [[ "${out%% *}" == 2 ]]; then
             return 0
         fi
-        if ! lb_pid >/dev/null; then
-            warn "the load balancer is not running; last lines of $(lb_logfile):"
-            lb_log_tail 20 >&2 || true
+        if ! "$alive" >/dev/null; then
+            warn "the load balancer is not running; the last lines of its log:"
+            "$log" 20 >&2 || true
             return 1
         fi
         sleep 0.2
