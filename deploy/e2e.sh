@@ -152,7 +152,9 @@ diagnostics() {
     lb_log_tail 30 | sed 's/^/  /' || true
     if [[ $current != netns ]]; then
         local c
-        for c in $(server_containers) $(docker ps -aq --filter "label=com.docker.compose.service=registry" --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT"); do
+        # The LB is a container too in these passes (its host log is empty).
+        for c in $(server_containers) $(docker ps -aq --filter "label=com.docker.compose.service=registry" --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT") \
+            $(docker ps -aq --filter "label=com.docker.compose.service=lb" --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT"); do
             say "--- docker logs $c (last 10 lines) ---"
             docker logs --tail 10 "$c" 2>&1 | sed 's/^/  /' || true
         done
