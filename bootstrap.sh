@@ -50,8 +50,7 @@ Environment:
   IPCS_RUN_DIR   pidfile, log and mode of the host LB (default /run/ipcs)
   IPCS_BIN_DIR   the static binaries (default target/static/$IPCS_TARGET/release)
   RUST_LOG       log level of every process (default info)
-  IPCS_LB_NICE, IPCS_{LB,SERVER}_CPU_SHARES, IPCS_{LB,SERVER}_CPUSET,
-  IPCS_{LB,SERVER,REGISTRY}_CGROUP_PARENT
+  IPCS_LB_NICE, IPCS_{LB,SERVER}_CPUSET, IPCS_{LB,SERVER,REGISTRY}_CGROUP_PARENT
                  CPU placement in Docker mode (compose.yaml; docs/DEPLOY.md)
   The address plan (network, subnet, registry, ports) is in .env.
 
@@ -113,7 +112,7 @@ bridge_new=0 # set when this run made the bridge (a running LB must rebind)
 # What survives the step to sudo: the directories, the log level and the CPU
 # placement compose.yaml reads.
 PRESERVE_ENV=IPCS_RUN_DIR,IPCS_BIN_DIR,IPCS_HOSTS_FILE,RUST_LOG,IPCS_LB_NICE
-PRESERVE_ENV+=,IPCS_LB_CPU_SHARES,IPCS_SERVER_CPU_SHARES,IPCS_LB_CPUSET,IPCS_SERVER_CPUSET
+PRESERVE_ENV+=,IPCS_LB_CPUSET,IPCS_SERVER_CPUSET
 PRESERVE_ENV+=,IPCS_LB_CGROUP_PARENT,IPCS_SERVER_CGROUP_PARENT,IPCS_REGISTRY_CGROUP_PARENT
 
 mode_file() { printf '%s\n' "$IPCS_RUN_DIR/mode"; }
@@ -225,16 +224,6 @@ check_network() {
     bridge_new=1
 }
 
-# docker-compose 1.x passes an interpolated cpu_shares on as a string and
-# then fails on it (TypeError in docker-py); say so before compose does.
-check_cpu_shares() {
-    [[ -n ${IPCS_LB_CPU_SHARES:-}${IPCS_SERVER_CPU_SHARES:-} ]] || return 0
-    local version
-    version=$("${COMPOSE[@]}" version --short 2>/dev/null) || version=""
-    [[ $version != 1.* ]] ||
-        die "IPCS_LB_CPU_SHARES / IPCS_SERVER_CPU_SHARES need Compose v2 (docker compose); ${COMPOSE[*]} $version cannot pass cpu_shares from a variable: unset them"
-}
-
 # The lb service's container, if compose made one.
 lb_container() { compose ps -q lb 2>/dev/null | head -n 1; }
 
@@ -263,7 +252,6 @@ check_lb_port() {
 }
 
 docker_up() {
-    check_cpu_shares
     "$IPCS_REPO/deploy/build-images.sh"
     # A host LB of an earlier bootstrap.sh would hold the LB's port.
     lb_stop
@@ -473,7 +461,6 @@ cmd_scale() {
     [[ -n $mode ]] || die "nothing is up (no $(mode_file)): run ./bootstrap.sh first"
     if [[ $mode == docker ]]; then
         find_compose || die "no Compose tool (docker compose or docker-compose)"
-        check_cpu_shares
         local missing
         missing=$(missing_images | tr '\n' ' ')
         [[ -z $missing ]] || die "images missing: $missing(run ./bootstrap.sh build first)"
