@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Stands up IPCS on this machine: the registry and N servers on the backend
-# network ipcs0 (Docker containers, or network namespaces where no Docker
-# engine is reachable), calc.batata / registry.batata in /etc/hosts, and the
-# load balancer on the host bound to ipcs0. Idempotent; `down` undoes it all.
+# network ipcs0 and the load balancer bound to ipcs0, calc.batata /
+# registry.batata in /etc/hosts. Docker mode runs compose.yaml (the LB in a
+# container on the host's network); netns mode, where no Docker engine is
+# reachable, runs the testbed's namespaces and the LB as a host process.
+# Idempotent; `down` undoes it all.
 set -euo pipefail
 
 # shellcheck source=deploy/lib.sh
@@ -12,16 +14,22 @@ IPCS_LOG_PREFIX="bootstrap"
 usage() {
     cat <<EOF
 Usage: ./bootstrap.sh [up] [--servers N] [--docker | --netns] [--no-build] [--timeout S]
+       ./bootstrap.sh build [--no-build]
        ./bootstrap.sh scale N
        ./bootstrap.sh status
        ./bootstrap.sh down [--images]
 
 Commands:
-  up (default)   build the binaries, create the backend network ($IPCS_BRIDGE,
-                 $IPCS_SUBNET), start the registry ($IPCS_REGISTRY_IP:$IPCS_REGISTRY_PORT) and N servers,
-                 add $IPCS_CALC_HOST and $IPCS_REGISTRY_HOST to $IPCS_HOSTS_FILE, start the
-                 load balancer on the host and wait until it answers. Running it
-                 again keeps what is already right and fixes the rest.
+  up (default)   build the binaries (and in Docker mode the images), start the
+                 backend network ($IPCS_BRIDGE, $IPCS_SUBNET), the registry
+                 ($IPCS_REGISTRY_IP:$IPCS_REGISTRY_PORT), N servers and the load balancer
+                 (Docker: compose up; netns: ipcs-netns and the LB on the host), add
+                 $IPCS_CALC_HOST and $IPCS_REGISTRY_HOST to $IPCS_HOSTS_FILE and wait until
+                 the LB answers. Running it again keeps what is already right and
+                 fixes the rest.
+  build          build the binaries (unless --no-build) and the images, nothing
+                 else: then 'docker compose up -d --scale server=N' (or
+                 docker-compose) brings the whole system up by itself
   scale N        run N servers, in place (Docker: compose --scale; netns:
                  ipcs-netns scale); the registry and the LB keep running
   status         show what runs: mode, LB, network, servers, registry list, hosts entries
@@ -35,13 +43,16 @@ Options:
                  testbed's ipcs-netns harness, no Docker needed
   --no-build     do not run cargo; use the binaries already in \$IPCS_BIN_DIR
   --timeout S    how long 'up' waits for the first answer (default 60)
-  --images       with 'down': also remove the ipcs/* images
+  --images       with 'down': also remove the $IPCS_IMAGE_REPO/* images
   -h, --help     this help
 
 Environment:
   IPCS_RUN_DIR   pidfile, log and mode of the host LB (default /run/ipcs)
   IPCS_BIN_DIR   the static binaries (default target/static/$IPCS_TARGET/release)
   RUST_LOG       log level of every process (default info)
+  IPCS_LB_NICE, IPCS_{LB,SERVER}_CPUSET, IPCS_{LB,SERVER,REGISTRY}_CGROUP_PARENT
+                 CPU placement in Docker mode (compose.yaml; docs/DEPLOY.md)
+  The address plan (network, subnet, registry, ports) is in .env.
 
 Needs: root or sudo (hosts file, raw socket, namespaces); cargo unless
 --no-build; Docker mode: a reachable Docker engine and docker compose or
@@ -63,7 +74,7 @@ positive_int() { [[ "$1" =~ ^[0-9]+$ ]] && (($1 >= 1 && $1 <= 60)); }
 
 while (($#)); do
     case $1 in
-    up | down | status) cmd=$1 ;;
+    up | down | status | build) cmd=$1 ;;
     scale)
         cmd=scale
         (($# >= 2)) || die "scale needs a number of servers (see --help)"
@@ -97,6 +108,12 @@ while (($#)); do
 done
 
 bridge_new=0 # set when this run made the bridge (a running LB must rebind)
+
+# What survives the step to sudo: the directories, the log level and the CPU
+# placement compose.yaml reads.
+PRESERVE_ENV=IPCS_RUN_DIR,IPCS_BIN_DIR,IPCS_HOSTS_FILE,RUST_LOG,IPCS_LB_NICE
+PRESERVE_ENV+=,IPCS_LB_CPUSET,IPCS_SERVER_CPUSET
+PRESERVE_ENV+=,IPCS_LB_CGROUP_PARENT,IPCS_SERVER_CGROUP_PARENT,IPCS_REGISTRY_CGROUP_PARENT
 
 mode_file() { printf '%s\n' "$IPCS_RUN_DIR/mode"; }
 recorded_mode() { cat "$(mode_file)" 2>/dev/null || true; }
@@ -151,44 +168,107 @@ become_root_if_needed() {
     ((EUID == 0)) && return 0
     ((build)) && build_binaries
     say "the network steps need root: continuing under sudo"
-    exec sudo --preserve-env=IPCS_RUN_DIR,IPCS_BIN_DIR,IPCS_HOSTS_FILE,RUST_LOG \
-        "$0" "${orig_args[@]}" --no-build
+    exec sudo --preserve-env="$PRESERVE_ENV" "$0" "${orig_args[@]}" --no-build
 }
 
 # --- Docker mode ---------------------------------------------------------------------
+# compose.yaml defines the whole system, network and LB included: bootstrap
+# runs it (`compose up`) and adds only what compose cannot (the hosts entries,
+# the checks below, waiting for an answer).
 network_field() { docker network inspect -f "$1" "$IPCS_NET" 2>/dev/null; }
 
-ensure_network() {
+# What compose.yaml asks of the network, as `docker network inspect` shows it.
+network_settings() {
+    network_field '{{.Driver}} {{.Internal}} {{range .IPAM.Config}}{{.Subnet}} {{.IPRange}} {{.Gateway}}{{end}} {{index .Options "com.docker.network.bridge.name"}}'
+}
+
+# Removes every container of the compose project, whatever made it.
+remove_project_containers() {
+    local ids
+    ids=$(docker ps -aq --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT")
+    if [[ -n $ids ]]; then
+        # shellcheck disable=SC2086 # one id per word
+        docker rm -f $ids >/dev/null
+    fi
+}
+
+# Earlier versions of bootstrap made the network themselves (label
+# org.ipcs.managed-by=bootstrap) and compose used it as external. Compose does
+# not adopt a network it did not make, so such a deployment is taken apart
+# (its containers hold the network) and compose makes the network anew.
+retire_bootstrap_network() {
+    docker network inspect "$IPCS_NET" >/dev/null 2>&1 || return 0
+    [[ "$(network_field '{{index .Labels "org.ipcs.managed-by"}}')" == bootstrap ]] || return 0
+    say "network $IPCS_NET was made by an earlier bootstrap.sh: replacing it (and its containers) with compose's"
+    remove_project_containers
+    docker network rm "$IPCS_NET" >/dev/null
+}
+
+# The network, if it exists, must be compose's with the plan's settings; if it
+# does not, the bridge name must be free (a netns deployment holds it).
+check_network() {
     if docker network inspect "$IPCS_NET" >/dev/null 2>&1; then
-        local got want
-        got="$(network_field '{{.Driver}} {{.Internal}} {{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}} {{index .Options "com.docker.network.bridge.name"}}')"
-        want="bridge true $IPCS_SUBNET $IPCS_GATEWAY $IPCS_BRIDGE"
+        local project got want
+        project=$(network_field '{{index .Labels "com.docker.compose.project"}}')
+        [[ $project == "$IPCS_COMPOSE_PROJECT" ]] ||
+            die "Docker network '$IPCS_NET' exists but compose did not make it: remove it (docker network rm $IPCS_NET) and run again"
+        got=$(network_settings)
+        want="bridge true $IPCS_SUBNET $IPCS_IP_RANGE $IPCS_GATEWAY $IPCS_BRIDGE"
         [[ $got == "$want" ]] ||
-            die "Docker network '$IPCS_NET' exists with other settings ($got; want $want): remove it (docker network rm $IPCS_NET) and run again"
-        say "network $IPCS_NET ($IPCS_BRIDGE, $IPCS_SUBNET) already exists"
+            die "Docker network '$IPCS_NET' has other settings ($got; want $want, from .env): ./bootstrap.sh down and run again"
         return 0
     fi
     if ip link show "$IPCS_BRIDGE" >/dev/null 2>&1; then
         die "interface $IPCS_BRIDGE exists but is not Docker's network '$IPCS_NET' (a netns deployment or test? './bootstrap.sh down' or 'ipcs-netns down')"
     fi
     bridge_new=1
-    docker network create --driver bridge --internal \
-        --subnet "$IPCS_SUBNET" --gateway "$IPCS_GATEWAY" --ip-range "$IPCS_IP_RANGE" \
-        -o "com.docker.network.bridge.name=$IPCS_BRIDGE" --label "$IPCS_LABEL" \
-        "$IPCS_NET" >/dev/null
-    say "created network $IPCS_NET: bridge $IPCS_BRIDGE, $IPCS_SUBNET, internal, host at $IPCS_GATEWAY"
+}
+
+# The lb service's container, if compose made one.
+lb_container() { compose ps -q lb 2>/dev/null | head -n 1; }
+
+# Whether the compose LB runs (and is not between two crashes).
+compose_lb_alive() {
+    local id
+    id=$(lb_container)
+    [[ -n $id ]] &&
+        [[ "$(docker inspect -f '{{.State.Running}} {{.State.Restarting}}' "$id" 2>/dev/null)" == "true false" ]]
+}
+
+# The compose LB's log without backtrace frames.
+compose_lb_log() {
+    local id
+    id=$(lb_container)
+    [[ -n $id ]] || return 1
+    docker logs --tail 200 "$id" 2>&1 | grep -vE '^ +(at |[0-9]+: )' | tail -n "${1:-20}"
+}
+
+# UDP port 8080 must be free for the compose LB, or be held by it already.
+check_lb_port() {
+    local holder
+    if holder=$(udp_port_holder) && [[ -n $holder ]] && ! compose_lb_alive; then
+        die "UDP port $IPCS_LB_PORT is already in use ($holder): stop that first"
+    fi
 }
 
 docker_up() {
-    ensure_network
     "$IPCS_REPO/deploy/build-images.sh"
+    # A host LB of an earlier bootstrap.sh would hold the LB's port.
+    lb_stop
+    retire_bootstrap_network
+    check_network
+    check_lb_port
     hosts_add
-    say "starting the registry and $servers servers (compose project $IPCS_COMPOSE_PROJECT)"
-    compose up -d --scale "server=$servers" registry server
+    local lb_before
+    lb_before=$(lb_container)
+    say "starting the network, the registry, $servers servers and the load balancer (compose project $IPCS_COMPOSE_PROJECT)"
+    compose up -d --remove-orphans --scale "server=$servers"
+    if ((bridge_new)) && [[ -n $lb_before ]]; then
+        # Its raw socket is bound to the interface index of the old bridge.
+        say "$IPCS_BRIDGE was made anew: restarting the load balancer"
+        compose restart lb
+    fi
 }
-
-# Container ids of the lb service, when it runs from compose (profile lb).
-compose_lb_running() { [[ -n "$(compose --profile lb ps -q lb 2>/dev/null)" ]]; }
 
 docker_down() {
     if ! docker_reachable; then
@@ -196,31 +276,39 @@ docker_down() {
             warn "the Docker engine is not reachable: containers and network (if any) left as they are"
         return 0
     fi
+    # A network of that name that neither compose nor an earlier bootstrap.sh
+    # made is someone else's: `compose down` would remove it by name, so then
+    # only the containers go.
+    local ours=1
+    if docker network inspect "$IPCS_NET" >/dev/null 2>&1 &&
+        [[ "$(network_field '{{index .Labels "com.docker.compose.project"}}')" != "$IPCS_COMPOSE_PROJECT" &&
+            "$(network_field '{{index .Labels "org.ipcs.managed-by"}}')" != bootstrap ]]; then
+        ours=0
+        warn "network $IPCS_NET was made neither by compose nor by bootstrap.sh: left as it is"
+    fi
     if find_compose; then
-        compose --profile lb down --timeout 5 2>&1 | grep -v 'is external, skipping' || true
-    fi
-    # Containers of the project that compose did not remove (no compose tool,
-    # or a renamed service).
-    local ids
-    ids=$(docker ps -aq --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT")
-    if [[ -n $ids ]]; then
-        # shellcheck disable=SC2086 # one id per word
-        docker rm -f $ids >/dev/null
-    fi
-    if docker network inspect "$IPCS_NET" >/dev/null 2>&1; then
-        if [[ "$(network_field '{{index .Labels "org.ipcs.managed-by"}}')" == bootstrap ]]; then
-            docker network rm "$IPCS_NET" >/dev/null
-            say "removed network $IPCS_NET"
+        if ((ours)); then
+            compose down --remove-orphans --timeout 5 || warn "compose down failed (exit $?)"
         else
-            warn "network $IPCS_NET was not made by bootstrap.sh: left as it is"
+            compose rm --stop --force || warn "compose rm failed (exit $?)"
         fi
     fi
+    # Containers of the project that compose did not remove (no compose tool,
+    # a renamed service, an old deployment's).
+    remove_project_containers
+    # Compose's network outlives `compose down` when a container it did not
+    # know held it; an earlier bootstrap's network is not compose's at all.
+    if ((ours)) && docker network inspect "$IPCS_NET" >/dev/null 2>&1; then
+        docker network rm "$IPCS_NET" >/dev/null
+        say "removed network $IPCS_NET"
+    fi
     if ((remove_images)); then
+        local ids
         ids=$(docker images -q --filter "label=$IPCS_LABEL" | sort -u)
         if [[ -n $ids ]]; then
             # shellcheck disable=SC2086 # one id per word
             docker rmi -f $ids >/dev/null
-            say "removed the ipcs/* images"
+            say "removed the IPCS images"
         fi
     fi
 }
@@ -301,12 +389,8 @@ netns_down() {
     fi
 }
 
-# --- the host LB ---------------------------------------------------------------------
+# --- the host LB (netns mode; in Docker mode compose runs it) -------------------------
 ensure_lb() {
-    if [[ $mode == docker ]] && compose_lb_running; then
-        say "the LB runs as the compose service 'lb' (profile lb): not starting one on the host"
-        return 0
-    fi
     local pid
     if pid=$(lb_pid); then
         if [[ "$IPCS_BIN_DIR/ipcs-lb" -nt "$(lb_pidfile)" ]]; then
@@ -324,18 +408,29 @@ ensure_lb() {
     lb_start
 }
 
+# The commands wait_for_answer uses to tell a dead LB, and to show its log.
+lb_alive_cmd() { if [[ $mode == docker ]]; then echo compose_lb_alive; else echo lb_pid; fi; }
+lb_log_cmd() { if [[ $mode == docker ]]; then echo compose_lb_log; else echo lb_log_tail; fi; }
+lb_log_where() {
+    if [[ $mode == docker ]]; then
+        printf '%s\n' "'${COMPOSE[*]} logs lb'"
+    else
+        lb_logfile
+    fi
+}
+
 print_usage_hint() {
     local bin=$IPCS_BIN_DIR t=$IPCS_CALC_HOST:$IPCS_LB_PORT
-    printf '\nIPCS is up (%s mode): registry %s (%s:%s), %s servers on %s,\nload balancer on %s (log %s).\n\n' \
+    printf '\nIPCS is up (%s mode): registry %s (%s:%s), %s servers on %s,\nload balancer on %s (log: %s, metrics: http://%s/metrics).\n\n' \
         "$mode" "$IPCS_REGISTRY_HOST" "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_PORT" "$servers" \
-        "$IPCS_BRIDGE" "$t" "$(lb_logfile)"
+        "$IPCS_BRIDGE" "$t" "$(lb_log_where)" "$IPCS_LB_ADMIN"
     hint() { printf '  %-44s # %s\n' "$1" "$2"; }
     printf "  export PATH=\"%s:\$PATH\"\n" "$bin"
     hint "calc $t" "the calculator's prompt"
     hint "calc $t '6*7'" "one answer, for scripts"
     hint "loadgen --rps 100000 $t" "load: throughput and latency"
     hint "./bootstrap.sh scale 5" "servers up or down"
-    [[ $mode == docker ]] && hint "docker compose up -d --scale server=5" "the same by hand (or docker-compose)"
+    [[ $mode == docker ]] && hint "${COMPOSE[*]} up -d --scale server=5" "the same by hand"
     hint "./bootstrap.sh status" "what runs"
     hint "./bootstrap.sh down" "stop and remove everything"
 }
@@ -353,10 +448,10 @@ cmd_up() {
         netns_up
     fi
     printf '%s\n' "$mode" >"$(mode_file)"
-    ensure_lb
+    [[ $mode == netns ]] && ensure_lb
     say "waiting up to ${timeout_s}s for an answer through $IPCS_CALC_HOST:$IPCS_LB_PORT"
-    wait_for_answer "$timeout_s" ||
-        die "no answer to 1+1 through $IPCS_CALC_HOST:$IPCS_LB_PORT within ${timeout_s}s (see ./bootstrap.sh status and $(lb_logfile))"
+    wait_for_answer "$timeout_s" "$(lb_alive_cmd)" "$(lb_log_cmd)" ||
+        die "no answer to 1+1 through $IPCS_CALC_HOST:$IPCS_LB_PORT within ${timeout_s}s (see ./bootstrap.sh status and $(lb_log_where))"
     say "calc $IPCS_CALC_HOST:$IPCS_LB_PORT 1+1 = 2"
     print_usage_hint
 }
@@ -365,7 +460,12 @@ cmd_scale() {
     mode=$(recorded_mode)
     [[ -n $mode ]] || die "nothing is up (no $(mode_file)): run ./bootstrap.sh first"
     if [[ $mode == docker ]]; then
-        compose up -d --no-recreate --scale "server=$scale_to" registry server
+        find_compose || die "no Compose tool (docker compose or docker-compose)"
+        local missing
+        missing=$(missing_images | tr '\n' ' ')
+        [[ -z $missing ]] || die "images missing: $missing(run ./bootstrap.sh build first)"
+        # The whole system, so a stopped LB or registry comes back too.
+        compose up -d --no-recreate --scale "server=$scale_to"
     else
         require_binaries ipcs-netns ipcs-server
         # Adds or removes servers in place: the registry, the bridge and the
@@ -380,7 +480,7 @@ cmd_scale() {
 cmd_down() {
     if ((EUID != 0)); then
         have sudo || die "down needs root or sudo"
-        exec sudo --preserve-env=IPCS_RUN_DIR,IPCS_BIN_DIR,IPCS_HOSTS_FILE "$0" "${orig_args[@]}"
+        exec sudo --preserve-env="$PRESERVE_ENV" "$0" "${orig_args[@]}"
     fi
     lb_stop
     # Both modes are taken down whatever was recorded, so a half-made
@@ -399,8 +499,8 @@ cmd_status() {
     echo "mode:          ${m:-none (not up)}"
     if pid=$(lb_pid); then
         echo "load balancer: running on the host, pid $pid, $IPCS_CALC_HOST:$IPCS_LB_PORT, log $(lb_logfile)"
-    elif docker_reachable && find_compose && compose_lb_running; then
-        echo "load balancer: running as compose service lb"
+    elif docker_reachable && find_compose && compose_lb_alive; then
+        echo "load balancer: running as compose service lb (container $(lb_container | cut -c1-12), host network), $IPCS_CALC_HOST:$IPCS_LB_PORT"
     else
         echo "load balancer: not running"
     fi
@@ -417,7 +517,7 @@ cmd_status() {
         fi
         if find_compose; then
             echo "containers:"
-            compose --profile lb ps 2>/dev/null | sed 's/^/  /'
+            compose ps 2>/dev/null | sed 's/^/  /'
         fi
     fi
     if [[ $m == netns && -x "$(netns_tool)" ]]; then
@@ -430,7 +530,17 @@ cmd_status() {
     grep -F -- "$IPCS_HOSTS_TAG" "$IPCS_HOSTS_FILE" 2>/dev/null | sed 's/^/  /' || echo "  (none)"
 }
 
+# The images (and binaries) only: what compose.yaml needs to run by itself.
+cmd_build() {
+    ((build)) && build_binaries
+    docker_reachable || die "the Docker engine is not reachable ('docker info' fails): the images need it"
+    "$IPCS_REPO/deploy/build-images.sh"
+    find_compose || warn "no Compose tool (docker compose or docker-compose) to run them with"
+    say "images built; from $IPCS_REPO: ${COMPOSE[*]:-docker compose} up -d --scale server=N (or ./bootstrap.sh)"
+}
+
 case $cmd in
+build) cmd_build ;;
 up) cmd_up ;;
 scale) cmd_scale ;;
 down) cmd_down ;;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the IPCS images (ipcs/registry, ipcs/server, ipcs/lb) FROM scratch out
+# Builds the IPCS images (localhost/ipcs/registry, server, lb) FROM scratch out
 # of the static release binaries, with the legacy builder and without pulling
 # anything. Each image holds its stripped binary, calc where a healthcheck
 # needs it, and /etc/nsswitch.conf. Prints each image's size.
@@ -13,7 +13,7 @@ usage() {
     cat <<EOF
 Usage: deploy/build-images.sh [--build] [--tag TAG]
 
-Builds the scratch images ipcs/registry, ipcs/server and ipcs/lb from the
+Builds the scratch images $IPCS_IMAGE_REPO/{registry,server,lb} from the
 static binaries in \$IPCS_BIN_DIR (default target/static/$IPCS_TARGET/release).
 Nothing is pulled; the legacy builder is used (DOCKER_BUILDKIT=0).
 
@@ -57,7 +57,7 @@ declare -A contents=(
     [lb]="ipcs-lb calc"
 )
 
-for image in registry server lb; do
+for image in "${IPCS_IMAGES[@]}"; do
     # The image's whole file tree, copied in one layer (one COPY: each step
     # of the legacy builder is a commit, slow on overlay-on-FUSE storage).
     ctx=$stage/$image
@@ -75,12 +75,12 @@ for image in registry server lb; do
     # The legacy builder warns that it is deprecated on every run: its output
     # is shown only when the build fails.
     if ! DOCKER_BUILDKIT=0 docker build --quiet --pull=false \
-        -t "ipcs/$image:$tag" -f "$IPCS_REPO/deploy/docker/$image.Dockerfile" "$ctx" \
+        -t "$IPCS_IMAGE_REPO/$image:$tag" -f "$IPCS_REPO/deploy/docker/$image.Dockerfile" "$ctx" \
         >"$stage/build.log" 2>&1; then
         cat "$stage/build.log" >&2
-        die "docker build of ipcs/$image failed"
+        die "docker build of $IPCS_IMAGE_REPO/$image failed"
     fi
-    size=$(docker image inspect -f '{{.Size}}' "ipcs/$image:$tag")
-    say "ipcs/$image:$tag built, $((size / 1024)) KiB"
+    size=$(docker image inspect -f '{{.Size}}' "$IPCS_IMAGE_REPO/$image:$tag")
+    say "$IPCS_IMAGE_REPO/$image:$tag built, $((size / 1024)) KiB"
 done
 have strip || warn "strip not found (binutils): images hold unstripped binaries"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The chaos soak against the Docker deployment: bootstrap.sh brings IPCS up
-# with 4 server containers, loadgen offers steady load through the host's
-# LB, and meanwhile a schedule of faults runs (a server killed and started
+# with 4 server containers, loadgen offers steady load through the LB (the
+# compose service on the host's network), and meanwhile a schedule of faults runs (a server killed and started
 # again, one paused longer than the registry's TTL, a server added, the
 # registry killed and started again, a server removed, one server's link
 # cut for 2 s). Fails unless every request was answered correctly. The netns

@@ -2,7 +2,8 @@
 # End-to-end acceptance of the deployment: bootstrap.sh stands IPCS up, the
 # LB answers, servers are added and removed, one is killed and one frozen
 # under steady load with every request answered, and `down` leaves nothing.
-# Once with Docker, once with network namespaces. Cleans up on any exit.
+# Once with Docker, once with network namespaces; and the fresh-clone path,
+# `./bootstrap.sh build` then compose alone. Cleans up on any exit.
 set -euo pipefail
 
 # shellcheck source=deploy/lib.sh
@@ -11,7 +12,7 @@ IPCS_LOG_PREFIX="e2e"
 
 usage() {
     cat <<EOF
-Usage: deploy/e2e.sh [--docker-only | --netns-only] [--no-build] [--rps R] [--seconds S]
+Usage: deploy/e2e.sh [--docker-only | --compose-only | --netns-only] [--no-build] [--rps R] [--seconds S]
 
 Runs ./bootstrap.sh in Docker mode and then in netns mode, and in each:
   1. answers through the LB (calc, and loadgen: every request answered);
@@ -23,6 +24,16 @@ Runs ./bootstrap.sh in Docker mode and then in netns mode, and in each:
 "Every request answered" is loadgen --json at R rps for S s with
 lost == 0, wrong == 0 and errors == 0.
 
+Between the two, the compose pass takes the fresh-clone path in a copy of
+the repository's files (under another directory name): './bootstrap.sh build'
+(images only), then '<compose> up -d --scale server=4' there, with nothing
+else; 'calc 127.0.0.1:8080 2+3' must answer 5 (and calc.batata:8080 too where
+a hosts entry names it) and loadgen --json must see 4 server ids, the
+running containers', in even rotation; then '<compose> down' and
+'./bootstrap.sh down' must leave no container, network, bridge, hosts entry
+or listener on UDP $IPCS_LB_PORT. <compose> is 'docker compose' where the
+plugin exists, else docker-compose.
+
 It uses the deployment's fixed names (network ipcs, bridge ipcs0, the tagged
 /etc/hosts lines), so it refuses to run while a deployment is up rather than
 destroy it. Needs root, a Docker engine (for the Docker pass), cargo and python3.
@@ -30,6 +41,7 @@ Ends with 'N passed, M failed'; exits 1 if anything failed.
 
 Options:
   --docker-only   only the Docker pass
+  --compose-only  only the compose (fresh-clone) pass
   --netns-only    only the netns pass
   --no-build      use the binaries already built (target/static/...)
   --rps R         loadgen rate for the under-load checks (default 2000)
@@ -38,13 +50,14 @@ Options:
 EOF
 }
 
-passes=(docker netns)
+passes=(docker compose netns)
 build=1
 rps=2000
 seconds=5
 while (($#)); do
     case $1 in
     --docker-only) passes=(docker) ;;
+    --compose-only) passes=(compose) ;;
     --netns-only) passes=(netns) ;;
     --no-build) build=0 ;;
     --rps)
@@ -137,9 +150,11 @@ diagnostics() {
     "$BOOTSTRAP" status 2>&1 | sed 's/^/  /' || true
     say "--- last lines of the LB log ---"
     lb_log_tail 30 | sed 's/^/  /' || true
-    if [[ $current == docker ]]; then
+    if [[ $current != netns ]]; then
         local c
-        for c in $(server_containers) $(docker ps -aq --filter "label=com.docker.compose.service=registry" --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT"); do
+        # The LB is a container too in these passes (its host log is empty).
+        for c in $(server_containers) $(docker ps -aq --filter "label=com.docker.compose.service=registry" --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT") \
+            $(docker ps -aq --filter "label=com.docker.compose.service=lb" --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT"); do
             say "--- docker logs $c (last 10 lines) ---"
             docker logs --tail 10 "$c" 2>&1 | sed 's/^/  /' || true
         done
@@ -162,7 +177,7 @@ registry_ids() {
 
 # Ids of the servers that run now, from the platform itself (not the registry).
 running_ids() {
-    if [[ $current == docker ]]; then
+    if [[ $current != netns ]]; then
         local c
         for c in $(server_containers); do
             docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$c"
@@ -182,7 +197,7 @@ netns_server_pids() {
 # Kills (KILL) or freezes (STOP) one running server; prints what it hit.
 disrupt_one() {
     local how=$1 c pid
-    if [[ $current == docker ]]; then
+    if [[ $current != netns ]]; then
         c=$(server_containers | head -n 1)
         [[ -n $c ]] || return 1
         if [[ $how == kill ]]; then
@@ -363,6 +378,8 @@ step_down() {
     ip link show "$IPCS_BRIDGE" >/dev/null 2>&1 && left+=("interface $IPCS_BRIDGE")
     hosts_has_tagged && left+=("tagged lines in $IPCS_HOSTS_FILE")
     [[ -n $before ]] && kill -0 "$before" 2>/dev/null && left+=("the LB process $before")
+    local holder
+    holder=$(udp_port_holder) && [[ -n $holder ]] && left+=("a listener on UDP $IPCS_LB_PORT ($holder)")
     lb=$(lb_pid) && left+=("an LB process ($lb) in the pidfile")
     if [[ $current == netns ]]; then
         [[ -n "$(netns_server_pids)" ]] && left+=("server processes of ipcs-netns")
@@ -409,12 +426,145 @@ run_pass() {
     step_down
 }
 
+# --- the fresh-clone path: compose.yaml on its own -------------------------------------
+# The repository's files as a fresh clone has them (tracked files only, so no
+# target/, no state), under a directory name other than the checkout's: .env
+# must pin the project name.
+fresh_copy() {
+    local dest=$1
+    mkdir -p "$dest"
+    if git -C "$IPCS_REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        # The working tree's version of each file a commit would hold (tracked,
+        # or new and not ignored), so uncommitted changes are what is tested.
+        (cd "$IPCS_REPO" && git ls-files -z --cached --others --exclude-standard |
+            tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$dest"
+    else
+        tar -C "$IPCS_REPO" --exclude=./target -cf - . | tar -xf - -C "$dest"
+    fi
+}
+
+# Runs the Compose tool the way a user would: in the directory, no flags.
+compose_in() { (cd "$1" && shift && "${COMPOSE[@]}" "$@"); }
+
+# From loadgen's JSON report: "sent answered lost wrong errors" and then the
+# answers each server gave, as "id:count" words.
+load_per_server() {
+    python3 - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+errors = sum(r["errors"].values())
+per = " ".join(f"{k}:{v}" for k, v in sorted(r["per_server"].items(), key=lambda kv: int(kv[0])))
+print(r["sent"], r["answered"], r["lost"], r["wrong"], errors, per)
+PY
+}
+
+# Waits until `calc target 2+3` prints 5, up to 30 s.
+calc_answers_5() {
+    local target=$1 i out
+    for ((i = 0; i < 150; i++)); do
+        out=$(timeout 3 "$CALC" "$target" 2+3 2>/dev/null) && [[ $out == 5 ]] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+run_compose_pass() {
+    current=compose
+    say "=== compose pass (fresh clone: ./bootstrap.sh build, then compose alone) ==="
+    find_compose || {
+        fail "compose: no Compose tool (docker compose or docker-compose)"
+        return
+    }
+    local clone=$work/fresh/ipcs-clone-$$ out
+    fresh_copy "$clone"
+    if ((build)); then
+        # The binaries once, in this checkout; the copy's build uses them.
+        "$BOOTSTRAP" build >"$work/build.log" 2>&1 || {
+            fail "compose: bootstrap.sh build (binaries): $(tail -n 3 "$work/build.log" | tr '\n' ' ')"
+            return
+        }
+        build=0
+    fi
+    deployed=1
+    if "$clone/bootstrap.sh" build --no-build >"$work/build.log" 2>&1; then
+        pass "compose: ./bootstrap.sh build in a fresh copy"
+    else
+        fail "compose: ./bootstrap.sh build: $(tail -n 3 "$work/build.log" | tr '\n' ' ')"
+        return
+    fi
+    if ! compose_in "$clone" up -d --scale server=4 >"$work/compose-up.log" 2>&1; then
+        fail "compose: ${COMPOSE[*]} up -d --scale server=4: $(tail -n 5 "$work/compose-up.log" | tr '\n' ' ')"
+        diagnostics
+        compose_in "$clone" down >/dev/null 2>&1 || true
+        return
+    fi
+    pass "compose: ${COMPOSE[*]} up -d --scale server=4 in the copy (no bootstrap.sh up)"
+    bridge_is_local || die "$IPCS_BRIDGE with $IPCS_GATEWAY is missing after compose up: not sending to it"
+    if calc_answers_5 "127.0.0.1:$IPCS_LB_PORT"; then
+        pass "compose: calc 127.0.0.1:$IPCS_LB_PORT 2+3 answers 5"
+    else
+        fail "compose: calc 127.0.0.1:$IPCS_LB_PORT 2+3 gave no 5 within 30 s"
+    fi
+    # calc.batata is bootstrap's hosts entry; where some entry names it for
+    # the bridge's host address, it must work too.
+    if [[ "$(getent ahostsv4 "$IPCS_CALC_HOST" 2>/dev/null | awk 'NR == 1 { print $1 }')" == "$IPCS_GATEWAY" ]]; then
+        if calc_answers_5 "$TARGET"; then
+            pass "compose: calc $TARGET 2+3 answers 5"
+        else
+            fail "compose: calc $TARGET 2+3 gave no 5 within 30 s"
+        fi
+    else
+        say "no hosts entry for $IPCS_CALC_HOST (bootstrap.sh adds it; compose does not): asked 127.0.0.1 only"
+    fi
+    # Four ids in rotation: every server answers an even share of a steady
+    # load, and the ids are those of the running containers.
+    local want counts sent answered lost wrong errors per n=0 id c low ok=1 i
+    for ((i = 0; i < 50; i++)); do
+        want=$(running_ids)
+        [[ $(wc -w <<<"$want") == 4 && "$(registry_ids)" == "$want" ]] && break
+        sleep 0.1
+    done
+    sleep 1.5 # the LB asks the registry at most once a second
+    out=$work/compose-load.json
+    "$LOADGEN" --rps "$rps" --duration 2s --json --quiet "127.0.0.1:$IPCS_LB_PORT" >"$out" 2>"$out.err" || true
+    if ! counts=$(load_per_server "$out" 2>&1); then
+        fail "compose: unreadable loadgen --json report: $(head -c 300 "$out") $(tail -n 2 "$out.err")"
+    else
+        read -r sent answered lost wrong errors per <<<"$counts"
+        low=$((answered * 8 / 40)) # 80 % of an even share
+        for c in $per; do
+            id=${c%%:*}
+            n=$((n + 1))
+            ((${c##*:} >= low)) || ok=0
+            [[ " $want " == *" $id "* ]] || ok=0
+        done
+        if ((ok && n == 4 && lost == 0 && wrong == 0 && errors == 0 && answered == sent)); then
+            pass "compose: 4 server ids in rotation ($per of $answered answers; running ids ${want% })"
+        else
+            fail "compose: sent $sent answered $answered lost $lost wrong $wrong errors $errors, per server [$per], running ids [${want% }]"
+        fi
+    fi
+    ((failed)) && diagnostics
+    local down_ok=1
+    compose_in "$clone" down >"$work/compose-down.log" 2>&1 || {
+        down_ok=0
+        fail "compose: ${COMPOSE[*]} down: $(tail -n 3 "$work/compose-down.log" | tr '\n' ' ')"
+    }
+    ((down_ok)) && pass "compose: ${COMPOSE[*]} down"
+    BOOTSTRAP=$clone/bootstrap.sh step_down
+    rm -rf "$work/fresh"
+}
+
 preflight
-if [[ " ${passes[*]} " == *" docker "* ]] && ! docker_reachable; then
-    die "the Docker pass needs a reachable Docker engine (or run --netns-only)"
+if [[ " ${passes[*]} " =~ " "(docker|compose)" " ]] && ! docker_reachable; then
+    die "the Docker and compose passes need a reachable Docker engine (or run --netns-only)"
 fi
 for p in "${passes[@]}"; do
-    run_pass "$p"
+    if [[ $p == compose ]]; then
+        run_compose_pass
+    else
+        run_pass "$p"
+    fi
 done
 printf '%s passed, %s failed\n' "$passed" "$failed"
 ((failed == 0))

@@ -4,24 +4,35 @@
 # needs (finding the Compose tool, editing /etc/hosts, running the host LB).
 # Sourced, never run: it defines variables and functions and does nothing else.
 
-# --- fixed names and addresses (the topology in docs/DEPLOY.md) -------------
-IPCS_NET="ipcs"                      # Docker network name
-IPCS_BRIDGE=ipcs0                   # its bridge interface; the LB's raw socket binds here
-IPCS_SUBNET=172.16.238.0/24
-IPCS_GATEWAY=172.16.238.1           # the host's address on ipcs0
-IPCS_IP_RANGE=172.16.238.0/26       # where Docker hands out server addresses (.2-.62)
-IPCS_REGISTRY_IP=172.16.238.100     # outside the dynamic range: never given to a server
-IPCS_REGISTRY_PORT=7070
-IPCS_LB_PORT=8080
-IPCS_LB_ADMIN=127.0.0.1:9100
-IPCS_CALC_HOST=calc.batata          # the host, where the LB listens
-IPCS_REGISTRY_HOST=registry.batata
-IPCS_COMPOSE_PROJECT="ipcs"
+IPCS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# --- the address plan: .env, which compose reads too ------------------------
+# Each KEY=VALUE line of .env becomes a shell variable unless the environment
+# already sets it: compose gives the environment the same precedence, so both
+# see the same plan. Defines IPCS_NET, IPCS_BRIDGE, IPCS_SUBNET, IPCS_GATEWAY,
+# IPCS_IP_RANGE, IPCS_REGISTRY_IP, IPCS_REGISTRY_PORT, IPCS_REGISTRY_HOST,
+# IPCS_LB_PORT, IPCS_LB_ADMIN and COMPOSE_PROJECT_NAME (the topology in
+# docs/DEPLOY.md).
+load_plan() {
+    local key value
+    [[ -r "$IPCS_REPO/.env" ]] || die "$IPCS_REPO/.env is missing: it holds the address plan"
+    while IFS='=' read -r key value; do
+        [[ $key =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue # comments, blank lines
+        [[ -v $key ]] || printf -v "$key" '%s' "$value"
+    done <"$IPCS_REPO/.env"
+}
+
+# --- fixed names that only the scripts use ------------------------------------
+IPCS_CALC_HOST=calc.batata          # the host (IPCS_GATEWAY), where the LB listens
 IPCS_LABEL=org.ipcs.managed-by=bootstrap
 IPCS_HOSTS_TAG="# ipcs-bootstrap"   # marks the /etc/hosts lines bootstrap owns
 IPCS_TARGET=x86_64-unknown-linux-gnu
+# Images are named under the registry "localhost", so nothing can ever pull
+# them from a public registry (a pull would only ask this machine and fail).
+# compose.yaml names the same images.
+IPCS_IMAGE_REPO=localhost/ipcs
+IPCS_IMAGES=(registry server lb)
 
-IPCS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IPCS_RUN_DIR=${IPCS_RUN_DIR:-/run/ipcs}
 IPCS_HOSTS_FILE=${IPCS_HOSTS_FILE:-/etc/hosts}
 # Statically linked release binaries: the same files go into the scratch
@@ -35,6 +46,9 @@ die() {
     printf '%s\n' "${IPCS_LOG_PREFIX:-ipcs}: error: $*" >&2
     exit 1
 }
+
+load_plan
+IPCS_COMPOSE_PROJECT=$COMPOSE_PROJECT_NAME
 
 # --- tools -------------------------------------------------------------------
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -83,6 +97,15 @@ require_binaries() {
     done
     ((${#missing[@]} == 0)) ||
         die "missing binaries in $IPCS_BIN_DIR: ${missing[*]} (build them: ./bootstrap.sh without --no-build)"
+}
+
+# The images compose.yaml runs that are not in the local image store.
+missing_images() {
+    local image
+    for image in "${IPCS_IMAGES[@]}"; do
+        docker image inspect "$IPCS_IMAGE_REPO/$image:latest" >/dev/null 2>&1 ||
+            printf '%s\n' "$IPCS_IMAGE_REPO/$image:latest"
+    done
 }
 
 # --- /etc/hosts ----------------------------------------------------------------
@@ -214,9 +237,11 @@ bridge_is_local() {
 }
 
 # Asks the LB with `calc HOST:PORT 1+1` until it answers 2 or `timeout_s`
-# passes. Returns 1 on timeout.
+# passes. `alive` is a command that fails once the LB is gone (default: the
+# host LB's pidfile names a live ipcs-lb), `log N` prints the last N lines of
+# its log (default: the host LB's). Returns 1 on timeout or a dead LB.
 wait_for_answer() {
-    local timeout_s=$1 deadline out
+    local timeout_s=$1 alive=${2:-lb_pid} log=${3:-lb_log_tail} deadline out
     deadline=$((SECONDS + timeout_s))
     while ((SECONDS < deadline)); do
         if ! bridge_is_local; then
@@ -227,9 +252,9 @@ wait_for_answer() {
             [[ "${out%% *}" == 2 ]]; then
             return 0
         fi
-        if ! lb_pid >/dev/null; then
-            warn "the load balancer is not running; last lines of $(lb_logfile):"
-            lb_log_tail 20 >&2 || true
+        if ! "$alive" >/dev/null; then
+            warn "the load balancer is not running; the last lines of its log:"
+            "$log" 20 >&2 || true
             return 1
         fi
         sleep 0.2

@@ -22,7 +22,7 @@ fi
 
 # shellcheck source=deploy/lib.sh
 source deploy/lib.sh
-IPCS_LOG_PREFIX=test
+IPCS_LOG_PREFIX="test"
 
 step() { printf '\n==> %s\n' "$*"; }
 
