@@ -473,7 +473,7 @@ impl Core {
         state.health.on_answer(now, is_error);
         if entry.attempts_to(server) == 1 {
             let rtt = now.saturating_duration_since(entry.sent_at(attempt));
-            state.rtt.sample(rtt, &self.config.timeout);
+            state.rtt.sample(rtt, now, &self.config.timeout);
             state.ewma.sample(rtt, now);
         }
     }

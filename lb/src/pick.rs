@@ -17,8 +17,12 @@ use ipcs_common::wire::MacAddr;
 
 use crate::metrics::ServerCounters;
 use crate::outlier::Health;
-use crate::rtt::RttEstimator;
+use crate::rtt::{PeakEwma, RttEstimator};
 use crate::snapshot::{Backend, ServerSnapshot};
+
+/// How fast the p2c latency forgets a slow spell: a server that turned
+/// slow is avoided at once and trusted again within seconds.
+const P2C_DECAY: Duration = Duration::from_secs(1);
 
 /// How a new request's server is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,38 +35,6 @@ pub enum Policy {
     /// and Linkerd balance: a slow server gets less load without being
     /// ejected.
     P2c,
-}
-
-/// A latency average that jumps up to a higher sample at once and decays
-/// towards lower ones with time constant `TAU`: a server that turns slow
-/// is avoided immediately and trusted again gradually.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct PeakEwma {
-    micros: f64,
-    at: Option<Instant>,
-}
-
-impl PeakEwma {
-    const TAU: Duration = Duration::from_secs(1);
-
-    pub fn sample(&mut self, rtt: Duration, now: Instant) {
-        let r = rtt.as_secs_f64() * 1e6;
-        self.micros = match self.at {
-            Some(at) if r < self.micros => {
-                let dt = now.saturating_duration_since(at).as_secs_f64();
-                let w = (-dt / Self::TAU.as_secs_f64()).exp();
-                self.micros * w + r * (1.0 - w)
-            }
-            _ => r,
-        };
-        self.at = Some(now);
-    }
-
-    /// The average in microseconds (0 before any sample: a new server is
-    /// tried at once).
-    pub fn micros(&self) -> f64 {
-        self.micros
-    }
 }
 
 /// What the load balancer tracks per server (by MAC).
@@ -116,7 +88,7 @@ impl HealthTable {
                     mac: b.mac,
                     health: Health::default(),
                     rtt: RttEstimator::default(),
-                    ewma: PeakEwma::default(),
+                    ewma: PeakEwma::new(P2C_DECAY),
                     in_flight: 0,
                     max_records: 1,
                     counters: Arc::new(ServerCounters::default()),

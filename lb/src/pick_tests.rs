@@ -178,23 +178,6 @@ fn health_table_sync_keeps_listed_and_forgets_gone() {
 }
 
 #[test]
-fn peak_ewma_jumps_up_and_decays_down() {
-    let t0 = Instant::now();
-    let mut e = PeakEwma::default();
-    assert_eq!(e.micros(), 0.0);
-    e.sample(Duration::from_micros(500), t0);
-    assert_eq!(e.micros(), 500.0);
-    e.sample(Duration::from_millis(30), t0 + Duration::from_millis(1));
-    assert_eq!(e.micros(), 30_000.0);
-    // One time constant later a low sample pulls it about 63 % down.
-    e.sample(
-        Duration::from_micros(500),
-        t0 + Duration::from_millis(1) + SEC,
-    );
-    assert!((e.micros() - 11_350.0).abs() < 100.0, "{}", e.micros());
-}
-
-#[test]
 fn p2c_sends_less_to_a_slow_server_and_skips_ejected_ones() {
     let t0 = Instant::now();
     let snap = snapshot(1, &[1, 2, 3]);

@@ -5,6 +5,13 @@
 //! slower than the others gets a deadline 2 ms longer instead of being
 //! taken for dead.
 //!
+//! RFC 6298 alone follows the typical round trip, and a shared host's
+//! stalls (a container descheduled for 50 ms now and then) sit far outside
+//! it: every stall would fire a wave of needless retries. So the deadline
+//! is also at least a slowly decaying peak of the round trips seen
+//! ([`PeakEwma`], time constant [`PEAK_DECAY`]): a stall seen once keeps the
+//! deadline above it for some seconds, as a windowed maximum would.
+//!
 //! Samples come from every answer the load balancer can attribute to one
 //! send, late ones included (a late answer is exactly the sample that
 //! moves the deadline up). A timeout of a server that has answered other
@@ -43,18 +50,72 @@ impl TimeoutPolicy {
     }
 }
 
+/// How long the deadline remembers a round trip longer than the usual.
+pub const PEAK_DECAY: Duration = Duration::from_secs(10);
+
+/// A latency average that jumps up to a higher sample at once and decays
+/// towards lower ones with time constant `tau` (Finagle's peak EWMA).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeakEwma {
+    tau: Duration,
+    micros: f64,
+    at: Option<Instant>,
+}
+
+impl PeakEwma {
+    pub fn new(tau: Duration) -> PeakEwma {
+        PeakEwma {
+            tau,
+            micros: 0.0,
+            at: None,
+        }
+    }
+
+    pub fn sample(&mut self, rtt: Duration, now: Instant) {
+        let r = rtt.as_secs_f64() * 1e6;
+        self.micros = match self.at {
+            Some(at) if r < self.micros => {
+                let dt = now.saturating_duration_since(at).as_secs_f64();
+                let w = (-dt / self.tau.as_secs_f64().max(1e-9)).exp();
+                self.micros * w + r * (1.0 - w)
+            }
+            _ => r,
+        };
+        self.at = Some(now);
+    }
+
+    /// The average in microseconds (0 before any sample).
+    pub fn micros(&self) -> f64 {
+        self.micros
+    }
+}
+
 /// One server's round-trip estimate (all in microseconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RttEstimator {
     /// `None` until the first sample.
     srtt_us: Option<u64>,
     rttvar_us: u64,
+    /// The slowly decaying peak the deadline never goes below.
+    peak: PeakEwma,
     /// The current deadline, when it differs from the policy's initial
     /// (after a sample or a back-off).
     rto: Option<Duration>,
     /// Attempts sent before this instant cannot back the deadline off
     /// again (one back-off per event).
     backed_off_at: Option<Instant>,
+}
+
+impl Default for RttEstimator {
+    fn default() -> Self {
+        RttEstimator {
+            srtt_us: None,
+            rttvar_us: 0,
+            peak: PeakEwma::new(PEAK_DECAY),
+            rto: None,
+            backed_off_at: None,
+        }
+    }
 }
 
 impl RttEstimator {
@@ -68,8 +129,9 @@ impl RttEstimator {
         self.srtt_us.map(Duration::from_micros)
     }
 
-    /// An answer that came `rtt` after its attempt was sent.
-    pub fn sample(&mut self, rtt: Duration, policy: &TimeoutPolicy) {
+    /// An answer that came `rtt` after its attempt was sent, at `now`.
+    pub fn sample(&mut self, rtt: Duration, now: Instant, policy: &TimeoutPolicy) {
+        self.peak.sample(rtt, now);
         let r = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
         match self.srtt_us {
             None => {
@@ -83,7 +145,9 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt_us.unwrap_or(r);
-        let rto = srtt.saturating_add(self.rttvar_us.saturating_mul(4));
+        let rto = srtt
+            .saturating_add(self.rttvar_us.saturating_mul(4))
+            .max(self.peak.micros() as u64);
         self.rto = Some(policy.clamp(Duration::from_micros(rto)));
     }
 
@@ -117,11 +181,12 @@ mod tests {
     fn steady_samples_converge_and_the_minimum_holds() {
         let policy = TimeoutPolicy::default();
         let mut rtt = RttEstimator::default();
-        rtt.sample(Duration::from_micros(400), &policy);
+        let t0 = Instant::now();
+        rtt.sample(Duration::from_micros(400), t0, &policy);
         // 400 + 4 * 200 = 1.2 ms, below the 5 ms floor.
         assert_eq!(rtt.timeout(&policy), 5 * MS);
         for _ in 0..50 {
-            rtt.sample(Duration::from_micros(400), &policy);
+            rtt.sample(Duration::from_micros(400), t0, &policy);
         }
         assert_eq!(rtt.srtt(), Some(Duration::from_micros(400)));
         assert_eq!(rtt.timeout(&policy), 5 * MS);
@@ -131,9 +196,11 @@ mod tests {
     fn a_slower_server_gets_a_longer_deadline_than_its_latency() {
         let policy = TimeoutPolicy::default();
         let mut rtt = RttEstimator::default();
+        let t0 = Instant::now();
         for i in 0..100u64 {
             // 32 ms +- 1 ms
-            rtt.sample(Duration::from_micros(31_000 + (i % 3) * 1_000), &policy);
+            let r = Duration::from_micros(31_000 + (i % 3) * 1_000);
+            rtt.sample(r, t0 + MS * i as u32, &policy);
         }
         let t = rtt.timeout(&policy);
         assert!(t > 32 * MS && t < 40 * MS, "{t:?}");
@@ -143,9 +210,9 @@ mod tests {
     fn the_maximum_caps_samples_and_back_offs() {
         let policy = TimeoutPolicy::default();
         let mut rtt = RttEstimator::default();
-        rtt.sample(Duration::from_secs(3), &policy);
-        assert_eq!(rtt.timeout(&policy), 250 * MS);
         let t0 = Instant::now();
+        rtt.sample(Duration::from_secs(3), t0, &policy);
+        assert_eq!(rtt.timeout(&policy), 250 * MS);
         assert!(rtt.back_off(t0, t0, &policy));
         assert_eq!(rtt.timeout(&policy), 250 * MS);
     }
@@ -164,7 +231,46 @@ mod tests {
         // An attempt sent after that back-off may double it again.
         assert!(rtt.back_off(t0 + 21 * MS, t0 + 61 * MS, &policy));
         assert_eq!(rtt.timeout(&policy), 80 * MS);
-        rtt.sample(10 * MS, &policy);
+        rtt.sample(10 * MS, t0 + 62 * MS, &policy);
         assert_eq!(rtt.timeout(&policy), 30 * MS);
+    }
+
+    #[test]
+    fn a_stall_keeps_the_deadline_above_it_for_seconds() {
+        let policy = TimeoutPolicy::default();
+        let mut rtt = RttEstimator::default();
+        let t0 = Instant::now();
+        for i in 0..100 {
+            rtt.sample(Duration::from_micros(400), t0 + i * MS, &policy);
+        }
+        assert_eq!(rtt.timeout(&policy), 5 * MS);
+        // One 60 ms stall, then the usual 0.4 ms again.
+        rtt.sample(60 * MS, t0 + 100 * MS, &policy);
+        rtt.sample(Duration::from_micros(400), t0 + 101 * MS, &policy);
+        assert!(rtt.timeout(&policy) > 59 * MS);
+        // Five seconds of usual answers later it still covers most of it
+        // (RFC 6298's variation alone would have forgotten it after a few
+        // dozen answers); a minute later it is forgotten.
+        for i in 0..5_000 {
+            rtt.sample(Duration::from_micros(400), t0 + (101 + i) * MS, &policy);
+        }
+        let t = rtt.timeout(&policy);
+        assert!(t > 30 * MS && t < 40 * MS, "{t:?}");
+        rtt.sample(Duration::from_micros(400), t0 + 60_000 * MS, &policy);
+        assert_eq!(rtt.timeout(&policy), 5 * MS);
+    }
+
+    #[test]
+    fn peak_ewma_jumps_up_and_decays_down() {
+        let t0 = Instant::now();
+        let mut e = PeakEwma::new(Duration::from_secs(1));
+        assert_eq!(e.micros(), 0.0);
+        e.sample(Duration::from_micros(500), t0);
+        assert_eq!(e.micros(), 500.0);
+        e.sample(30 * MS, t0 + MS);
+        assert_eq!(e.micros(), 30_000.0);
+        // One time constant later a low sample pulls it about 63 % down.
+        e.sample(Duration::from_micros(500), t0 + MS + Duration::from_secs(1));
+        assert!((e.micros() - 11_350.0).abs() < 100.0, "{}", e.micros());
     }
 }
