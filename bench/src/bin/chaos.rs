@@ -11,10 +11,12 @@ use ipcs_bench::chaos::{run, ChaosConfig};
 #[command(
     version,
     about = "Steady load through ipcs-lb while servers are killed, frozen, added, removed and cut off and the \
-             registry restarts; fails unless every request is answered correctly"
+             registry restarts (and, in runs of 30 s or more, one server and then all are slowed by 30 ms); \
+             fails unless every request is answered correctly"
 )]
 struct Cli {
-    /// Length of the soak, in seconds.
+    /// Length of the soak, in seconds (30 or more to include the
+    /// slow-server and brownout faults).
     #[arg(long, default_value_t = 60)]
     duration_s: u64,
     /// Offered load, requests per second.
