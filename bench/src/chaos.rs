@@ -124,6 +124,26 @@ pub fn schedule(duration: Duration) -> Vec<(Duration, Fault)> {
     plan
 }
 
+/// The schedule as text for scripts: `SECONDS FAULT [SLOT] [DELAY]` per
+/// line, the delay (as `ipcs-server --fault-delay` reads it) ending the
+/// slowness steps, e.g. `13.500 SlowServer 3 30ms`, `29.000 BrownoutOver 0`.
+pub fn render_schedule(plan: &[(Duration, Fault)]) -> String {
+    plan.iter()
+        .map(|&(t, f)| {
+            let mut step = format!("{f:?}").replace(['(', ')'], " ");
+            step.truncate(step.trim_end().len());
+            match f {
+                Fault::SlowServer(_) | Fault::Brownout => {
+                    step += &format!(" {}ms", SLOW_DELAY.as_millis())
+                }
+                Fault::SpeedRestored(_) | Fault::BrownoutOver => step += " 0",
+                _ => {}
+            }
+            format!("{:.3} {step}\n", t.as_secs_f64())
+        })
+        .collect()
+}
+
 /// One fault's account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultRecord {
@@ -678,6 +698,20 @@ mod tests {
         assert_eq!(w.retries, Some(8));
         assert_eq!(w.ejections, None);
         assert_eq!(records[1].slowness, None);
+    }
+
+    #[test]
+    fn schedule_renders_for_scripts() {
+        let text = render_schedule(&schedule(Duration::from_secs(30)));
+        assert!(text.contains("13.500 SlowServer 3 30ms\n"), "{text}");
+        assert!(text.contains("16.000 SpeedRestored 3 0\n"), "{text}");
+        assert!(text.contains("27.000 Brownout 30ms\n"), "{text}");
+        assert!(text.contains("29.000 BrownoutOver 0\n"), "{text}");
+        assert!(text.contains("3.000 KillServer 0\n"), "{text}");
+        assert_eq!(
+            text.lines().count(),
+            schedule(Duration::from_secs(30)).len()
+        );
     }
 
     #[test]
