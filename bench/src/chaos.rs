@@ -350,26 +350,25 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
                     .clone();
                 topology.set_link(&host, true)?;
             }
-            Fault::SlowServer(s) => topology.set_server_delay(s, server_procs[&s], SLOW_DELAY)?,
-            Fault::SpeedRestored(s) => {
-                topology.set_server_delay(s, server_procs[&s], Duration::ZERO)?
-            }
+            Fault::SlowServer(s) => topology.set_server_delay(s, SLOW_DELAY)?,
+            Fault::SpeedRestored(s) => topology.set_server_delay(s, Duration::ZERO)?,
             Fault::Brownout | Fault::BrownoutOver => {
                 let delay = if fault == Fault::Brownout {
                     SLOW_DELAY
                 } else {
                     Duration::ZERO
                 };
-                for (&slot, &process) in &server_procs {
-                    topology.set_server_delay(slot, process, delay)?;
+                for slot in topology.server_slots() {
+                    topology.set_server_delay(slot, delay)?;
                 }
             }
         }
         let slowed = match fault {
             Fault::SlowServer(s) => vec![Topology::server_id(s)],
-            Fault::Brownout => server_procs
-                .keys()
-                .map(|&s| Topology::server_id(s))
+            Fault::Brownout => topology
+                .server_slots()
+                .into_iter()
+                .map(Topology::server_id)
                 .collect(),
             _ => Vec::new(),
         };

@@ -310,21 +310,30 @@ impl Topology {
             .join(format!("server{}.fault-delay", Self::server_id(i)))
     }
 
-    /// Makes the running server of slot `i` (process `index`, started with
+    /// Makes the running server of slot `i` (started with
     /// `--fault-delay-file` [`fault_delay_file(i)`](Self::fault_delay_file))
     /// answer `delay` late from now on (zero: normal again): writes the file,
-    /// then sends SIGUSR1. The server logs `fault delay set to`.
+    /// then sends SIGUSR1 to the slot's latest server process. (Found by its
+    /// label, not an index: removing a server shifts process indices.) The
+    /// server logs `fault delay set to`.
     pub fn set_server_delay(
         &self,
         i: usize,
-        index: usize,
         delay: std::time::Duration,
     ) -> Result<(), TopologyError> {
+        self.server(i).ok_or(TopologyError::NoSuchServer(i))?;
+        let label = format!("server{}", Self::server_id(i));
+        let process = self
+            .processes
+            .iter()
+            .rev()
+            .find(|p| p.label() == label)
+            .ok_or(TopologyError::NoSuchServer(i))?;
         std::fs::write(
             self.fault_delay_file(i),
             format!("{}us\n", delay.as_micros()),
         )?;
-        self.process(index).signal(crate::Signal::Usr1)?;
+        process.signal(crate::Signal::Usr1)?;
         Ok(())
     }
 
