@@ -4,8 +4,10 @@
 # compose service on the host's network), and meanwhile a schedule of faults runs (a server killed and started
 # again, one paused longer than the registry's TTL, a server added, the
 # registry killed and started again, a server removed, one server's link
-# cut for 2 s). Fails unless every request was answered correctly. The netns
-# version is ipcs-chaos (bench/); docs/RELIABILITY.md has both.
+# cut for 2 s; from 30 s on also one server slowed by 30 ms, then all of
+# them, the times taken from `ipcs-chaos --print-schedule`). Fails unless
+# every request was answered correctly. The netns version is ipcs-chaos
+# (bench/); docs/RELIABILITY.md has both.
 set -euo pipefail
 # shellcheck source=deploy/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -55,6 +57,9 @@ have nsenter || die "nsenter (util-linux) is needed to find a container's link"
 [[ -e "$IPCS_RUN_DIR/mode" ]] && die "a deployment is up ($IPCS_RUN_DIR/mode): ./bootstrap.sh down first"
 
 BOOTSTRAP=$IPCS_REPO/bootstrap.sh
+# Servers get the test-only fault-injection layer (deploy/docker/
+# compose.faults.yaml); exported so every bootstrap.sh call below keeps it.
+export IPCS_FAULT_INJECTION=1
 work=$(mktemp -d "${TMPDIR:-/tmp}/ipcs-chaos.XXXXXX")
 loadgen_pid=""
 paused=""
@@ -87,6 +92,21 @@ host_link_of() {
     ip -o link | awk -F': ' -v i="$peer" '$1 == i { sub(/@.*/, "", $2); print $2 }'
 }
 
+# The time of a step of the one fault schedule (ipcs-chaos --print-schedule),
+# and its last field (a slowness step's delay); nothing if it has no such step.
+step_at() { awk -v f="$1" '$2 == f { print $1; exit }' "$work/schedule"; }
+step_delay() { awk -v f="$1" '$2 == f { print $NF; exit }' "$work/schedule"; }
+
+# Makes a running server container answer `delay` late: the file is written
+# through the container's root into its /fault tmpfs (the image is read-only
+# and has no shell), then SIGUSR1 makes the server read it.
+set_delay() { # container delay
+    local pid
+    pid=$(docker inspect -f '{{.State.Pid}}' "$1")
+    printf '%s\n' "$2" >"/proc/$pid/root/fault/delay"
+    docker kill -s USR1 "$1" >/dev/null
+}
+
 # Sleeps until `at` seconds after the load started.
 at() { sleep "$(python3 -c "import time,sys; print(max(0, $start + $1 - time.time()))")"; }
 log_fault() { say "t=$(python3 -c "import time; print(f'{time.time() - $start:6.2f}')")s $*"; }
@@ -97,10 +117,13 @@ say "bringing IPCS up in Docker with 4 servers"
 "$BOOTSTRAP" "${opts[@]}" >"$work/up.log" 2>&1 || die "bootstrap.sh failed: $(tail -n 5 "$work/up.log")"
 bridge_is_local || die "$IPCS_BRIDGE with $IPCS_GATEWAY is missing: not sending load"
 
+[[ -x $IPCS_BIN_DIR/ipcs-chaos ]] || die "$IPCS_BIN_DIR/ipcs-chaos is missing (build it, or drop --no-build)"
+"$IPCS_BIN_DIR/ipcs-chaos" --print-schedule --duration-s "$seconds" >"$work/schedule" ||
+    die "ipcs-chaos --print-schedule failed"
 mapfile -t servers < <(containers_of server)
 ((${#servers[@]} >= 4)) || die "expected 4 server containers, found ${#servers[@]}"
 registry=$(containers_of registry | head -n 1)
-killed=${servers[0]} frozen=${servers[1]} cutoff=${servers[2]}
+killed=${servers[0]} frozen=${servers[1]} cutoff=${servers[2]} slowed=${servers[3]}
 
 say "load: $rps rps for ${seconds}s through $IPCS_CALC_HOST:$IPCS_LB_PORT"
 start=$(python3 -c 'import time; print(time.time())')
@@ -119,6 +142,12 @@ at "$(python3 -c "print($s * 0.30 + 2.5)")"
 docker unpause "$frozen" >/dev/null && paused="" && log_fault "docker unpause $(name_of "$frozen")"
 at "$(python3 -c "print($s * 0.40)")"
 "$BOOTSTRAP" scale 5 >/dev/null && log_fault "scaled to 5 servers"
+if [[ -n $(step_at SlowServer) ]]; then
+    at "$(step_at SlowServer)"
+    set_delay "$slowed" "$(step_delay SlowServer)" && log_fault "$(name_of "$slowed") slowed by $(step_delay SlowServer)"
+    at "$(step_at SpeedRestored)"
+    set_delay "$slowed" "$(step_delay SpeedRestored)" && log_fault "$(name_of "$slowed") at full speed again"
+fi
 at "$(python3 -c "print($s * 0.55)")"
 docker kill "$registry" >/dev/null && log_fault "docker kill $(name_of "$registry")"
 at "$(python3 -c "print($s * 0.63)")"
@@ -132,6 +161,15 @@ if link=$(host_link_of "$cutoff") && [[ -n $link ]]; then
     ip link set "$link" up && cut="" && log_fault "link of $(name_of "$cutoff") up"
 else
     die "could not find the host end of $(name_of "$cutoff")'s link"
+fi
+if [[ -n $(step_at Brownout) ]]; then
+    at "$(step_at Brownout)"
+    mapfile -t browned < <(containers_of server)
+    for c in "${browned[@]}"; do set_delay "$c" "$(step_delay Brownout)"; done
+    log_fault "brownout: all ${#browned[@]} servers slowed by $(step_delay Brownout)"
+    at "$(step_at BrownoutOver)"
+    for c in "${browned[@]}"; do set_delay "$c" "$(step_delay BrownoutOver)"; done
+    log_fault "brownout over"
 fi
 
 rc=0

@@ -70,10 +70,14 @@ find_compose() {
 }
 
 # Runs the Compose tool on the repository's compose.yaml as project `ipcs`,
-# whatever the current directory is.
+# whatever the current directory is. With IPCS_FAULT_INJECTION=1 (set by
+# deploy/chaos.sh for itself and the bootstrap.sh it runs, so scaling keeps
+# it) the test-only fault-injection layer is added.
 compose() {
     ((${#COMPOSE[@]})) || find_compose || die "no Compose tool (docker compose or docker-compose)"
-    "${COMPOSE[@]}" --project-directory "$IPCS_REPO" -f "$IPCS_REPO/compose.yaml" \
+    local files=(-f "$IPCS_REPO/compose.yaml")
+    [[ ${IPCS_FAULT_INJECTION:-0} == 1 ]] && files+=(-f "$IPCS_REPO/deploy/docker/compose.faults.yaml")
+    "${COMPOSE[@]}" --project-directory "$IPCS_REPO" "${files[@]}" \
         -p "$IPCS_COMPOSE_PROJECT" "$@"
 }
 

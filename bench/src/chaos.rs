@@ -1,8 +1,10 @@
 //! The chaos soak: steady load through the load balancer while a schedule of
 //! faults runs (a server killed and restarted, one frozen past the registry's
 //! TTL, the registry restarted, servers added and removed, one server's link
-//! cut), then the account: every request must be answered correctly, and for
-//! each fault, how long traffic still went to the server it struck.
+//! cut; in runs of 30 s or more also one server slowed and then all of them,
+//! a "brownout"), then the account: every request must be answered
+//! correctly, and for each fault that takes a server out, how long traffic
+//! still went to it; for each slowness fault, what the LB did meanwhile.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -21,6 +23,21 @@ const ADMIN: &str = "127.0.0.1:9100";
 const LISTEN: &str = "127.0.0.1:8080";
 /// The per-server request counter the fault timings are read from.
 const SERVER_REQUESTS: &str = "ipcs_lb_server_requests_total";
+/// LB totals reported over each slowness fault's window (absent from an LB
+/// that does not export them: then not reported).
+const RETRIES: &str = "ipcs_lb_retries_total";
+const EJECTIONS: &str = "ipcs_lb_ejections_total";
+const ATTEMPT_TIMEOUTS: &str = "ipcs_lb_attempt_timeouts_total";
+/// How much a slowness fault slows a server: well above the old LB's
+/// 20 ms attempt timeout, well below anything that looks dead.
+pub const SLOW_DELAY: Duration = Duration::from_millis(30);
+/// How long one server is slowed.
+pub const SLOW_FOR: Duration = Duration::from_millis(2500);
+/// How long every server is slowed in the brownout.
+pub const BROWNOUT_FOR: Duration = Duration::from_secs(2);
+/// The shortest run whose schedule has room for the slowness faults next
+/// to the others without overlapping a fault that takes a server out.
+pub const MIN_SLOW_FAULTS_RUN: Duration = Duration::from_secs(30);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -44,6 +61,12 @@ pub enum Fault {
     RemoveServer(usize),
     CutLink(usize),
     RestoreLink(usize),
+    /// The server answers [`SLOW_DELAY`] late (alive, not dead).
+    SlowServer(usize),
+    SpeedRestored(usize),
+    /// Every server answers [`SLOW_DELAY`] late.
+    Brownout,
+    BrownoutOver,
 }
 
 impl Fault {
@@ -57,11 +80,24 @@ impl Fault {
             _ => None,
         }
     }
+
+    /// The fault that ends this one's window of slowness, if it starts one.
+    fn slowness_undo(self) -> Option<Fault> {
+        match self {
+            Fault::SlowServer(s) => Some(Fault::SpeedRestored(s)),
+            Fault::Brownout => Some(Fault::BrownoutOver),
+            _ => None,
+        }
+    }
 }
 
 /// The schedule, as fractions of the run: works for 10 s and 60 s alike.
 /// The link cut lasts 2 s whatever the length (as the issue asks); the
-/// freeze lasts longer than the registry's TTL (1.5 s).
+/// freeze lasts longer than the registry's TTL (1.5 s). From
+/// [`MIN_SLOW_FAULTS_RUN`] on, one server is slowed for [`SLOW_FOR`] between
+/// the thaw and the registry's restart, and all are (the brownout, for
+/// [`BROWNOUT_FOR`]) after the link is restored; shorter runs have no room
+/// for them beside the other faults.
 pub fn schedule(duration: Duration) -> Vec<(Duration, Fault)> {
     let at = |f: f64| duration.mul_f64(f);
     let mut plan = vec![
@@ -76,8 +112,36 @@ pub fn schedule(duration: Duration) -> Vec<(Duration, Fault)> {
         (at(0.78), Fault::CutLink(3)),
         (at(0.78) + Duration::from_secs(2), Fault::RestoreLink(3)),
     ];
+    if duration >= MIN_SLOW_FAULTS_RUN {
+        plan.extend([
+            (at(0.45), Fault::SlowServer(3)),
+            (at(0.45) + SLOW_FOR, Fault::SpeedRestored(3)),
+            (at(0.90), Fault::Brownout),
+            (at(0.90) + BROWNOUT_FOR, Fault::BrownoutOver),
+        ]);
+    }
     plan.sort_by_key(|(t, _)| *t);
     plan
+}
+
+/// The schedule as text for scripts: `SECONDS FAULT [SLOT] [DELAY]` per
+/// line, the delay (as `ipcs-server --fault-delay` reads it) ending the
+/// slowness steps, e.g. `13.500 SlowServer 3 30ms`, `29.000 BrownoutOver 0`.
+pub fn render_schedule(plan: &[(Duration, Fault)]) -> String {
+    plan.iter()
+        .map(|&(t, f)| {
+            let mut step = format!("{f:?}").replace(['(', ')'], " ");
+            step.truncate(step.trim_end().len());
+            match f {
+                Fault::SlowServer(_) | Fault::Brownout => {
+                    step += &format!(" {}ms", SLOW_DELAY.as_millis())
+                }
+                Fault::SpeedRestored(_) | Fault::BrownoutOver => step += " 0",
+                _ => {}
+            }
+            format!("{:.3} {step}\n", t.as_secs_f64())
+        })
+        .collect()
 }
 
 /// One fault's account.
@@ -90,6 +154,27 @@ pub struct FaultRecord {
     /// Time from the fault to the last request the LB sent that server
     /// before the fault was undone (None: no traffic seen after the fault).
     pub traffic_stopped_after: Option<Duration>,
+    /// For a slowness fault, what the LB did until it was undone.
+    pub slowness: Option<SlownessRecord>,
+}
+
+/// What the LB did while servers were slow (counter deltas over the
+/// window, from the 10 ms scrapes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlownessRecord {
+    /// The ids of the servers slowed.
+    pub slowed: Vec<u8>,
+    pub window: Duration,
+    /// Requests the LB sent the slowed server(s).
+    pub to_slowed: u64,
+    /// Requests the LB sent any server.
+    pub to_all: u64,
+    /// The slowed servers that got no request in the window's second half:
+    /// taken out of rotation, which a slow server must not be.
+    pub starved: Vec<u8>,
+    pub retries: Option<u64>,
+    pub ejections: Option<u64>,
+    pub attempt_timeouts: Option<u64>,
 }
 
 /// The whole run's account.
@@ -123,8 +208,24 @@ impl ChaosReport {
                 (Some(_), None) => ": no traffic after the fault".to_owned(),
                 _ => String::new(),
             };
+            let slow = f.slowness.as_ref().map_or(String::new(), |w| {
+                let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+                format!(
+                    ": servers {:?} +{} ms; over {:.1} s they got {} of {} requests ({:.1}%), starved {:?}; LB retries {} ejections {} attempt timeouts {}",
+                    w.slowed,
+                    SLOW_DELAY.as_millis(),
+                    w.window.as_secs_f64(),
+                    w.to_slowed,
+                    w.to_all,
+                    100.0 * w.to_slowed as f64 / w.to_all.max(1) as f64,
+                    w.starved,
+                    opt(w.retries),
+                    opt(w.ejections),
+                    opt(w.attempt_timeouts)
+                )
+            });
             s.push_str(&format!(
-                "  t={:>6.2}s {:?}{id}{stop}\n",
+                "  t={:>6.2}s {:?}{id}{stop}{slow}\n",
                 f.at.as_secs_f64(),
                 f.fault
             ));
@@ -133,8 +234,17 @@ impl ChaosReport {
     }
 }
 
-/// Samples of the per-server request counters: (time since start, id -> count).
-type Samples = Vec<(Duration, BTreeMap<u8, u64>)>;
+/// One scrape of the LB's metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scrape {
+    /// Requests sent, per server id.
+    pub per_server: BTreeMap<u8, u64>,
+    /// [`RETRIES`], [`EJECTIONS`], [`ATTEMPT_TIMEOUTS`], when exported.
+    pub totals: BTreeMap<&'static str, u64>,
+}
+
+/// Scrapes of the LB's metrics: (time since start, scrape).
+type Samples = Vec<(Duration, Scrape)>;
 
 /// Runs the soak on a fresh netns topology.
 pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
@@ -143,7 +253,7 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let mut registry = topology.start_registry(&[])?;
     let mut server_procs: BTreeMap<usize, usize> = BTreeMap::new();
     for slot in topology.server_slots() {
-        server_procs.insert(slot, topology.start_server(slot, &[])?);
+        server_procs.insert(slot, start_server(&mut topology, slot)?);
     }
     topology.start_lb(&["--listen", LISTEN, "--admin", ADMIN])?;
     let loadgen = Loadgen {
@@ -169,7 +279,7 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
                 enter_netns(&ns);
             }
             while !stop.load(Ordering::Relaxed) {
-                if let Some(counts) = scrape_server_requests() {
+                if let Some(counts) = scrape() {
                     samples
                         .lock()
                         .expect("poller lock")
@@ -196,6 +306,8 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let load_start = start + Duration::from_secs(1);
 
     let mut records = Vec::new();
+    // Per record: the server ids a slowness fault slowed.
+    let mut slowed_ids: Vec<Vec<u8>> = Vec::new();
     for (at, fault) in schedule(config.duration) {
         let when = load_start + at;
         if let Some(wait) = when.checked_duration_since(Instant::now()) {
@@ -205,7 +317,7 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
         match fault {
             Fault::KillServer(s) => topology.process(server_procs[&s]).signal(Signal::Kill)?,
             Fault::RestartServer(s) => {
-                server_procs.insert(s, topology.start_server(s, &[])?);
+                server_procs.insert(s, start_server(&mut topology, s)?);
             }
             Fault::FreezeServer(s) => topology.process(server_procs[&s]).signal(Signal::Stop)?,
             Fault::ThawServer(s) => topology.process(server_procs[&s]).signal(Signal::Cont)?,
@@ -218,9 +330,12 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
             }
             Fault::AddServer => {
                 let slot = topology.add_server()?;
-                server_procs.insert(slot, topology.start_server(slot, &[])?);
+                server_procs.insert(slot, start_server(&mut topology, slot)?);
             }
-            Fault::RemoveServer(s) => topology.remove_server(s)?,
+            Fault::RemoveServer(s) => {
+                topology.remove_server(s)?;
+                server_procs.remove(&s);
+            }
             Fault::CutLink(s) => {
                 let host = topology
                     .server(s)
@@ -235,13 +350,36 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
                     .clone();
                 topology.set_link(&host, true)?;
             }
+            Fault::SlowServer(s) => topology.set_server_delay(s, SLOW_DELAY)?,
+            Fault::SpeedRestored(s) => topology.set_server_delay(s, Duration::ZERO)?,
+            Fault::Brownout | Fault::BrownoutOver => {
+                let delay = if fault == Fault::Brownout {
+                    SLOW_DELAY
+                } else {
+                    Duration::ZERO
+                };
+                for slot in topology.server_slots() {
+                    topology.set_server_delay(slot, delay)?;
+                }
+            }
         }
+        let slowed = match fault {
+            Fault::SlowServer(s) => vec![Topology::server_id(s)],
+            Fault::Brownout => topology
+                .server_slots()
+                .into_iter()
+                .map(Topology::server_id)
+                .collect(),
+            _ => Vec::new(),
+        };
         records.push(FaultRecord {
             at: when.saturating_duration_since(start),
             fault,
             server_id,
             traffic_stopped_after: None,
+            slowness: None,
         });
+        slowed_ids.push(slowed);
     }
     let load = load
         .join()
@@ -250,6 +388,7 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let _ = poller.join();
     let samples = samples.lock().expect("poller lock").clone();
     fill_traffic_stops(&mut records, &samples);
+    fill_slowness(&mut records, &slowed_ids, &samples);
     let report = ChaosReport {
         load,
         faults: records,
@@ -285,8 +424,8 @@ fn fill_traffic_stops(records: &mut [FaultRecord], samples: &Samples) {
             .unwrap_or(Duration::MAX);
         let mut last_growth = None;
         let mut prev = None;
-        for (t, counts) in samples.iter().filter(|(t, _)| *t <= until) {
-            let c = counts.get(&id).copied();
+        for (t, scrape) in samples.iter().filter(|(t, _)| *t <= until) {
+            let c = scrape.per_server.get(&id).copied();
             if *t > r.at && c.is_some() && prev.is_some() && c > prev {
                 last_growth = Some(*t - r.at);
             }
@@ -296,14 +435,79 @@ fn fill_traffic_stops(records: &mut [FaultRecord], samples: &Samples) {
     }
 }
 
+/// For each slowness fault: the LB's counters over its window (from the
+/// first scrape at or after the fault to the last before it was undone).
+fn fill_slowness(records: &mut [FaultRecord], slowed_ids: &[Vec<u8>], samples: &Samples) {
+    let times: Vec<(Fault, Duration)> = records.iter().map(|r| (r.fault, r.at)).collect();
+    for (r, ids) in records.iter_mut().zip(slowed_ids) {
+        let Some(undo) = r.fault.slowness_undo() else {
+            continue;
+        };
+        let until = times
+            .iter()
+            .find(|(f, t)| *f == undo && *t > r.at)
+            .map_or(Duration::MAX, |(_, t)| *t);
+        let window: Vec<&(Duration, Scrape)> = samples
+            .iter()
+            .filter(|(t, _)| *t >= r.at && *t <= until)
+            .collect();
+        let (Some((t0, first)), Some((t1, last))) = (window.first(), window.last()) else {
+            continue;
+        };
+        let delta = |id: &u8, a: &Scrape, b: &Scrape| {
+            b.per_server
+                .get(id)
+                .unwrap_or(&0)
+                .saturating_sub(*a.per_server.get(id).unwrap_or(&0))
+        };
+        let total = |name: &str| {
+            Some(
+                last.totals
+                    .get(name)?
+                    .saturating_sub(*first.totals.get(name).unwrap_or(&0)),
+            )
+        };
+        let (_, middle) = window[window.len() / 2];
+        r.slowness = Some(SlownessRecord {
+            slowed: ids.clone(),
+            window: *t1 - *t0,
+            to_slowed: ids.iter().map(|id| delta(id, first, last)).sum(),
+            to_all: last
+                .per_server
+                .keys()
+                .map(|id| delta(id, first, last))
+                .sum(),
+            starved: ids
+                .iter()
+                .filter(|id| delta(id, middle, last) == 0)
+                .copied()
+                .collect(),
+            retries: total(RETRIES),
+            ejections: total(EJECTIONS),
+            attempt_timeouts: total(ATTEMPT_TIMEOUTS),
+        });
+    }
+}
+
+/// Starts slot `slot`'s server able to be slowed later (its fault-delay file).
+fn start_server(topology: &mut Topology, slot: usize) -> anyhow::Result<usize> {
+    let file = topology.fault_delay_file(slot);
+    let file = file
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path {}", file.display()))?
+        .to_owned();
+    Ok(topology.start_server(slot, &["--fault-delay-file", &file])?)
+}
+
 fn enter_netns(ns: &str) {
     if let Err(e) = ipcs_common::sys::netns::enter_for_thread(ns) {
         eprintln!("chaos: cannot enter {ns}: {e}");
     }
 }
 
-/// `GET /metrics` from the LB's admin address; per-server request counts.
-fn scrape_server_requests() -> Option<BTreeMap<u8, u64>> {
+/// `GET /metrics` from the LB's admin address: per-server request counts
+/// and the totals slowness faults report.
+fn scrape() -> Option<Scrape> {
     let mut stream =
         TcpStream::connect_timeout(&ADMIN.parse().ok()?, Duration::from_millis(200)).ok()?;
     stream
@@ -314,7 +518,35 @@ fn scrape_server_requests() -> Option<BTreeMap<u8, u64>> {
         .ok()?;
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
-    Some(parse_server_requests(&body))
+    Some(parse_scrape(&body))
+}
+
+/// Reads a metrics text into a [`Scrape`].
+pub fn parse_scrape(text: &str) -> Scrape {
+    let mut totals = BTreeMap::new();
+    for name in [RETRIES, EJECTIONS, ATTEMPT_TIMEOUTS] {
+        let mut seen = false;
+        let mut sum = 0u64;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                continue;
+            }
+            if let Some(Ok(v)) = rest.rsplit_once(' ').map(|(_, v)| v.trim().parse::<f64>()) {
+                seen = true;
+                sum += v as u64;
+            }
+        }
+        if seen {
+            totals.insert(name, sum);
+        }
+    }
+    Scrape {
+        per_server: parse_server_requests(text),
+        totals,
+    }
 }
 
 /// Reads `ipcs_lb_server_requests_total{...id="N"...} V` lines.
@@ -386,6 +618,115 @@ mod tests {
         }
     }
 
+    /// The windows in which `plan` has a server out (killed, frozen, cut; a
+    /// removal as an instant) or, with `slow`, slowed.
+    fn windows(plan: &[(Duration, Fault)], slow: bool) -> Vec<(Duration, Duration)> {
+        let end_of = |f: Fault| match f {
+            Fault::KillServer(s) => Some(Fault::RestartServer(s)),
+            Fault::FreezeServer(s) => Some(Fault::ThawServer(s)),
+            Fault::CutLink(s) => Some(Fault::RestoreLink(s)),
+            Fault::RemoveServer(_) => Some(f),
+            _ => None,
+        };
+        plan.iter()
+            .filter_map(|&(t, f)| {
+                let undo = if slow { f.slowness_undo() } else { end_of(f) }?;
+                let end = plan.iter().find(|(u, g)| *g == undo && *u >= t)?.0;
+                Some((t, end))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn slowness_faults_need_thirty_seconds_and_overlap_no_outage() {
+        assert!(windows(&schedule(Duration::from_secs(10)), true).is_empty());
+        assert!(windows(&schedule(Duration::from_secs(29)), true).is_empty());
+        for secs in [30, 45, 60, 120, 600] {
+            let d = Duration::from_secs(secs);
+            let plan = schedule(d);
+            assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0));
+            assert!(plan.iter().all(|(t, _)| *t < d), "{secs} s");
+            let slow = windows(&plan, true);
+            assert_eq!(slow.len(), 2, "{secs} s");
+            assert_eq!(slow[0].1 - slow[0].0, SLOW_FOR);
+            assert_eq!(slow[1].1 - slow[1].0, BROWNOUT_FOR);
+            // Half a second clear of every outage, either side.
+            let margin = Duration::from_millis(500);
+            for &(a, b) in &slow {
+                for &(c, d) in &windows(&plan, false) {
+                    assert!(
+                        b + margin <= c || d + margin <= a,
+                        "{secs} s: {a:?}-{b:?} vs {c:?}-{d:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn slowness_window_counts_traffic_and_lb_totals() {
+        let ms = Duration::from_millis;
+        let scrape = |a: u64, b: u64, retries: u64| Scrape {
+            per_server: BTreeMap::from([(11u8, a), (14u8, b)]),
+            totals: BTreeMap::from([(RETRIES, retries)]),
+        };
+        let samples = vec![
+            (ms(90), scrape(0, 0, 0)),
+            (ms(100), scrape(10, 10, 1)),
+            (ms(200), scrape(20, 15, 4)),
+            (ms(300), scrape(30, 15, 9)),
+            (ms(400), scrape(40, 15, 9)),
+            (ms(700), scrape(90, 90, 90)),
+        ];
+        let record = |at, fault| FaultRecord {
+            at,
+            fault,
+            server_id: None,
+            traffic_stopped_after: None,
+            slowness: None,
+        };
+        let mut records = vec![
+            record(ms(100), Fault::SlowServer(3)),
+            record(ms(400), Fault::SpeedRestored(3)),
+        ];
+        fill_slowness(&mut records, &[vec![14], vec![]], &samples);
+        let w = records[0].slowness.clone().unwrap();
+        assert_eq!(w.window, ms(300));
+        assert_eq!((w.to_slowed, w.to_all), (5, 35));
+        assert_eq!(w.starved, vec![14]);
+        assert_eq!(w.retries, Some(8));
+        assert_eq!(w.ejections, None);
+        assert_eq!(records[1].slowness, None);
+    }
+
+    #[test]
+    fn schedule_renders_for_scripts() {
+        let text = render_schedule(&schedule(Duration::from_secs(30)));
+        assert!(text.contains("13.500 SlowServer 3 30ms\n"), "{text}");
+        assert!(text.contains("16.000 SpeedRestored 3 0\n"), "{text}");
+        assert!(text.contains("27.000 Brownout 30ms\n"), "{text}");
+        assert!(text.contains("29.000 BrownoutOver 0\n"), "{text}");
+        assert!(text.contains("3.000 KillServer 0\n"), "{text}");
+        assert_eq!(
+            text.lines().count(),
+            schedule(Duration::from_secs(30)).len()
+        );
+    }
+
+    #[test]
+    fn reads_lb_totals_when_exported() {
+        let text = "ipcs_lb_retries_total 12\n\
+                    ipcs_lb_retries_total_extra 99\n\
+                    ipcs_lb_ejections_total{reason=\"timeouts\"} 2\n\
+                    ipcs_lb_ejections_total{reason=\"other\"} 1\n\
+                    ipcs_lb_server_requests_total{id=\"11\"} 5\n";
+        let s = parse_scrape(text);
+        assert_eq!(s.totals.get(RETRIES), Some(&12));
+        assert_eq!(s.totals.get(EJECTIONS), Some(&3));
+        assert_eq!(s.totals.get(ATTEMPT_TIMEOUTS), None);
+        assert_eq!(s.per_server.get(&11), Some(&5));
+    }
+
     #[test]
     fn reads_per_server_counters() {
         let text = "# TYPE ipcs_lb_server_requests_total counter\n\
@@ -407,15 +748,25 @@ mod tests {
                 fault: Fault::KillServer(0),
                 server_id: Some(11),
                 traffic_stopped_after: None,
+                slowness: None,
             },
             FaultRecord {
                 at: ms(500),
                 fault: Fault::RestartServer(0),
                 server_id: None,
                 traffic_stopped_after: None,
+                slowness: None,
             },
         ];
-        let sample = |t: u64, c: u64| (ms(t), BTreeMap::from([(11u8, c)]));
+        let sample = |t: u64, c: u64| {
+            (
+                ms(t),
+                Scrape {
+                    per_server: BTreeMap::from([(11u8, c)]),
+                    totals: BTreeMap::new(),
+                },
+            )
+        };
         let samples = vec![
             sample(90, 10),
             sample(110, 12),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use ipcs_loadgen::args::parse_duration;
+use ipcs_common::duration::parse_duration;
 use ipcs_loadgen::responder::{bind, serve, Faults, ResponderConfig, Stall};
 
 /// A trivial HSMAP responder over UDP (for benchmarking loadgen itself).

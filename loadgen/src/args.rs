@@ -1,9 +1,8 @@
-//! Parsing of the command line's values that clap cannot parse alone: the
-//! target address and durations. Each rejects malformed input with a message
-//! that says what was expected.
+//! Parsing of the command line's target address, which clap cannot parse
+//! alone; it rejects malformed input with a message that says what was
+//! expected. (Durations: `ipcs_common::duration`, shared with the server.)
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Duration;
 
 /// Why a target could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -39,50 +38,9 @@ pub fn resolve_target(target: &str) -> Result<SocketAddr, TargetError> {
         .ok_or_else(|| TargetError::NoAddress(target.to_string()))
 }
 
-/// Parses `1.5s`, `250ms`, `100us`, `2m` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. 10s, 500ms, 2m)"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "m" | "min" => 60.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use us, ms, s or m)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(value * scale)
-        .ok()
-        .filter(|d| *d <= Duration::from_secs(86_400))
-        .ok_or_else(|| format!("`{text}` is out of range (at most a day)"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "s", "ten", "5h", "-1s", "1e99", "3 parsecs"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn targets() {

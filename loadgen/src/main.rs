@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use ipcs_loadgen::args::{parse_duration, resolve_target};
+use ipcs_common::duration::parse_duration;
+use ipcs_loadgen::args::resolve_target;
 use ipcs_loadgen::findmax::{FindMaxConfig, Growth};
 use ipcs_loadgen::mix::Mix;
 use ipcs_loadgen::report::{write_hgrm, Micros};

@@ -5,11 +5,14 @@
 use core::fmt;
 use core::str::FromStr;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use ipcs_common::sys::Interface;
 use ipcs_common::wire::MacAddr;
+
+use crate::fault::parse_fault_delay;
 
 /// Default registry address, as the deployment names it.
 pub const DEFAULT_REGISTRY: &str = "registry.batata:7070";
@@ -62,6 +65,32 @@ pub struct Config {
     #[arg(long, default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub batch: u16,
+
+    /// FAULT INJECTION, for tests only: answer every backend frame and UDP
+    /// datagram this much later than the server otherwise would (e.g.
+    /// 30ms), to play a slow but live server. Answers wait in a bounded
+    /// queue; the server keeps reading meanwhile. 0 = off.
+    #[arg(long, default_value = "0", value_name = "DURATION",
+          value_parser = parse_fault_delay, help_heading = "Fault injection (tests only)")]
+    pub fault_delay: Duration,
+
+    /// FAULT INJECTION, for tests only: on SIGUSR1, read the delay from this
+    /// file (contents like `30ms`, or `0` for none) and apply it to answers
+    /// from then on. Without it SIGUSR1 is logged and ignored.
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Fault injection (tests only)"
+    )]
+    pub fault_delay_file: Option<PathBuf>,
+
+    /// FAULT INJECTION, for tests only: most answers held back at once (per
+    /// socket); one more is dropped and counted in
+    /// dropped_delay_queue_full.
+    #[arg(long, default_value_t = 16_384, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576),
+          help_heading = "Fault injection (tests only)")]
+    pub fault_queue: u32,
 }
 
 impl Config {
@@ -230,6 +259,26 @@ mod tests {
         assert_eq!(config.beat_interval(), Duration::from_millis(500));
         assert_eq!(config.stats_interval(), Duration::from_secs(10));
         assert_eq!(config.batch, 64);
+        assert_eq!(config.fault_delay, Duration::ZERO);
+        assert_eq!(config.fault_delay_file, None);
+        assert_eq!(config.fault_queue, 16_384);
+    }
+
+    #[test]
+    fn fault_injection_flags() {
+        let config = Config::try_parse_from([
+            "s",
+            "--fault-delay",
+            "30ms",
+            "--fault-delay-file",
+            "/run/delay",
+            "--fault-queue",
+            "100",
+        ])
+        .unwrap();
+        assert_eq!(config.fault_delay, Duration::from_millis(30));
+        assert_eq!(config.fault_delay_file, Some(PathBuf::from("/run/delay")));
+        assert_eq!(config.fault_queue, 100);
     }
 
     #[test]
@@ -255,6 +304,9 @@ mod tests {
             &["s", "--beat-ms", "0"],
             &["s", "--batch", "0"],
             &["s", "--batch", "2000"],
+            &["s", "--fault-delay", "fast"],
+            &["s", "--fault-delay", "5m"],
+            &["s", "--fault-queue", "0"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?}");
         }

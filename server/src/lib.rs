@@ -4,6 +4,7 @@
 //! * [`config`]: the command line and the identity (MAC, IPv4, id) learnt
 //!   from the backend interface.
 //! * [`handler`]: sans-io answer to one backend frame.
+//! * [`fault`]: fault injection for tests: answers held back in a delay queue.
 //! * [`udp`]: sans-io answer to one plain-UDP HSMAP datagram.
 //! * [`stats`]: counters and the periodic stats line.
 //! * [`reactor`]: the mio event loop moving frames and datagrams in batches.
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod fault;
 pub mod handler;
 pub mod reactor;
 pub mod registration;
@@ -19,8 +21,9 @@ pub mod stats;
 pub mod udp;
 
 pub use config::{Config, Identity, RegistryTarget};
+pub use fault::DelayQueue;
 pub use handler::{DropReason, FrameHandler, FrameOutcome};
-pub use reactor::{Reactor, ReactorOptions, StartError};
+pub use reactor::{FaultOptions, Reactor, ReactorOptions, StartError};
 pub use registration::{Announcement, Registration};
 pub use stats::Stats;
 pub use udp::UdpHandler;

@@ -7,9 +7,10 @@ use anyhow::{anyhow, Context};
 use clap::Parser;
 use ipcs_common::sys::Interface;
 use ipcs_server::{
-    Announcement, Config, Identity, Reactor, ReactorOptions, Registration, RegistryTarget,
+    Announcement, Config, FaultOptions, Identity, Reactor, ReactorOptions, Registration,
+    RegistryTarget,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
@@ -39,6 +40,11 @@ fn main() -> anyhow::Result<()> {
         ReactorOptions {
             batch: usize::from(config.batch),
             stats_interval: config.stats_interval(),
+            fault: FaultOptions {
+                delay: config.fault_delay,
+                delay_file: config.fault_delay_file.clone(),
+                queue: config.fault_queue as usize,
+            },
         },
     )?;
     let udp = reactor.udp_local_addr();
@@ -53,6 +59,18 @@ fn main() -> anyhow::Result<()> {
     );
     if let Some(addr) = udp {
         info!("serving HSMAP over UDP on {addr}");
+    }
+    if !config.fault_delay.is_zero() {
+        warn!(
+            "FAULT INJECTION (tests only): every answer is held {} us",
+            config.fault_delay.as_micros()
+        );
+    }
+    if let Some(path) = &config.fault_delay_file {
+        info!(
+            "fault injection (tests only): SIGUSR1 reads the answer delay from {}",
+            path.display()
+        );
     }
     let registration = match announce_ip {
         None => {

@@ -6,24 +6,32 @@
 //! starve signals, the stats timer or the other socket. When the kernel takes
 //! only part of a reply batch, the socket is not read again until it is
 //! writable, so memory stays bounded and the server drops no reply itself.
+//!
+//! Fault injection (tests only): with a delay set, answers go to a bounded
+//! [`DelayQueue`] instead of the socket and leave when due; the poll timeout
+//! is taken from the oldest one's due time, so the loop never sleeps on
+//! them. SIGUSR1 re-reads the delay from `--fault-delay-file`.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ipcs_common::sys::batch::Datagram;
 use ipcs_common::sys::{Interface, MsgBatch, PacketSocket};
 use ipcs_common::wire::records::{MAX_ETHERNET_FRAME_LEN, MAX_RECORDS_FRAME_LEN};
 use ipcs_common::wire::ETHERTYPE;
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
 use crate::config::Identity;
+use crate::fault::{parse_fault_delay, DelayQueue, FaultDelayError};
 use crate::handler::FrameHandler;
 use crate::stats::{Stats, StatsTicker};
 use crate::udp::UdpHandler;
@@ -32,7 +40,7 @@ use crate::udp::UdpHandler;
 pub const RAW: Token = Token(0);
 /// The plain-UDP HSMAP socket.
 pub const UDP: Token = Token(1);
-/// SIGINT / SIGTERM.
+/// SIGINT / SIGTERM (shut down), SIGUSR1 (re-read the fault delay).
 pub const SIGNALS: Token = Token(2);
 
 /// Receive slot for a frame: a whole Ethernet frame, so that request records
@@ -51,12 +59,39 @@ const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 const BATCHES_PER_TURN: usize = 16;
 
 /// What the reactor needs besides the sockets.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReactorOptions {
     /// Frames or datagrams per `recvmmsg`/`sendmmsg`.
     pub batch: usize,
     /// Period of the stats log line.
     pub stats_interval: Duration,
+    /// Fault injection (tests only); the default injects nothing.
+    pub fault: FaultOptions,
+}
+
+/// Fault injection (tests only): answers held back to play a slow server.
+#[derive(Debug, Clone, Default)]
+pub struct FaultOptions {
+    /// Delay of every answer from the start (zero: none).
+    pub delay: Duration,
+    /// Where SIGUSR1 reads a new delay from.
+    pub delay_file: Option<PathBuf>,
+    /// Most answers held back at once, per socket.
+    pub queue: usize,
+}
+
+/// Why SIGUSR1 could not change the fault delay.
+#[derive(Debug, thiserror::Error)]
+enum FaultFileError {
+    #[error("no --fault-delay-file was given")]
+    NoFile,
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: FaultDelayError,
+    },
 }
 
 /// Why the server could not start.
@@ -79,6 +114,7 @@ pub struct Reactor {
     signals: Signals,
     stats: Stats,
     ticker: StatsTicker,
+    fault_file: Option<PathBuf>,
 }
 
 impl Reactor {
@@ -111,6 +147,7 @@ impl Reactor {
             RAW,
             MsgBatch::new(batch, FRAME_SLOT),
             MsgBatch::new(batch, REPLY_SLOT),
+            &options.fault,
         );
         let udp = match udp {
             None => None,
@@ -128,10 +165,13 @@ impl Reactor {
                     UDP,
                     MsgBatch::new(batch, DATAGRAM_SLOT),
                     MsgBatch::new(batch, DATAGRAM_SLOT),
+                    &options.fault,
                 ))
             }
         };
-        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(StartError::Poll)?;
+        // SIGUSR1 is always caught, so a stray one (or one meant for a
+        // server started without --fault-delay-file) is logged, not fatal.
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1]).map_err(StartError::Poll)?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(StartError::Poll)?;
@@ -143,6 +183,7 @@ impl Reactor {
             signals,
             stats: Stats::default(),
             ticker: StatsTicker::new(options.stats_interval, Instant::now()),
+            fault_file: options.fault.delay_file.clone(),
         })
     }
 
@@ -164,7 +205,14 @@ impl Reactor {
             let timeout = if raw_more || udp_more {
                 Duration::ZERO
             } else {
-                self.ticker.timeout(Instant::now())
+                let now = Instant::now();
+                [
+                    self.raw.held_timeout(now),
+                    self.udp.as_ref().and_then(|u| u.held_timeout(now)),
+                ]
+                .into_iter()
+                .flatten()
+                .fold(self.ticker.timeout(now), Duration::min)
             };
             if let Err(err) = self.poll.poll(&mut self.events, Some(timeout)) {
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -172,17 +220,24 @@ impl Reactor {
                 }
                 return Err(err);
             }
+            let mut signalled = false;
             for event in self.events.iter() {
                 match event.token() {
                     RAW => raw_more = true,
                     UDP => udp_more = true,
-                    SIGNALS => {
-                        if let Some(signal) = self.signals.pending().next() {
-                            info!(signal, "shutting down");
-                            return Ok(self.stats);
-                        }
-                    }
+                    SIGNALS => signalled = true,
                     _ => {}
+                }
+            }
+            if signalled {
+                let signals: Vec<i32> = self.signals.pending().collect();
+                for signal in signals {
+                    if signal == SIGUSR1 {
+                        self.reload_fault_delay();
+                    } else {
+                        info!(signal, "shutting down");
+                        return Ok(self.stats);
+                    }
                 }
             }
             if raw_more {
@@ -190,6 +245,12 @@ impl Reactor {
             }
             if let (true, Some(udp)) = (udp_more, &mut self.udp) {
                 udp_more = udp.serve(self.poll.registry(), &mut self.stats)? == Turn::More;
+            }
+            let now = Instant::now();
+            self.raw
+                .release(now, self.poll.registry(), &mut self.stats)?;
+            if let Some(udp) = &mut self.udp {
+                udp.release(now, self.poll.registry(), &mut self.stats)?;
             }
             if self.ticker.poll(Instant::now()) {
                 if self.stats != last_logged {
@@ -200,6 +261,45 @@ impl Reactor {
                 }
             }
         }
+    }
+}
+
+impl Reactor {
+    /// SIGUSR1: the fault delay from `--fault-delay-file` applies to answers
+    /// from now on. A missing or malformed file keeps the current delay.
+    fn reload_fault_delay(&mut self) {
+        match self.read_fault_delay() {
+            Ok(delay) => {
+                self.raw.held.set_delay(delay);
+                if let Some(udp) = &mut self.udp {
+                    udp.held.set_delay(delay);
+                }
+                info!(
+                    "fault delay set to {} us (SIGUSR1; held now: {})",
+                    delay.as_micros(),
+                    self.raw.held.len() + self.udp.as_ref().map_or(0, |u| u.held.len())
+                );
+            }
+            Err(err) => warn!(
+                "SIGUSR1: fault delay unchanged at {} us: {err}",
+                self.raw.held.delay().as_micros()
+            ),
+        }
+    }
+
+    fn read_fault_delay(&self) -> Result<Duration, FaultFileError> {
+        let path = self.fault_file.as_ref().ok_or(FaultFileError::NoFile)?;
+        let shown = || path.display().to_string();
+        // A few bytes of a local file, read on a test's signal: blocking
+        // the loop for that is harmless.
+        let text = std::fs::read_to_string(path).map_err(|source| FaultFileError::Read {
+            path: shown(),
+            source,
+        })?;
+        parse_fault_delay(&text).map_err(|source| FaultFileError::Parse {
+            path: shown(),
+            source,
+        })
     }
 }
 
@@ -243,9 +343,9 @@ trait Endpoint {
         interest: Interest,
     ) -> io::Result<()>;
 
-    /// Answers every message in `rx` into `tx` (which is empty and as large
-    /// as `rx`, so every answer fits).
-    fn answer(&self, rx: &MsgBatch, tx: &mut MsgBatch, stats: &mut Stats);
+    /// Writes the answer to `msg` into `out` (a send slot) and returns its
+    /// length; 0: no answer. It goes to `msg.addr` (`None` on raw sockets).
+    fn answer(&self, msg: &Datagram<'_>, out: &mut [u8], stats: &mut Stats) -> usize;
 
     fn count_send_failures(stats: &mut Stats, failed: usize);
 }
@@ -272,13 +372,9 @@ impl Endpoint for RawEndpoint {
         registry.reregister(&mut SourceFd(&self.socket.as_raw_fd()), token, interest)
     }
 
-    fn answer(&self, rx: &MsgBatch, tx: &mut MsgBatch, stats: &mut Stats) {
-        for frame in rx.iter() {
-            tx.push_unless_empty(None, |slot| {
-                self.handler
-                    .answer_frame(frame.data, slot, |outcome| stats.record_frame(outcome))
-            });
-        }
+    fn answer(&self, frame: &Datagram<'_>, out: &mut [u8], stats: &mut Stats) -> usize {
+        self.handler
+            .answer_frame(frame.data, out, |outcome| stats.record_frame(outcome))
     }
 
     fn count_send_failures(stats: &mut Stats, failed: usize) {
@@ -308,21 +404,34 @@ impl Endpoint for UdpEndpoint {
         registry.reregister(&mut self.socket, token, interest)
     }
 
-    fn answer(&self, rx: &MsgBatch, tx: &mut MsgBatch, stats: &mut Stats) {
-        for datagram in rx.iter() {
-            let Some(addr) = datagram.addr else { continue };
-            let answer = self.handler.handle(datagram.data);
-            stats.record_udp(&answer);
-            if !answer.is_silent() {
-                tx.push(answer.as_bytes(), Some(addr));
-            }
+    fn answer(&self, datagram: &Datagram<'_>, out: &mut [u8], stats: &mut Stats) -> usize {
+        if datagram.addr.is_none() {
+            return 0;
         }
+        let answer = self.handler.handle(datagram.data);
+        stats.record_udp(&answer);
+        if answer.is_silent() {
+            return 0;
+        }
+        let bytes = answer.as_bytes();
+        out[..bytes.len()].copy_from_slice(bytes);
+        bytes.len()
     }
 
     fn count_send_failures(stats: &mut Stats, failed: usize) {
         stats.udp_send_failed += failed as u64;
     }
 }
+
+/// An answer held back by fault injection.
+struct Held {
+    bytes: Vec<u8>,
+    addr: Option<SocketAddr>,
+}
+
+/// Buffers of sent held answers kept for reuse, so a steady delayed load
+/// does not allocate per answer.
+const SPARE_BUFFERS: usize = 1024;
 
 /// A socket with its receive and send batches.
 struct Path<E: Endpoint> {
@@ -332,18 +441,91 @@ struct Path<E: Endpoint> {
     tx: MsgBatch,
     /// WRITABLE interest is registered because `tx` still holds replies.
     blocked: bool,
+    /// Answers held back by fault injection (empty and bypassed without).
+    held: DelayQueue<Held>,
+    /// Where an answer to be held is written (one send slot).
+    scratch: Box<[u8]>,
+    spare: Vec<Vec<u8>>,
 }
 
 impl<E: Endpoint> Path<E> {
-    fn new(endpoint: E, token: Token, rx: MsgBatch, tx: MsgBatch) -> Path<E> {
+    fn new(endpoint: E, token: Token, rx: MsgBatch, tx: MsgBatch, fault: &FaultOptions) -> Path<E> {
         debug_assert!(tx.capacity() >= rx.capacity());
+        let scratch = vec![0; tx.slot_len()].into_boxed_slice();
         Path {
             endpoint,
             token,
             rx,
             tx,
             blocked: false,
+            held: DelayQueue::new(fault.delay, fault.queue),
+            scratch,
+            spare: Vec::new(),
         }
+    }
+
+    /// Answers the received batch: into `tx` (which is empty and as large
+    /// as `rx`, so every answer fits), or, while fault injection holds
+    /// answers, into the delay queue.
+    fn answer_received(&mut self, stats: &mut Stats) {
+        if !self.held.holds_answers() {
+            for msg in self.rx.iter() {
+                self.tx
+                    .push_unless_empty(msg.addr, |slot| self.endpoint.answer(&msg, slot, stats));
+            }
+            return;
+        }
+        let now = Instant::now();
+        for msg in self.rx.iter() {
+            let len = self.endpoint.answer(&msg, &mut self.scratch, stats);
+            if len == 0 {
+                continue;
+            }
+            let mut bytes = self.spare.pop().unwrap_or_default();
+            bytes.clear();
+            bytes.extend_from_slice(&self.scratch[..len]);
+            let held = Held {
+                bytes,
+                addr: msg.addr,
+            };
+            if let Err(refused) = self.held.push(now, held) {
+                stats.dropped_delay_queue_full += 1;
+                recycle(&mut self.spare, refused.bytes);
+            }
+        }
+    }
+
+    /// When the oldest held answer is due, unless the socket is waiting to
+    /// be writable (its readiness event wakes the loop then).
+    fn held_timeout(&self, now: Instant) -> Option<Duration> {
+        if self.blocked {
+            None
+        } else {
+            self.held.timeout(now)
+        }
+    }
+
+    /// Sends the held answers due at `now`, a batch at a time, for at most
+    /// a turn's worth of batches.
+    fn release(&mut self, now: Instant, registry: &Registry, stats: &mut Stats) -> io::Result<()> {
+        for _ in 0..BATCHES_PER_TURN {
+            let due = matches!(self.held.next_due(), Some(due) if due <= now);
+            if self.blocked || !due {
+                return Ok(());
+            }
+            if self.flush(stats) {
+                while !self.tx.is_full() {
+                    let Some(held) = self.held.pop_due(now) else {
+                        break;
+                    };
+                    self.tx.push(&held.bytes, held.addr);
+                    recycle(&mut self.spare, held.bytes);
+                }
+            }
+            let sent = self.flush(stats);
+            self.set_blocked(registry, !sent)?;
+        }
+        Ok(())
     }
 
     /// One turn: send what is queued, then receive and answer up to
@@ -355,7 +537,7 @@ impl<E: Endpoint> Path<E> {
                 return Ok(Turn::Idle);
             }
             match self.rx.recv_from(self.endpoint.socket()) {
-                Ok(_) => self.endpoint.answer(&self.rx, &mut self.tx, stats),
+                Ok(_) => self.answer_received(stats),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
                     if err.kind() != io::ErrorKind::WouldBlock {
@@ -400,5 +582,11 @@ impl<E: Endpoint> Path<E> {
         self.endpoint.reregister(registry, self.token, interest)?;
         self.blocked = blocked;
         Ok(())
+    }
+}
+
+fn recycle(spare: &mut Vec<Vec<u8>>, bytes: Vec<u8>) {
+    if spare.len() < SPARE_BUFFERS {
+        spare.push(bytes);
     }
 }

@@ -23,6 +23,7 @@ pub mod names {
     pub const UDP_ERRORS: &str = "udp_errors";
     pub const UDP_EMPTY: &str = "udp_empty";
     pub const UDP_SEND_FAILED: &str = "udp_send_failed";
+    pub const DROPPED_DELAY_QUEUE_FULL: &str = "dropped_delay_queue_full";
 }
 
 /// The counter name for frames dropped for `reason`.
@@ -57,6 +58,9 @@ pub struct Stats {
     pub udp_empty: u64,
     /// UDP answers the kernel refused to send.
     pub udp_send_failed: u64,
+    /// Fault injection: reply frames or datagrams dropped because the delay
+    /// queue was full.
+    pub dropped_delay_queue_full: u64,
 }
 
 impl Stats {
@@ -102,6 +106,10 @@ impl Stats {
             (names::UDP_ERRORS, self.udp_errors),
             (names::UDP_EMPTY, self.udp_empty),
             (names::UDP_SEND_FAILED, self.udp_send_failed),
+            (
+                names::DROPPED_DELAY_QUEUE_FULL,
+                self.dropped_delay_queue_full,
+            ),
         ])
     }
 }
@@ -177,9 +185,11 @@ mod tests {
             line.contains(" dropped_not_for_us=1 dropped_short=2 "),
             "{line}"
         );
-        assert!(line.ends_with("udp_answered=1 udp_errors=1 udp_empty=0 udp_send_failed=0"));
-        assert_eq!(line.split(' ').count(), 14);
-        assert_eq!(stats.counters().count(), 14);
+        assert!(line.ends_with(
+            "udp_answered=1 udp_errors=1 udp_empty=0 udp_send_failed=0 dropped_delay_queue_full=0"
+        ));
+        assert_eq!(line.split(' ').count(), 15);
+        assert_eq!(stats.counters().count(), 15);
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub enum Signal {
     Stop,
     Cont,
     Int,
+    /// `ipcs-server` re-reads its fault delay (`--fault-delay-file`).
+    Usr1,
 }
 
 impl Signal {
@@ -26,6 +28,7 @@ impl Signal {
             Signal::Stop => "STOP",
             Signal::Cont => "CONT",
             Signal::Int => "INT",
+            Signal::Usr1 => "USR1",
         }
     }
 }

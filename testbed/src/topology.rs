@@ -301,6 +301,42 @@ impl Topology {
         )
     }
 
+    /// The file `ipcs-server --fault-delay-file` reads in slot `i`: unique to
+    /// this topology (in its log directory) and removed with it. Pass it to
+    /// [`start_server`](Self::start_server) to be able to slow that server
+    /// later with [`set_server_delay`](Self::set_server_delay).
+    pub fn fault_delay_file(&self, i: usize) -> PathBuf {
+        self.log_dir
+            .join(format!("server{}.fault-delay", Self::server_id(i)))
+    }
+
+    /// Makes the running server of slot `i` (started with
+    /// `--fault-delay-file` [`fault_delay_file(i)`](Self::fault_delay_file))
+    /// answer `delay` late from now on (zero: normal again): writes the file,
+    /// then sends SIGUSR1 to the slot's latest server process. (Found by its
+    /// label, not an index: removing a server shifts process indices.) The
+    /// server logs `fault delay set to`.
+    pub fn set_server_delay(
+        &self,
+        i: usize,
+        delay: std::time::Duration,
+    ) -> Result<(), TopologyError> {
+        self.server(i).ok_or(TopologyError::NoSuchServer(i))?;
+        let label = format!("server{}", Self::server_id(i));
+        let process = self
+            .processes
+            .iter()
+            .rev()
+            .find(|p| p.label() == label)
+            .ok_or(TopologyError::NoSuchServer(i))?;
+        std::fs::write(
+            self.fault_delay_file(i),
+            format!("{}us\n", delay.as_micros()),
+        )?;
+        process.signal(crate::Signal::Usr1)?;
+        Ok(())
+    }
+
     /// Starts `ipcs-lb` in the core, on the bridge, pointed at the registry,
     /// with extra `args` (e.g. `--listen`).
     pub fn start_lb(&mut self, args: &[&str]) -> Result<usize, TopologyError> {

@@ -5,16 +5,18 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use ipcs_bench::chaos::{run, ChaosConfig};
+use ipcs_bench::chaos::{render_schedule, run, schedule, ChaosConfig};
 
 #[derive(Parser)]
 #[command(
     version,
     about = "Steady load through ipcs-lb while servers are killed, frozen, added, removed and cut off and the \
-             registry restarts; fails unless every request is answered correctly"
+             registry restarts (and, in runs of 30 s or more, one server and then all are slowed by 30 ms); \
+             fails unless every request is answered correctly"
 )]
 struct Cli {
-    /// Length of the soak, in seconds.
+    /// Length of the soak, in seconds (30 or more to include the
+    /// slow-server and brownout faults).
     #[arg(long, default_value_t = 60)]
     duration_s: u64,
     /// Offered load, requests per second.
@@ -26,10 +28,22 @@ struct Cli {
     /// Directory for loadgen's latency histogram.
     #[arg(long, default_value = "target/chaos")]
     out_dir: PathBuf,
+    /// Print the fault schedule for --duration-s, one `SECONDS FAULT [SLOT]`
+    /// line per step (seconds after the load starts), and exit: how
+    /// deploy/chaos.sh learns it instead of retyping it. Needs no root.
+    #[arg(long)]
+    print_schedule: bool,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if cli.print_schedule {
+        print!(
+            "{}",
+            render_schedule(&schedule(Duration::from_secs(cli.duration_s)))
+        );
+        return Ok(());
+    }
     let report = run(&ChaosConfig {
         duration: Duration::from_secs(cli.duration_s),
         rps: cli.rps,
