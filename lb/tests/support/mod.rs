@@ -44,13 +44,31 @@ impl Rig {
     /// the calling thread moved into the core namespace, and every server
     /// listed by the load balancer.
     pub fn start(servers: usize, lb_args: &[&str]) -> Rig {
+        Rig::start_servers(servers, false, lb_args)
+    }
+
+    /// As [`start`](Self::start), with every server able to be slowed down
+    /// at run time ([`Topology::set_server_delay`]).
+    pub fn start_slowable(servers: usize, lb_args: &[&str]) -> Rig {
+        Rig::start_servers(servers, true, lb_args)
+    }
+
+    fn start_servers(servers: usize, slowable: bool, lb_args: &[&str]) -> Rig {
         let mut topo = Topology::builder()
             .servers(servers)
             .build()
             .expect("topology");
         let registry = topo.start_registry(&[]).expect("registry");
         let servers: Vec<usize> = (0..servers)
-            .map(|i| topo.start_server(i, &[]).expect("server"))
+            .map(|i| {
+                let file = topo.fault_delay_file(i).display().to_string();
+                let args: Vec<&str> = if slowable {
+                    vec!["--fault-delay-file", &file]
+                } else {
+                    vec![]
+                };
+                topo.start_server(i, &args).expect("server")
+            })
             .collect();
         let mut args = vec!["--listen", LISTEN, "--admin", ADMIN, "--summary-secs", "1"];
         args.extend(lb_args);
