@@ -14,6 +14,8 @@
 //! (`/metrics` and the summary log) and [`balancer`] (wiring it all from a
 //! [`balancer::Config`]).
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod balancer;
 pub mod core;

@@ -10,6 +10,8 @@
 //! * [`cidr`]: the `--allow` networks.
 //! * [`metrics`]: the counters `STATS` reports, and their names.
 
+#![forbid(unsafe_code)]
+
 pub mod cidr;
 pub mod config;
 pub mod conn;
