@@ -127,15 +127,27 @@ impl LoadBalancer {
             udp.push(socket);
         }
         let reply_gso = config.reply_gso && enable_reply_gso(&udp);
-        let group = (std::process::id() & 0xffff) as u16;
+        let raw_err = |source| StartError::Raw {
+            iface: config.iface.clone(),
+            source,
+        };
         let mut raw = Vec::with_capacity(n);
+        // The first worker's socket creates the fanout group under an id the
+        // kernel makes unique, so another load balancer on the host (say, a
+        // pid equal modulo 65536) cannot merge with it; the others join it
+        // in index order, as the fanout numbers members as they join.
+        let mut group = None;
         for _ in 0..n {
-            // In index order: the fanout numbers members as they join.
-            let fanout = (n > 1).then_some((group, n as u32));
-            raw.push(open_raw(&iface, fanout).map_err(|source| StartError::Raw {
-                iface: config.iface.clone(),
-                source,
-            })?);
+            let socket = open_raw(&iface, group.map(|id| (id, n as u32))).map_err(raw_err)?;
+            if n > 1 && group.is_none() {
+                let offset = ipcs_common::wire::TAG_LOW_BYTE_OFFSET as u16;
+                group = Some(
+                    socket
+                        .create_fanout_by_byte(offset, n as u32)
+                        .map_err(raw_err)?,
+                );
+            }
+            raw.push(socket);
         }
 
         let snapshot = shared_empty();

@@ -92,7 +92,11 @@ pub fn open_raw(iface: &Interface, fanout: Option<(u16, u32)>) -> io::Result<Pac
     let _ = socket.set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER);
     if let Some((group, members)) = fanout {
         // Byte 18 of the frame is the tag's last byte: the worker index.
-        socket.join_fanout_by_byte(group, 18, members)?;
+        socket.join_fanout_by_byte(
+            group,
+            ipcs_common::wire::TAG_LOW_BYTE_OFFSET as u16,
+            members,
+        )?;
     }
     Ok(socket)
 }

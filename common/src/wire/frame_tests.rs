@@ -210,3 +210,13 @@ proptest! {
         let _ = FrameRepr::parse_bytes(&bytes);
     }
 }
+
+#[test]
+fn the_tag_low_byte_offset_names_the_last_tag_byte() {
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let mut repr = request_repr();
+    repr.tag = 0x0102_03fe;
+    repr.emit_into(&mut buf);
+    assert_eq!(TAG_LOW_BYTE_OFFSET, 18);
+    assert_eq!(buf[TAG_LOW_BYTE_OFFSET], 0xfe);
+}
