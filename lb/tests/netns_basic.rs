@@ -11,11 +11,14 @@ use std::time::Duration;
 use ipcs_common::sys::MsgBatch;
 use ipcs_common::wire::{hsmap::REQUEST_LEN, Reply, Request, Response, Status};
 use ipcs_common::Op;
-use support::{can_run, wait_until, Client, Rig};
+use support::{root_or_skip, wait_until, Client, Rig};
 
 #[test]
 fn answers_both_ops_and_boundaries_and_spreads_exactly_by_server() {
-    if !can_run("answers_both_ops_and_boundaries") {
+    if !root_or_skip(
+        "answers_both_ops_and_boundaries_and_spreads_exactly_by_server",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     // A generous timeout: this test is about rotation, and a retry on a
@@ -67,7 +70,10 @@ fn answers_both_ops_and_boundaries_and_spreads_exactly_by_server() {
 
 #[test]
 fn malformed_and_unknown_op_get_errors_without_a_server() {
-    if !can_run("malformed_and_unknown_op") {
+    if !root_or_skip(
+        "malformed_and_unknown_op_get_errors_without_a_server",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let rig = Rig::start(3, &[]);
@@ -111,7 +117,10 @@ fn malformed_and_unknown_op_get_errors_without_a_server() {
 
 #[test]
 fn without_a_registry_it_answers_error_3_until_the_list_arrives() {
-    if !can_run("without_a_registry") {
+    if !root_or_skip(
+        "without_a_registry_it_answers_error_3_until_the_list_arrives",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let mut topo = ipcs_testbed::Topology::builder()
@@ -161,7 +170,10 @@ fn without_a_registry_it_answers_error_3_until_the_list_arrives() {
 
 #[test]
 fn several_workers_share_the_port_and_each_gets_its_replies() {
-    if !can_run("several_workers") {
+    if !root_or_skip(
+        "several_workers_share_the_port_and_each_gets_its_replies",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let rig = Rig::start(3, &["--workers", "2", "--timeout-ms", "200"]);
@@ -257,7 +269,10 @@ fn requests_coalesced(rig: &Rig) -> u64 {
 fn bursts_are_answered_in_coalesced_sends_each_reply_to_its_client() {
     // Also: the requests of a burst share frames, each answer still goes
     // to its own client.
-    if !can_run("bursts_coalesced") {
+    if !root_or_skip(
+        "bursts_are_answered_in_coalesced_sends_each_reply_to_its_client",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let rig = Rig::start(3, &[]);
@@ -277,7 +292,10 @@ fn bursts_are_answered_in_coalesced_sends_each_reply_to_its_client() {
 
 #[test]
 fn without_coalescing_each_reply_and_request_is_its_own_send() {
-    if !can_run("bursts_without_gso") {
+    if !root_or_skip(
+        "without_coalescing_each_reply_and_request_is_its_own_send",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let rig = Rig::start(3, &["--no-reply-gso", "--frame-records", "1"]);
@@ -289,7 +307,10 @@ fn without_coalescing_each_reply_and_request_is_its_own_send() {
 
 #[test]
 fn sigterm_and_sigint_stop_it_cleanly() {
-    if !can_run("sigterm_and_sigint") {
+    if !root_or_skip(
+        "sigterm_and_sigint_stop_it_cleanly",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     for signal in [ipcs_testbed::Signal::Term, ipcs_testbed::Signal::Int] {
