@@ -67,7 +67,7 @@ fn layout_slot_bits_follow_capacity() {
 }
 
 #[test]
-#[should_panic]
+#[should_panic(expected = "out of range")]
 fn layout_rejects_oversized_capacity() {
     TagLayout::new(MAX_CAPACITY + 1, 0);
 }

@@ -8,8 +8,10 @@ use std::net::UdpSocket;
 use std::thread;
 use std::time::Duration;
 
-use ipcs_common::sys::MsgBatch;
-use ipcs_common::wire::{hsmap::REQUEST_LEN, Reply, Request, Response, Status};
+use ipcs_common::sys::{Interface, MsgBatch, PacketSocket};
+use ipcs_common::wire::{
+    hsmap::REQUEST_LEN, Reply, Request, Response, Status, ETHERTYPE, TAG_LOW_BYTE_OFFSET,
+};
 use ipcs_common::Op;
 use support::{root_or_skip, wait_until, Client, Rig};
 
@@ -65,7 +67,11 @@ fn answers_both_ops_and_boundaries_and_spreads_exactly_by_server() {
         let prefix = format!("ipcs_lb_server_requests_total{{id=\"{id}\",");
         assert_eq!(rig.metric(&prefix), 104, "server {id}");
     }
-    assert!(rig.metric(r#"ipcs_lb_latency_seconds_bucket{le="+Inf"}"#) <= 312);
+    // Every reply is timed once; workers publish their histogram on a timer
+    // (each second), so give it time to catch up.
+    let timed = || rig.metric(r#"ipcs_lb_latency_seconds_bucket{le="+Inf"}"#);
+    wait_until(Duration::from_secs(5), || timed() == 312);
+    assert_eq!(timed(), 312, "replies timed");
 }
 
 #[test]
@@ -177,6 +183,11 @@ fn several_workers_share_the_port_and_each_gets_its_replies() {
         return;
     }
     let rig = Rig::start(3, &["--workers", "2", "--timeout-ms", "200"]);
+    // A copy of every frame the servers send back, in the LB's namespace:
+    // the byte the fanout splits on says which worker each one reached.
+    let bridge = Interface::lookup("ipcs0").expect("bridge");
+    let monitor = PacketSocket::bind(&bridge, ETHERTYPE).expect("monitor socket");
+    let _ = monitor.set_buffer_sizes(8 << 20, 1 << 16);
     // Many client sockets, so SO_REUSEPORT spreads them over both workers.
     let handles: Vec<_> = (0..8u32)
         .map(|c| {
@@ -207,6 +218,22 @@ fn several_workers_share_the_port_and_each_gets_its_replies() {
         0
     );
     assert_eq!(rig.metric(r#"ipcs_lb_drops_total{reason="stale"}"#), 0);
+    let mut per_worker = [0u32; 2];
+    let mut batch = MsgBatch::new(64, 256);
+    while matches!(batch.recv_from(&monitor), Ok(n) if n > 0) {
+        for frame in batch.iter() {
+            match frame.data.get(TAG_LOW_BYTE_OFFSET) {
+                Some(&worker) if usize::from(worker) < per_worker.len() => {
+                    per_worker[usize::from(worker)] += 1
+                }
+                other => panic!("a reply for no worker: byte {other:?}"),
+            }
+        }
+    }
+    assert!(
+        per_worker.iter().all(|&n| n > 0),
+        "both workers carried traffic: reply frames per worker {per_worker:?}"
+    );
 }
 
 /// Bursts of 64 requests from each of two sockets, sent with one `sendmmsg`

@@ -113,7 +113,9 @@ fn every_truncation_is_rejected() {
     }
     .emit_into(&mut error_frame);
     assert!(FrameRepr::parse_bytes(&error_frame[..19]).is_err());
-    assert!(FrameRepr::parse_bytes(&error_frame).is_ok());
+    let parsed = FrameRepr::parse_bytes(&error_frame).unwrap();
+    assert_eq!(parsed.body, FrameBody::Error(Status::UnknownOp));
+    assert_eq!(parsed.tag, 7);
 }
 
 #[test]
