@@ -5,6 +5,7 @@
 //! and `loadgen` all speak through exactly this one implementation.
 
 pub mod arith;
+pub mod backoff;
 pub mod logging;
 pub mod registry_client;
 pub mod registry_proto;
