@@ -5,12 +5,13 @@
 //! The decisions live in sans-io modules, unit-tested with fabricated
 //! instants: [`pending`] (requests in flight and their deadlines), [`pick`]
 //! (round-robin and passive ejection), [`snapshot`] (the shared server
-//! list), [`ratelimit`] and [`core`] (the state machine tying them together).
+//! list), [`ratelimit`], [`core`] (the state machine tying them together)
+//! and [`link_core`] (the registry link's decisions).
 //! [`metrics`] names and renders every metric.
 //!
 //! The I/O around them: [`reactor`] (one mio event loop per worker, moving
 //! datagrams and frames between the sockets and the core), [`registry_link`]
-//! (the registry connection that publishes new snapshots), [`admin`]
+//! (the registry connection that carries out the link core's decisions), [`admin`]
 //! (`/metrics` and the summary log) and [`balancer`] (wiring it all from a
 //! [`balancer::Config`]).
 
@@ -19,6 +20,7 @@
 pub mod admin;
 pub mod balancer;
 pub mod core;
+pub mod link_core;
 pub mod metrics;
 pub mod pending;
 pub mod pick;
