@@ -46,6 +46,9 @@ pub fn root_or_skip(test: &str, needs: &str) -> bool {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let line = format!("SKIPPED: {test} needs root ({needs})");
     assert!(!ci, "{line}, and CI=true forbids skipping");
-    eprintln!("{line}");
+    // Straight to the process's stderr: the test harness captures what
+    // eprintln! prints and shows it only for failures, which would hide
+    // the skip of a passing test.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
     false
 }
