@@ -10,6 +10,8 @@
 //! with ratios and a latency plot; and the chaos soak ([`chaos`]) that holds
 //! the same load balancer to "nothing lost" while servers come and go.
 
+#![forbid(unsafe_code)]
+
 pub mod chaos;
 pub mod cpu;
 pub mod loadgen;

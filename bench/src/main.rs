@@ -1,5 +1,7 @@
 //! `ipcs-bench`: IPCS vs nginx vs the direct path, side by side in one run.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -8,8 +8,10 @@ use ipcs_bench::chaos::{run, ChaosConfig, Fault};
 
 #[test]
 fn ten_second_soak_loses_nothing() {
-    if !ipcs_common::sys::is_root() {
-        eprintln!("skipped: needs root");
+    if !ipcs_common::sys::root_or_skip(
+        "ten_second_soak_loses_nothing",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let out_dir = std::env::temp_dir().join(format!("ipcs-chaos-{}", std::process::id()));

@@ -10,6 +10,8 @@
 //! This file holds what both front ends share: evaluating one line and
 //! rendering its result.
 
+#![forbid(unsafe_code)]
+
 pub mod batch;
 pub mod exchange;
 pub mod expr;

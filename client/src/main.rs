@@ -1,5 +1,7 @@
 //! `calc`: parses the command line and wires the client's parts together.
 
+#![forbid(unsafe_code)]
+
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;

@@ -6,6 +6,7 @@
 //! and `loadgen` all speak through exactly this one implementation.
 
 pub mod arith;
+pub mod backoff;
 pub mod duration;
 pub mod logging;
 pub mod registry_client;

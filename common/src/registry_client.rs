@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::backoff::Backoff;
 use crate::registry_proto::{
     ClientLine, LineBuffer, LineTooLong, ProtoError, RegistryLine, ServerEntry, MAX_LINE,
 };
@@ -328,39 +329,11 @@ impl HeartbeatConfig {
     pub const DEFAULT_BEAT_INTERVAL: Duration = Duration::from_millis(500);
 }
 
-/// Retry delays: exponential from `BACKOFF_START` to `BACKOFF_CAP`, each
-/// drawn from its upper half at random so a fleet of servers restarted
-/// together does not reconnect in lockstep.
+/// Retry delays (see [`Backoff`]): from `BACKOFF_START` to `BACKOFF_CAP`.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// Bounds connecting and the wait for `OK`, so a stop is never stuck longer.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
-
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-    rng: fastrand::Rng,
-}
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff {
-            next: BACKOFF_START,
-            rng: fastrand::Rng::new(),
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = BACKOFF_START;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (base * 2).min(BACKOFF_CAP);
-        let half = base / 2;
-        half + half.mul_f64(self.rng.f64())
-    }
-}
 
 /// A server's registration, kept alive by a background thread until
 /// [`Heartbeat::stop`] or drop.
@@ -423,7 +396,7 @@ impl Drop for Heartbeat {
 struct Stopped;
 
 fn run(config: &HeartbeatConfig, stop: &Receiver<()>, registered: &AtomicBool) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
     // Failures are logged once per change of state, not once per attempt:
     // the first failure after starting or after losing the registration.
     let mut failure_logged = false;

@@ -6,8 +6,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use ipcs_common::sys::{is_root, Interface, MsgBatch, PacketSocket};
-use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Request, ETHERTYPE};
+use ipcs_common::sys::{root_or_skip, Interface, MsgBatch, PacketSocket};
+use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Request, ETHERTYPE, TAG_LOW_BYTE_OFFSET};
 use ipcs_common::Op;
 
 /// A veth pair removed on drop, also when the test panics.
@@ -79,8 +79,7 @@ fn receive_all(socket: &PacketSocket, want: usize, within: Duration) -> Vec<Fram
 
 #[test]
 fn frames_cross_a_veth_pair() {
-    if !is_root() {
-        eprintln!("skipped: needs root for veth and raw sockets");
+    if !root_or_skip("frames_cross_a_veth_pair", "veths, raw sockets") {
         return;
     }
     let pair = VethPair::new();
@@ -112,37 +111,83 @@ fn frames_cross_a_veth_pair() {
 
 #[test]
 fn fanout_splits_frames_by_tag_byte() {
-    if !is_root() {
-        eprintln!("skipped: needs root for veth and raw sockets");
+    if !root_or_skip("fanout_splits_frames_by_tag_byte", "veths, raw sockets") {
         return;
     }
     let pair = VethPair::new();
     let a = Interface::lookup(&pair.a).unwrap();
     let b = Interface::lookup(&pair.b).unwrap();
     let tx = PacketSocket::bind(&a, ETHERTYPE).unwrap();
-    let group = (std::process::id() & 0xffff) as u16;
-    let members: Vec<PacketSocket> = (0..2)
-        .map(|_| {
-            let s = PacketSocket::bind(&b, ETHERTYPE).unwrap();
-            // Byte 18 is the last byte of the tag.
-            s.join_fanout_by_byte(group, 18, 2).unwrap();
-            s
-        })
-        .collect();
+    let (_group, members) = fanout_group(&b, 2);
     for tag in 0..40u32 {
         tx.send(&frame(b.mac, a.mac, tag)).unwrap();
     }
+    assert_split_by_tag(&members, 40);
+}
+
+/// A fanout group of `n` sockets on `iface` split by the tag's low byte,
+/// made the way the load balancer makes it: the first member creates it
+/// under a kernel-chosen id, the others join that id.
+fn fanout_group(iface: &Interface, n: u32) -> (u16, Vec<PacketSocket>) {
+    let first = PacketSocket::bind(iface, ETHERTYPE).unwrap();
+    let group = first
+        .create_fanout_by_byte(TAG_LOW_BYTE_OFFSET as u16, n)
+        .unwrap();
+    let mut members = vec![first];
+    for _ in 1..n {
+        let s = PacketSocket::bind(iface, ETHERTYPE).unwrap();
+        s.join_fanout_by_byte(group, TAG_LOW_BYTE_OFFSET as u16, n)
+            .unwrap();
+        members.push(s);
+    }
+    (group, members)
+}
+
+/// Each member got exactly its share of `sent` frames (tags 0..sent): those
+/// whose tag is its index modulo the member count.
+fn assert_split_by_tag(members: &[PacketSocket], sent: u32) {
+    let n = members.len() as u32;
     for (i, member) in members.iter().enumerate() {
-        let got = receive_all(member, 20, Duration::from_secs(2));
+        let share = (sent / n) as usize;
+        let got = receive_all(member, share, Duration::from_secs(2));
         assert_eq!(
             got.len(),
-            20,
+            share,
             "member {i}: {:?}",
             got.iter().map(|f| f.tag).collect::<Vec<_>>()
         );
         assert!(
-            got.iter().all(|f| f.tag % 2 == i as u32),
+            got.iter().all(|f| f.tag % n == i as u32),
             "member {i} got {got:?}"
         );
+        assert!(
+            receive_all(member, 1, Duration::from_millis(50)).is_empty(),
+            "member {i} got more than its share"
+        );
     }
+}
+
+#[test]
+fn two_fanout_groups_on_one_interface_stay_apart() {
+    if !root_or_skip(
+        "two_fanout_groups_on_one_interface_stay_apart",
+        "veths, raw sockets",
+    ) {
+        return;
+    }
+    let pair = VethPair::new();
+    let a = Interface::lookup(&pair.a).unwrap();
+    let b = Interface::lookup(&pair.b).unwrap();
+    let tx = PacketSocket::bind(&a, ETHERTYPE).unwrap();
+    // Two load balancers on one bridge, each with two workers.
+    let (first, first_members) = fanout_group(&b, 2);
+    let (second, second_members) = fanout_group(&b, 2);
+    assert_ne!(first, second, "the kernel gave both groups one id");
+    for tag in 0..40u32 {
+        tx.send(&frame(b.mac, a.mac, tag)).unwrap();
+    }
+    // Merged into one group of four, each frame would reach one socket of
+    // the four; apart, each group sees every frame, split between its two.
+    assert_split_by_tag(&first_members, 40);
+    assert_split_by_tag(&second_members, 40);
 }

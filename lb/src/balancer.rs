@@ -18,7 +18,7 @@ use crate::core::{ConfigError, Core, CoreConfig};
 use crate::metrics::{RegistryStatus, WorkerStats};
 use crate::outlier::EjectionPolicy;
 use crate::pick::Policy;
-use crate::reactor::{bind_udp, open_raw, Reactor};
+use crate::reactor::{bind_udp, open_raw, stop_signals, Reactor};
 use crate::registry_link::{RegistryLink, RegistryLinkConfig};
 use crate::rtt::TimeoutPolicy;
 use crate::snapshot::shared_empty;
@@ -121,6 +121,13 @@ impl LoadBalancer {
             max_records: config.max_records,
         };
         per_worker(0).validate()?;
+        // Before anything that takes time: a stop signal from now on is
+        // held for the workers (the default action would kill the process).
+        let mut signals = Vec::with_capacity(n);
+        for w in 0..n {
+            signals
+                .push(stop_signals().map_err(|source| StartError::Worker { worker: w, source })?);
+        }
         let iface = Interface::lookup(&config.iface).map_err(|source| StartError::Interface {
             name: config.iface.clone(),
             source,
@@ -142,15 +149,27 @@ impl LoadBalancer {
             udp.push(socket);
         }
         let reply_gso = config.reply_gso && enable_reply_gso(&udp);
-        let group = (std::process::id() & 0xffff) as u16;
+        let raw_err = |source| StartError::Raw {
+            iface: config.iface.clone(),
+            source,
+        };
         let mut raw = Vec::with_capacity(n);
+        // The first worker's socket creates the fanout group under an id the
+        // kernel makes unique, so another load balancer on the host (say, a
+        // pid equal modulo 65536) cannot merge with it; the others join it
+        // in index order, as the fanout numbers members as they join.
+        let mut group = None;
         for _ in 0..n {
-            // In index order: the fanout numbers members as they join.
-            let fanout = (n > 1).then_some((group, n as u32));
-            raw.push(open_raw(&iface, fanout).map_err(|source| StartError::Raw {
-                iface: config.iface.clone(),
-                source,
-            })?);
+            let socket = open_raw(&iface, group.map(|id| (id, n as u32))).map_err(raw_err)?;
+            if n > 1 && group.is_none() {
+                let offset = ipcs_common::wire::TAG_LOW_BYTE_OFFSET as u16;
+                group = Some(
+                    socket
+                        .create_fanout_by_byte(offset, n as u32)
+                        .map_err(raw_err)?,
+                );
+            }
+            raw.push(socket);
         }
 
         let snapshot = shared_empty();
@@ -207,7 +226,7 @@ impl LoadBalancer {
         let mut link = Some(link);
         let mut workers = Vec::with_capacity(n);
         let (exit_tx, exits) = mpsc::channel();
-        for (w, (udp, raw)) in udp.into_iter().zip(raw).enumerate() {
+        for (w, ((udp, raw), signals)) in udp.into_iter().zip(raw).zip(signals).enumerate() {
             let worker_err = |source| StartError::Worker { worker: w, source };
             let core = Core::new(
                 per_worker(w),
@@ -216,8 +235,16 @@ impl LoadBalancer {
                 stats[w].clone(),
                 now,
             )?;
-            let reactor = Reactor::new(udp, raw, core, stats[w].clone(), link.take(), reply_gso)
-                .map_err(worker_err)?;
+            let reactor = Reactor::new(
+                udp,
+                raw,
+                core,
+                stats[w].clone(),
+                link.take(),
+                reply_gso,
+                signals,
+            )
+            .map_err(worker_err)?;
             let nice = config.nice;
             let exit = ExitNotice {
                 worker: w,

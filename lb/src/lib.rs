@@ -6,20 +6,24 @@
 //! instants: [`pending`] (requests in flight and their deadlines), [`pick`]
 //! (round-robin, p2c, per-server state), [`outlier`] (when a server is
 //! ejected), [`rtt`] (adaptive attempt deadlines), [`budget`] (the retry
-//! budget), [`snapshot`] (the shared server list), [`ratelimit`] and
-//! [`core`] (the state machine tying them together).
+//! budget), [`snapshot`] (the shared server list), [`ratelimit`], [`core`]
+//! (the state machine tying them together) and [`link_core`] (the registry
+//! link's decisions).
 //! [`metrics`] names and renders every metric.
 //!
 //! The I/O around them: [`reactor`] (one mio event loop per worker, moving
 //! datagrams and frames between the sockets and the core), [`registry_link`]
-//! (the registry connection that publishes new snapshots), [`admin`]
+//! (the registry connection that carries out the link core's decisions), [`admin`]
 //! (`/metrics` and the summary log) and [`balancer`] (wiring it all from a
 //! [`balancer::Config`]).
+
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod balancer;
 pub mod budget;
 pub mod core;
+pub mod link_core;
 pub mod metrics;
 pub mod outlier;
 pub mod pending;

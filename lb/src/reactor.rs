@@ -83,6 +83,13 @@ pub const PUMP_ROUNDS: usize = 16;
 /// The longest deadlines wait for unread replies or blocked output.
 pub const TICK_DEFER: Duration = Duration::from_millis(5);
 
+/// The signals that stop a worker. Made before anything else at start, so
+/// a SIGTERM that arrives while the first list loads is held for the
+/// workers instead of killing the process.
+pub fn stop_signals() -> io::Result<Signals> {
+    Signals::new([SIGINT, SIGTERM])
+}
+
 /// Binds the client-facing UDP socket. With `reuse_port`, several workers
 /// bind the same address and the kernel spreads clients over them.
 pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<StdUdpSocket> {
@@ -107,7 +114,11 @@ pub fn open_raw(iface: &Interface, fanout: Option<(u16, u32)>) -> io::Result<Pac
     let _ = socket.set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER);
     if let Some((group, members)) = fanout {
         // Byte 18 of the frame is the tag's last byte: the worker index.
-        socket.join_fanout_by_byte(group, 18, members)?;
+        socket.join_fanout_by_byte(
+            group,
+            ipcs_common::wire::TAG_LOW_BYTE_OFFSET as u16,
+            members,
+        )?;
     }
     Ok(socket)
 }
@@ -141,6 +152,7 @@ impl Reactor {
         stats: Arc<WorkerStats>,
         registry: Option<RegistryLink>,
         reply_gso: bool,
+        signals: Signals,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let mut udp = UdpSocket::from_std(udp);
@@ -148,7 +160,7 @@ impl Reactor {
         poll.registry().register(&mut udp, UDP, both)?;
         poll.registry()
             .register(&mut SourceFd(&raw.as_raw_fd()), RAW, both)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = signals;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut registry = registry;

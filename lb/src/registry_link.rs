@@ -1,47 +1,25 @@
-//! The load balancer's connection to the registry: a non-blocking TCP
-//! client driven by the reactor (readiness events and a deadline), which
-//! keeps the shared [`ServerSnapshot`] current.
-//!
-//! ```text
-//!  Down --retry time--> Resolving --addresses--> Connecting --connected--> Up
-//!   ^                       |                        |                      |
-//!   +------ failure (backoff doubles, jittered, capped) ---------------------+
-//! ```
-//!
-//! Once up it sends `LIST`, then after each answer `WATCH <version>` no
-//! sooner than one interval after the previous request: the registry answers
-//! a `WATCH` at once when its list has changed (so a change arrives
-//! immediately), else after its own watch timeout. An answer that takes
-//! longer than the answer timeout counts as a dead registry.
-//!
-//! While the registry is unreachable the last snapshot stays in use; the
-//! change of state is logged once each way, not once per attempt.
-//!
-//! After a *re*connect the registry may have restarted with an empty table
-//! that its servers are still refilling (they reconnect with backoff). For a
-//! resync grace period the link therefore publishes the union of the new
-//! list and the servers it already knew ([`resync_union`]), and only then the
-//! registry's list alone: a restarted registry never empties the rotation,
-//! and a server that really died meanwhile is handled by retries and passive
-//! ejection until the grace ends. Host names
-//! are resolved on a short-lived thread so a slow DNS never stalls the
-//! reactor.
+//! The load balancer's connection to the registry, the I/O half: a
+//! non-blocking TCP client driven by the reactor (readiness events and a
+//! deadline) that carries out what the [`LinkCore`] state machine decides
+//! (resolve, connect, send, disconnect) and feeds it what happens. The
+//! rules (when to ask, give up, reconnect; what a list does to the shared
+//! snapshot) are the core's; see `link_core.rs`. Host names are resolved
+//! on a short-lived thread so a slow DNS never stalls the reactor.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipcs_common::registry_client::{ClientError, ListReader, ServerList, MAX_SERVERS};
-use ipcs_common::registry_proto::ClientLine;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 
-use crate::metrics::{bump, RegistryStatus};
-use crate::snapshot::{Backend, ServerSnapshot, SharedSnapshot};
+pub use crate::link_core::resync_union;
+use crate::link_core::{Command, LinkCore};
+use crate::metrics::RegistryStatus;
+use crate::snapshot::SharedSnapshot;
 
 /// How the link talks to the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,57 +59,23 @@ impl RegistryLinkConfig {
 
 type Resolved = io::Result<Vec<SocketAddr>>;
 
-enum State {
-    Down {
-        retry_at: Instant,
-    },
-    Resolving {
-        answer: mpsc::Receiver<Resolved>,
-        deadline: Instant,
-    },
-    Connecting {
-        stream: TcpStream,
-        /// Addresses still to try if this one fails.
-        rest: Vec<SocketAddr>,
-        deadline: Instant,
-    },
-    Up {
-        stream: TcpStream,
-        /// Bytes of a request the socket did not take yet.
-        out: Vec<u8>,
-        /// When the request now unanswered was sent.
-        asked_at: Option<Instant>,
-        /// When the next request may be sent.
-        next_ask: Instant,
-        /// A list arrived on this connection (until then, ask with LIST:
-        /// a restarted registry may reuse an old version number).
-        listed: bool,
-    },
-}
-
 /// How often a link waiting for a resolver thread checks on it.
 const RESOLVE_POLL: Duration = Duration::from_millis(20);
 
-/// The registry connection and its state machine.
+/// The registry connection: the state machine and the socket it steers.
 pub struct RegistryLink {
-    config: RegistryLinkConfig,
-    state: State,
-    reader: ListReader,
-    snapshot: SharedSnapshot,
-    status: Arc<RegistryStatus>,
+    core: LinkCore,
+    /// The connection, once a connect has started.
+    stream: Option<TcpStream>,
+    /// Bytes of a request the socket did not take yet.
+    out: Vec<u8>,
+    /// The resolver thread's answer, while a name is being resolved.
+    resolver: Option<mpsc::Receiver<Resolved>>,
     token: Option<Token>,
     /// The stream is registered with the attached poll.
     registered: bool,
-    backoff: Duration,
-    /// The unreachable state has been logged and not yet cleared.
-    reported_down: bool,
-    /// Why the last attempt failed, for the start-up message.
-    last_error: Option<String>,
-    has_list: bool,
-    /// Until when lists are merged with the known servers (after a reconnect).
-    resync_until: Option<Instant>,
-    /// The registry's own last list, to publish when the grace ends.
-    last_list: Option<ServerSnapshot>,
+    /// The core's commands not carried out yet.
+    commands: Vec<Command>,
 }
 
 impl RegistryLink {
@@ -143,37 +87,29 @@ impl RegistryLink {
         status: Arc<RegistryStatus>,
     ) -> RegistryLink {
         RegistryLink {
-            backoff: config.backoff_min,
-            config,
-            state: State::Down {
-                retry_at: Instant::now(),
-            },
-            reader: ListReader::new(MAX_SERVERS),
-            snapshot,
-            status,
+            core: LinkCore::new(config, snapshot, status, Instant::now()),
+            stream: None,
+            out: Vec::new(),
+            resolver: None,
             token: None,
             registered: false,
-            reported_down: false,
-            last_error: None,
-            has_list: false,
-            resync_until: None,
-            last_list: None,
+            commands: Vec::new(),
         }
     }
 
     /// Whether a list has been received since start.
     pub fn has_list(&self) -> bool {
-        self.has_list
+        self.core.has_list()
     }
 
     /// Whether the connection is up.
     pub fn is_up(&self) -> bool {
-        matches!(self.state, State::Up { .. })
+        self.core.is_up()
     }
 
     /// Why the last attempt failed, if it did.
     pub fn last_error(&self) -> Option<&str> {
-        self.last_error.as_deref()
+        self.core.last_error()
     }
 
     /// Joins a poll: the connection's events will carry `token`.
@@ -185,12 +121,7 @@ impl RegistryLink {
 
     /// Leaves the poll it was attached to (to move to another one).
     pub fn detach(&mut self, registry: &Registry) {
-        if self.registered {
-            if let Some(stream) = self.stream_mut() {
-                let _ = registry.deregister(stream);
-            }
-        }
-        self.registered = false;
+        self.deregister(registry);
         self.token = None;
     }
 
@@ -203,7 +134,7 @@ impl RegistryLink {
         let mut events = Events::with_capacity(8);
         let mut now = Instant::now();
         self.on_timer(poll.registry(), now);
-        while !self.has_list && now < deadline {
+        while !self.has_list() && now < deadline {
             let next = self.next_deadline().unwrap_or(deadline).min(deadline);
             if let Err(e) = poll.poll(&mut events, Some(next.saturating_duration_since(now))) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -217,89 +148,112 @@ impl RegistryLink {
             self.on_timer(poll.registry(), now);
         }
         self.detach(poll.registry());
-        Ok(self.has_list)
+        Ok(self.has_list())
     }
 
     /// When [`on_timer`](Self::on_timer) next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let link = match &self.state {
-            State::Down { retry_at } => *retry_at,
-            State::Resolving { deadline, .. } => (Instant::now() + RESOLVE_POLL).min(*deadline),
-            State::Connecting { deadline, .. } => *deadline,
-            State::Up {
-                asked_at: Some(at), ..
-            } => *at + self.config.answer_timeout,
-            State::Up { next_ask, .. } => *next_ask,
-        };
-        Some(self.resync_until.map_or(link, |until| until.min(link)))
+        let core = self.core.next_deadline();
+        if self.resolver.is_some() {
+            // The resolver thread cannot wake the poll; look every so often.
+            return Some(core.min(Instant::now() + RESOLVE_POLL));
+        }
+        Some(core)
     }
 
     /// A readiness event for the connection.
     pub fn on_event(&mut self, registry: &Registry, event: &Event, now: Instant) {
-        match &mut self.state {
-            State::Connecting { stream, .. } => {
+        if self.core.is_connecting() {
+            if let Some(stream) = &self.stream {
                 match connect_result(stream) {
-                    Ok(true) => self.on_connected(registry, now),
+                    Ok(true) => self.core.on_connected(now, &mut self.commands),
                     Ok(false) => {} // not yet: a spurious wake-up
-                    Err(e) => self.next_address(registry, now, format!("connect: {e}")),
+                    Err(e) => {
+                        let reason = format!("connect: {e}");
+                        self.core.on_connect_failed(reason, now, &mut self.commands)
+                    }
                 }
             }
-            State::Up { .. } => {
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.read(registry, now);
-                }
-                if event.is_writable() {
-                    self.write(registry, now);
-                }
+        } else if self.core.is_up() {
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                self.read(now);
             }
-            _ => {}
+            if event.is_writable() {
+                self.write(now);
+            }
         }
+        self.carry_out(registry, now);
     }
 
     /// Advances timers: reconnects, gives up on slow answers, asks again.
     pub fn on_timer(&mut self, registry: &Registry, now: Instant) {
-        if self.resync_until.is_some_and(|until| now >= until) {
-            self.resync_until = None;
-            if let Some(list) = self.last_list.take() {
-                self.publish(list);
+        if let Some(answer) = &self.resolver {
+            let resolved = match answer.try_recv() {
+                Ok(Ok(addrs)) => Some(Ok(addrs)),
+                Ok(Err(e)) => Some(Err(format!("cannot resolve: {e}"))),
+                Err(mpsc::TryRecvError::Empty) => None,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    Some(Err("name resolution failed".to_owned()))
+                }
+            };
+            if let Some(resolved) = resolved {
+                self.resolver = None;
+                self.core.on_resolved(resolved, now, &mut self.commands);
             }
         }
-        match &mut self.state {
-            State::Down { retry_at } if now >= *retry_at => self.start(registry, now),
-            State::Resolving { answer, deadline } => match answer.try_recv() {
-                Ok(Ok(addrs)) if !addrs.is_empty() => self.connect(registry, addrs, now),
-                Ok(Ok(_)) => self.fail(registry, now, "the name resolves to no address".into()),
-                Ok(Err(e)) => self.fail(registry, now, format!("cannot resolve: {e}")),
-                Err(mpsc::TryRecvError::Empty) if now >= *deadline => {
-                    self.fail(registry, now, "name resolution timed out".into())
+        self.core.on_timer(now, &mut self.commands);
+        self.carry_out(registry, now);
+    }
+
+    /// Carries out the core's commands, feeding back what they lead to,
+    /// until there are none.
+    fn carry_out(&mut self, registry: &Registry, now: Instant) {
+        while !self.commands.is_empty() {
+            for command in std::mem::take(&mut self.commands) {
+                match command {
+                    Command::Resolve(name) => self.resolve(name, now),
+                    Command::Connect(addr) => self.connect(registry, addr, now),
+                    Command::Send(bytes) => {
+                        self.out.extend_from_slice(&bytes);
+                        self.write(now);
+                    }
+                    Command::Disconnect => self.drop_stream(registry),
                 }
-                Err(mpsc::TryRecvError::Empty) => {}
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    self.fail(registry, now, "name resolution failed".into())
-                }
-            },
-            State::Connecting { deadline, .. } if now >= *deadline => {
-                self.next_address(registry, now, "connect timed out".into())
             }
-            State::Up {
-                asked_at: Some(at), ..
-            } if now >= *at + self.config.answer_timeout => {
-                let waited = self.config.answer_timeout.as_millis();
-                self.fail(registry, now, format!("no answer within {waited} ms"))
-            }
-            State::Up {
-                asked_at: None,
-                next_ask,
-                ..
-            } if now >= *next_ask => self.ask(registry, now),
-            _ => {}
         }
     }
 
-    fn stream_mut(&mut self) -> Option<&mut TcpStream> {
-        match &mut self.state {
-            State::Connecting { stream, .. } | State::Up { stream, .. } => Some(stream),
-            _ => None,
+    fn resolve(&mut self, name: String, now: Instant) {
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("ipcs-lb-resolve".into())
+            .spawn(move || {
+                let _ = tx.send(name.to_socket_addrs().map(Iterator::collect));
+            });
+        match spawned {
+            Ok(_) => self.resolver = Some(rx),
+            Err(e) => {
+                let reason = format!("cannot start a resolver thread: {e}");
+                self.core.on_resolved(Err(reason), now, &mut self.commands)
+            }
+        }
+    }
+
+    fn connect(&mut self, registry: &Registry, addr: SocketAddr, now: Instant) {
+        self.drop_stream(registry);
+        match TcpStream::connect(addr) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                self.stream = Some(stream);
+                if let Err(e) = self.register(registry) {
+                    let reason = format!("cannot poll the connection: {e}");
+                    self.core.on_failed(reason, now, &mut self.commands);
+                }
+            }
+            Err(e) => {
+                let reason = format!("connect to {addr}: {e}");
+                self.core.on_connect_failed(reason, now, &mut self.commands)
+            }
         }
     }
 
@@ -310,274 +264,78 @@ impl RegistryLink {
         if self.registered {
             return Ok(());
         }
-        if let Some(stream) = self.stream_mut() {
+        if let Some(stream) = &mut self.stream {
             registry.register(stream, token, Interest::READABLE | Interest::WRITABLE)?;
             self.registered = true;
         }
         Ok(())
     }
 
-    /// Drops the current stream (if any) from the poll.
-    fn drop_stream(&mut self, registry: &Registry) {
+    fn deregister(&mut self, registry: &Registry) {
         if self.registered {
-            if let Some(stream) = self.stream_mut() {
+            if let Some(stream) = &mut self.stream {
                 let _ = registry.deregister(stream);
             }
             self.registered = false;
         }
     }
 
-    fn start(&mut self, registry: &Registry, now: Instant) {
-        let deadline = now + self.config.connect_timeout;
-        if let Ok(addr) = self.config.addr.parse::<SocketAddr>() {
-            return self.connect(registry, vec![addr], now);
-        }
-        let (tx, rx) = mpsc::channel();
-        let name = self.config.addr.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ipcs-lb-resolve".into())
-            .spawn(move || {
-                let _ = tx.send(name.to_socket_addrs().map(Iterator::collect));
-            });
-        match spawned {
-            Ok(_) => {
-                self.state = State::Resolving {
-                    answer: rx,
-                    deadline,
-                }
-            }
-            Err(e) => self.fail(
-                registry,
-                now,
-                format!("cannot start a resolver thread: {e}"),
-            ),
-        }
+    /// Drops the current stream (if any), its unsent bytes and any
+    /// resolution under way.
+    fn drop_stream(&mut self, registry: &Registry) {
+        self.deregister(registry);
+        self.stream = None;
+        self.out.clear();
+        self.resolver = None;
     }
 
-    fn connect(&mut self, registry: &Registry, mut addrs: Vec<SocketAddr>, now: Instant) {
-        self.drop_stream(registry);
-        let addr = addrs.remove(0);
-        match TcpStream::connect(addr) {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                self.state = State::Connecting {
-                    stream,
-                    rest: addrs,
-                    deadline: now + self.config.connect_timeout,
-                };
-                if let Err(e) = self.register(registry) {
-                    self.fail(registry, now, format!("cannot poll the connection: {e}"));
-                }
-            }
-            Err(e) => {
-                self.state = State::Down { retry_at: now };
-                if addrs.is_empty() {
-                    self.fail(registry, now, format!("connect to {addr}: {e}"));
-                } else {
-                    self.connect(registry, addrs, now);
-                }
-            }
-        }
-    }
-
-    /// The current address failed; tries the next one or gives up.
-    fn next_address(&mut self, registry: &Registry, now: Instant, reason: String) {
-        let rest = match &mut self.state {
-            State::Connecting { rest, .. } => std::mem::take(rest),
-            _ => Vec::new(),
-        };
-        if rest.is_empty() {
-            self.fail(registry, now, reason);
-        } else {
-            self.connect(registry, rest, now);
-        }
-    }
-
-    fn on_connected(&mut self, registry: &Registry, now: Instant) {
-        let State::Connecting { stream, .. } =
-            std::mem::replace(&mut self.state, State::Down { retry_at: now })
-        else {
+    fn write(&mut self, now: Instant) {
+        let Some(stream) = self.stream.as_mut().filter(|_| self.core.is_up()) else {
             return;
         };
-        self.state = State::Up {
-            stream,
-            out: Vec::new(),
-            asked_at: None,
-            next_ask: now,
-            listed: false,
-        };
-        self.reader.reset();
-        if self.has_list && !self.config.resync_grace.is_zero() {
-            self.resync_until = Some(now + self.config.resync_grace);
-        }
-        self.backoff = self.config.backoff_min;
-        self.last_error = None;
-        bump(&self.status.connects);
-        self.status.reachable.store(true, Relaxed);
-        if self.reported_down {
-            self.reported_down = false;
-            tracing::info!(registry = %self.config.addr, "registry reachable again");
-        } else {
-            tracing::debug!(registry = %self.config.addr, "connected to the registry");
-        }
-        self.ask(registry, now);
-    }
-
-    /// Sends `LIST` (first question on a connection) or `WATCH <version>`.
-    fn ask(&mut self, registry: &Registry, now: Instant) {
-        let version = self.snapshot.load().version;
-        if let State::Up {
-            out,
-            asked_at,
-            listed,
-            ..
-        } = &mut self.state
-        {
-            let line = if *listed {
-                ClientLine::Watch(version)
-            } else {
-                ClientLine::List
-            };
-            let _ = line.write(out);
-            *asked_at = Some(now);
-        }
-        self.write(registry, now);
-    }
-
-    fn write(&mut self, registry: &Registry, now: Instant) {
-        let State::Up { stream, out, .. } = &mut self.state else {
-            return;
-        };
-        while !out.is_empty() {
-            match stream.write(out) {
-                Ok(0) => return self.fail(registry, now, "connection closed".into()),
+        while !self.out.is_empty() {
+            match stream.write(&self.out) {
+                Ok(0) => {
+                    let reason = "connection closed".to_owned();
+                    return self.core.on_failed(reason, now, &mut self.commands);
+                }
                 Ok(n) => {
-                    out.drain(..n);
+                    self.out.drain(..n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(registry, now, format!("write: {e}")),
+                Err(e) => {
+                    let reason = format!("write: {e}");
+                    return self.core.on_failed(reason, now, &mut self.commands);
+                }
             }
         }
     }
 
-    fn read(&mut self, registry: &Registry, now: Instant) {
+    fn read(&mut self, now: Instant) {
         let mut buf = [0u8; 4096];
-        loop {
-            let State::Up { stream, .. } = &mut self.state else {
+        while self.core.is_up() {
+            let Some(stream) = &mut self.stream else {
                 return;
             };
-            let n = match stream.read(&mut buf) {
+            match stream.read(&mut buf) {
                 Ok(0) => {
-                    return self.fail(registry, now, "the registry closed the connection".into())
+                    let reason = "the registry closed the connection".to_owned();
+                    return self.core.on_failed(reason, now, &mut self.commands);
                 }
-                Ok(n) => n,
+                Ok(n) => self.core.on_bytes(&buf[..n], now, &mut self.commands),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.fail(registry, now, format!("read: {e}")),
-            };
-            match self.reader.feed(&buf[..n]) {
-                Ok(Some(list)) => self.on_list(list, now),
-                Ok(None) => {}
-                Err(e) => return self.fail(registry, now, protocol_error(&e)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let reason = format!("read: {e}");
+                    return self.core.on_failed(reason, now, &mut self.commands);
+                }
             }
         }
-    }
-
-    fn on_list(&mut self, list: ServerList, now: Instant) {
-        bump(&self.status.lists);
-        let servers = list
-            .servers
-            .iter()
-            .map(|e| Backend {
-                id: e.id,
-                mac: e.mac,
-                ip: e.ip,
-                udp: e.udp,
-            })
-            .collect();
-        let fresh = ServerSnapshot::new(list.version, servers);
-        if self.resync_until.is_some_and(|until| now < until) {
-            let merged = resync_union(&self.snapshot.load(), &fresh);
-            if merged.len() > fresh.len() {
-                tracing::debug!(
-                    kept = merged.len() - fresh.len(),
-                    "registry reconnected: keeping known servers until the resync grace ends"
-                );
-            }
-            self.last_list = Some(fresh);
-            self.publish(merged);
-        } else {
-            self.last_list = None;
-            self.publish(fresh);
-        }
-        self.has_list = true;
-        if let State::Up {
-            asked_at,
-            next_ask,
-            listed,
-            ..
-        } = &mut self.state
-        {
-            *listed = true;
-            let asked = asked_at.take().unwrap_or(now);
-            *next_ask = (asked + self.config.interval).max(now);
-        }
-    }
-
-    /// Swaps `fresh` in if it differs from what the workers see.
-    fn publish(&mut self, fresh: ServerSnapshot) {
-        let current = self.snapshot.load();
-        if !self.has_list || **current != fresh {
-            let ids: Vec<u8> = fresh.servers.iter().map(|b| b.id).collect();
-            tracing::info!(version = fresh.version, servers = ?ids, "server list updated");
-            self.status.version.store(fresh.version, Relaxed);
-            self.snapshot.store(Arc::new(fresh));
-        }
-    }
-
-    fn fail(&mut self, registry: &Registry, now: Instant, reason: String) {
-        self.drop_stream(registry);
-        let jitter = self.backoff.mul_f64(fastrand::f64() * 0.5);
-        self.state = State::Down {
-            retry_at: now + self.backoff / 2 + jitter,
-        };
-        self.backoff = (self.backoff * 2).min(self.config.backoff_max);
-        self.status.reachable.store(false, Relaxed);
-        if !self.reported_down {
-            self.reported_down = true;
-            let snap = self.snapshot.load();
-            tracing::warn!(
-                registry = %self.config.addr,
-                "registry unreachable ({reason}); serving with the last list ({} servers, version {}); reconnecting with backoff",
-                snap.len(),
-                snap.version
-            );
-        } else {
-            tracing::debug!(registry = %self.config.addr, "registry still unreachable: {reason}");
-        }
-        self.last_error = Some(reason);
     }
 }
 
 /// Whether a non-blocking connect has completed (`Ok(false)`: not yet).
-/// The registry's `fresh` list plus every server of `known` it does not
-/// (yet) list, unless its id is now taken by another MAC. The version is the
-/// registry's, so the next `WATCH` asks about the registry's own state.
-pub fn resync_union(known: &ServerSnapshot, fresh: &ServerSnapshot) -> ServerSnapshot {
-    let mut servers = fresh.servers.clone();
-    for old in &known.servers {
-        if !fresh
-            .servers
-            .iter()
-            .any(|b| b.mac == old.mac || b.id == old.id)
-        {
-            servers.push(*old);
-        }
-    }
-    ServerSnapshot::new(fresh.version, servers)
-}
-
 fn connect_result(stream: &TcpStream) -> io::Result<bool> {
     if let Some(e) = stream.take_error()? {
         return Err(e);
@@ -587,10 +345,6 @@ fn connect_result(stream: &TcpStream) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-fn protocol_error(e: &ClientError) -> String {
-    format!("bad answer: {e}")
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
-//! The link against a scripted registry on loopback TCP: real sockets, with
-//! answers chosen per test so failures (closing, garbage, silence) can be
-//! produced on cue. The real registry is exercised by the netns tests.
+//! The link's I/O half against a scripted registry on loopback TCP: real
+//! sockets, with answers chosen per test so failures (closing, garbage,
+//! silence) can be produced on cue. The same rules without sockets, with
+//! fabricated instants, are in `link_core_tests.rs`; the real registry is
+//! exercised by the netns tests.
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
@@ -334,22 +337,4 @@ fn a_restarted_registry_does_not_empty_the_rotation_before_the_grace_ends() {
         "kept for the grace"
     );
     assert_eq!(rig.snapshot.load().servers[0].id, 11);
-}
-
-#[test]
-fn the_union_keeps_only_servers_the_fresh_list_does_not_contradict() {
-    let backend = |id: u8, mac: u8| Backend {
-        id,
-        mac: ipcs_common::wire::MacAddr([2, 0, 0, 0, 0, mac]),
-        ip: std::net::Ipv4Addr::new(172, 16, 238, id),
-        udp: None,
-    };
-    let known = ServerSnapshot::new(5, vec![backend(11, 1), backend(12, 2), backend(13, 3)]);
-    // 11 is back; id 12 now belongs to another MAC (a restarted container).
-    let fresh = ServerSnapshot::new(900, vec![backend(11, 1), backend(12, 9)]);
-    let merged = resync_union(&known, &fresh);
-    assert_eq!(merged.version, 900);
-    let got: Vec<(u8, u8)> = merged.servers.iter().map(|b| (b.id, b.mac.0[5])).collect();
-    assert_eq!(got, [(11, 1), (12, 9), (13, 3)]);
-    assert_eq!(resync_union(&ServerSnapshot::empty(), &fresh), fresh);
 }

@@ -32,7 +32,7 @@ use ipcs_common::wire::{
 use ipcs_common::Op;
 use ipcs_lb::metrics::DropReason;
 use ipcs_lb::pending::TagLayout;
-use support::{can_run, in_netns, wait_until, Rig};
+use support::{in_netns, root_or_skip, wait_until, Rig};
 
 /// The LB's table size in this test: not a power of two, so tags can name
 /// slots it does not have (`unknown_tag`).
@@ -182,7 +182,10 @@ fn drain(tap: &PacketSocket) {
 
 #[test]
 fn forged_truncated_and_duplicated_frames_are_dropped_counted_and_never_reach_a_client() {
-    if !can_run("forged_truncated_and_duplicated_frames") {
+    if !root_or_skip(
+        "forged_truncated_and_duplicated_frames_are_dropped_counted_and_never_reach_a_client",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let capacity = CAPACITY.to_string();
@@ -480,7 +483,10 @@ fn forged_truncated_and_duplicated_frames_are_dropped_counted_and_never_reach_a_
 
 #[test]
 fn with_two_workers_each_hostile_frame_is_counted_once_by_the_worker_it_reaches() {
-    if !can_run("with_two_workers_each_hostile_frame") {
+    if !root_or_skip(
+        "with_two_workers_each_hostile_frame_is_counted_once_by_the_worker_it_reaches",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     // The fanout hands each frame to worker `frame[18] % 2` (the tag's low
@@ -545,7 +551,10 @@ const FRAME_FLOOD_FOR: Duration = Duration::from_secs(2);
 
 #[test]
 fn a_flood_of_junk_frames_starves_no_client() {
-    if !can_run("a_flood_of_junk_frames") {
+    if !root_or_skip(
+        "a_flood_of_junk_frames_starves_no_client",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let mut rig = Rig::start(1, &[]);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use ipcs_common::sys::MsgBatch;
 use ipcs_common::wire::{Reply, Request, Response, Status};
 use ipcs_common::Op;
-use support::{can_run, snmp_counter, Rig};
+use support::{root_or_skip, snmp_counter, Rig};
 
 /// What the LB must answer to a datagram, if it is not a valid request.
 fn expected_error(bytes: &[u8]) -> Option<Status> {
@@ -128,7 +128,10 @@ fn check_answers(bytes: &[u8], answers: &Answers) -> Option<Status> {
 
 #[test]
 fn every_length_and_random_bytes_get_at_most_one_short_error() {
-    if !can_run("every_length_and_random_bytes") {
+    if !root_or_skip(
+        "every_length_and_random_bytes_get_at_most_one_short_error",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     // A limit high enough that no error is suppressed: every malformed
@@ -346,7 +349,10 @@ fn steady_client(lb: SocketAddr, stop: Arc<AtomicBool>) -> (u32, u32, Vec<String
 
 #[test]
 fn a_flood_of_malformed_datagrams_is_not_amplified_and_starves_no_client() {
-    if !can_run("a_flood_of_malformed_datagrams") {
+    if !root_or_skip(
+        "a_flood_of_malformed_datagrams_is_not_amplified_and_starves_no_client",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let rate = ERROR_RATE.to_string();

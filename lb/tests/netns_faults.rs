@@ -13,7 +13,7 @@ use ipcs_common::wire::{Request, Response};
 use ipcs_common::Op;
 use ipcs_testbed::topology::BRIDGE;
 use ipcs_testbed::Signal;
-use support::{assert_all_answered, can_run, paced_load, wait_until, Client, Rig};
+use support::{assert_all_answered, paced_load, root_or_skip, wait_until, Client, Rig};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -24,7 +24,10 @@ const UNREACHABLE: &str = "registry unreachable";
 
 #[test]
 fn sigkill_of_one_of_three_servers_loses_no_request() {
-    if !can_run("sigkill_of_one_server") {
+    if !root_or_skip(
+        "sigkill_of_one_of_three_servers_loses_no_request",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -49,7 +52,10 @@ fn sigkill_of_one_of_three_servers_loses_no_request() {
 
 #[test]
 fn sigstop_of_a_server_loses_no_request() {
-    if !can_run("sigstop_of_a_server") {
+    if !root_or_skip(
+        "sigstop_of_a_server_loses_no_request",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -70,7 +76,10 @@ fn sigstop_of_a_server_loses_no_request() {
 
 #[test]
 fn registry_killed_the_lb_keeps_serving_its_last_list() {
-    if !can_run("registry_killed") {
+    if !root_or_skip(
+        "registry_killed_the_lb_keeps_serving_its_last_list",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -96,7 +105,10 @@ fn registry_killed_the_lb_keeps_serving_its_last_list() {
 
 #[test]
 fn a_new_bridge_mac_is_followed_within_seconds() {
-    if !can_run("bridge_mac_changed") {
+    if !root_or_skip(
+        "a_new_bridge_mac_is_followed_within_seconds",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

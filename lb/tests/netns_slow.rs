@@ -12,7 +12,7 @@ mod support;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::{assert_all_answered, can_run, paced_load, wait_until, Rig};
+use support::{assert_all_answered, paced_load, root_or_skip, wait_until, Rig};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -27,7 +27,7 @@ fn server_metric(rig: &Rig, name: &str, slot: usize) -> u64 {
 
 #[test]
 fn a_server_2ms_slower_keeps_its_share_and_is_never_ejected() {
-    if !can_run("a_server_2ms_slower") {
+    if !root_or_skip("a_server_2ms_slower", "network namespaces, raw sockets") {
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -51,7 +51,7 @@ fn a_server_2ms_slower_keeps_its_share_and_is_never_ejected() {
 
 #[test]
 fn a_brownout_of_every_server_ejects_nobody_and_answers_everyone() {
-    if !can_run("a_brownout") {
+    if !root_or_skip("a_brownout", "network namespaces, raw sockets") {
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -83,7 +83,7 @@ fn a_brownout_of_every_server_ejects_nobody_and_answers_everyone() {
 
 #[test]
 fn a_black_holed_server_is_out_within_a_second_and_nothing_is_lost() {
-    if !can_run("a_black_holed_server") {
+    if !root_or_skip("a_black_holed_server", "network namespaces, raw sockets") {
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -121,7 +121,10 @@ fn a_black_holed_server_is_out_within_a_second_and_nothing_is_lost() {
 
 #[test]
 fn two_of_three_black_holed_still_serves_from_the_third() {
-    if !can_run("two_of_three_black_holed") {
+    if !root_or_skip(
+        "two_of_three_black_holed",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -21,6 +21,8 @@
 //! * [`args`]: parsing of target addresses and durations.
 //! * [`responder`]: a tiny HSMAP responder for tests and benchmarks.
 
+#![forbid(unsafe_code)]
+
 pub mod args;
 pub mod codec;
 pub mod findmax;

@@ -2,6 +2,8 @@
 //! and docs/LOADGEN.md). Parses arguments, wires SIGINT/SIGTERM to a stop
 //! flag, runs, prints.
 
+#![forbid(unsafe_code)]
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;

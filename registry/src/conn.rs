@@ -1,56 +1,27 @@
-//! One client connection as the reactor sees it: the socket, the partial
-//! input line, the unsent output and what the connection is waiting for.
-//! Both buffers are bounded (input by the line limit, output by
-//! `--max-output-bytes`), so a connection costs a fixed amount of memory
-//! whatever its peer does.
+//! One client connection's socket and unsent output, as the reactor sees
+//! it (its protocol state is the [`Session`](crate::session::Session)'s).
+//! The output is bounded by `--max-output-bytes`, and the session's input
+//! line by `--max-line-bytes`, so a connection costs a fixed amount of
+//! memory whatever its peer does.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
-use std::time::Instant;
+use std::net::Shutdown;
 
-use ipcs_common::registry_proto::LineBuffer;
 use mio::net::TcpStream;
 
-/// A `WATCH` waiting for the version to move.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PendingWatch {
-    pub version: u64,
-    pub deadline: Instant,
-}
-
-/// The unsent output would exceed the connection's bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutputFull;
+use crate::session::OutputFull;
 
 #[derive(Debug)]
 pub struct Conn {
     pub stream: TcpStream,
-    pub peer: SocketAddr,
-    pub lines: LineBuffer,
-    /// Sent at least one valid line (so errors no longer close it).
-    pub known: bool,
-    /// Until `known`, the connection is closed at this instant.
-    pub first_line_deadline: Instant,
-    pub watch: Option<PendingWatch>,
     out: Vec<u8>,
     max_output: usize,
 }
 
 impl Conn {
-    pub fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        max_line: usize,
-        max_output: usize,
-        first_line_deadline: Instant,
-    ) -> Conn {
+    pub fn new(stream: TcpStream, max_output: usize) -> Conn {
         Conn {
             stream,
-            peer,
-            lines: LineBuffer::new(max_line),
-            known: false,
-            first_line_deadline,
-            watch: None,
             out: Vec::new(),
             max_output,
         }
@@ -65,7 +36,9 @@ impl Conn {
             // means the bytes cannot go out.
             let _ = self.flush();
             if self.out.len() + bytes.len() > self.max_output {
-                return Err(OutputFull);
+                return Err(OutputFull {
+                    pending: self.out.len(),
+                });
             }
         }
         self.out.extend_from_slice(bytes);

@@ -3,18 +3,24 @@
 //! `BEAT`; the load balancer reads the live list with `LIST` or `WATCH`.
 //!
 //! * [`state`]: the membership table, a sans-io state machine.
+//! * [`session`]: the per-connection rules (what a connection may send,
+//!   its deadlines, the answers, the counters) around the membership table,
+//!   a sans-io state machine too.
 //! * [`reactor`]: the single-threaded mio event loop that moves bytes between
-//!   sockets and the state machine, and enforces the resource limits.
-//! * [`conn`]: one connection's bounded buffers.
+//!   sockets and the session state machine.
+//! * [`conn`]: one connection's socket and bounded output.
 //! * [`config`]: the settings and their limits.
 //! * [`cidr`]: the `--allow` networks.
 //! * [`metrics`]: the counters `STATS` reports, and their names.
+
+#![forbid(unsafe_code)]
 
 pub mod cidr;
 pub mod config;
 pub mod conn;
 pub mod metrics;
 pub mod reactor;
+pub mod session;
 pub mod state;
 
 pub use config::Config;

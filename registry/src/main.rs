@@ -1,5 +1,7 @@
 //! `ipcs-registry`: parses the command line and runs the registry.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,37 +1,37 @@
 //! The registry's event loop: one thread, one mio `Poll`, non-blocking
-//! sockets. It accepts connections, splits their bytes into lines, feeds the
-//! [`Membership`] state machine, writes the answers, and drives every timer
-//! (TTL expiry, first-line deadline, `WATCH` timeout) from the poll timeout.
-//! It owns the sockets and the limits; the decisions about membership are
-//! the state machine's.
+//! sockets. It accepts connections, hands their bytes to the [`Sessions`]
+//! state machine, carries out its decisions (queue, close) on the sockets,
+//! flushes, and wakes it for its timers (TTL expiry, first-line deadline,
+//! `WATCH` timeout) from the poll timeout. It owns the sockets and their
+//! output bound; every decision about connections and membership is the
+//! state machine's.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ipcs_common::registry_proto::{ClientLine, ProtoError, RegistryLine, ServerEntry};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::cidr;
 use crate::config::{Config, ConfigError};
-use crate::conn::{Conn, PendingWatch};
-use crate::metrics::{self, Counters};
-use crate::state::{ConnId, HelloError, Membership};
+use crate::conn::Conn;
+use crate::session::{
+    Admission, Close, Outbox, OutputFull, Sessions, WarnLimiter, TOO_MANY_CONNECTIONS,
+};
+use crate::state::ConnId;
 
+// Connection ids, and so their tokens, start at `session::FIRST_CONN`,
+// above these.
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const WAKER: Token = Token(2);
-/// Connection ids (and their tokens) start here, above the fixed tokens.
-const FIRST_CONN: ConnId = 16;
 
 /// Why the registry could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -63,54 +63,7 @@ impl StopHandle {
     }
 }
 
-/// Why a connection is being closed (for the logs).
-#[derive(Debug)]
-enum Close {
-    PeerClosed,
-    Io(io::Error),
-    Refused,
-    FirstLineTimeout,
-    OutputFull,
-    Expired,
-    Replaced(ConnId),
-    Shutdown,
-}
-
-impl std::fmt::Display for Close {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Close::PeerClosed => f.write_str("connection closed by peer"),
-            Close::Io(e) => write!(f, "socket error: {e}"),
-            Close::Refused => f.write_str("refused"),
-            Close::FirstLineTimeout => f.write_str("no valid line in time"),
-            Close::OutputFull => f.write_str("peer not reading its answers"),
-            Close::Expired => f.write_str("no BEAT within the TTL"),
-            Close::Replaced(by) => write!(f, "replaced by connection {by}"),
-            Close::Shutdown => f.write_str("registry stopping"),
-        }
-    }
-}
-
-/// Logs a limit being hit at most once a second per kind, with a count, so a
-/// flood cannot turn into a flood of log lines.
-#[derive(Debug, Default)]
-struct WarnLimiter {
-    last: HashMap<&'static str, Instant>,
-}
-
-impl WarnLimiter {
-    fn allow(&mut self, kind: &'static str, now: Instant) -> bool {
-        match self.last.get(kind) {
-            Some(&at) if now.duration_since(at) < Duration::from_secs(1) => false,
-            _ => {
-                self.last.insert(kind, now);
-                true
-            }
-        }
-    }
-}
-
-/// The registry: listener, connections, membership and timers.
+/// The registry: listener, connections and the session state machine.
 pub struct Registry {
     poll: Poll,
     listener: TcpListener,
@@ -120,18 +73,38 @@ pub struct Registry {
     waker: Arc<Waker>,
     config: Config,
     conns: HashMap<ConnId, Conn>,
-    next_conn: ConnId,
-    membership: Membership,
-    /// First-line and `WATCH` deadlines. Entries are not removed when a
-    /// connection closes or its watch is answered; a due entry is checked
-    /// against the connection's current state and dropped if stale.
-    deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
-    /// The encoded `SERVERS ... END` block and the version it shows.
-    list_cache: Option<(u64, Vec<u8>)>,
-    /// The version parked watchers were last told about.
-    announced: u64,
-    counters: Counters,
+    sessions: Sessions,
+    /// For the reactor's own warnings (accept failures).
     warn_limiter: WarnLimiter,
+}
+
+/// The [`Outbox`] the session state machine writes to: the connections'
+/// sockets. It notes the connections it queued output for, which the
+/// reactor then flushes.
+struct Sockets<'a> {
+    poll: &'a mio::Registry,
+    conns: &'a mut HashMap<ConnId, Conn>,
+    written: &'a mut Vec<ConnId>,
+}
+
+impl Outbox for Sockets<'_> {
+    fn send(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), OutputFull> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        c.queue(bytes)?;
+        self.written.push(conn);
+        Ok(())
+    }
+
+    fn close(&mut self, conn: ConnId, finish: bool) {
+        if let Some(mut c) = self.conns.remove(&conn) {
+            if finish {
+                c.finish();
+            }
+            let _ = self.poll.deregister(&mut c.stream);
+        }
+    }
 }
 
 /// Starts a new registration version above any an earlier run of the
@@ -173,7 +146,6 @@ impl Registry {
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(RegistryError::Poll)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RegistryError::Poll)?);
-        let membership = Membership::new(config.ttl, config.max_servers, initial_version());
         Ok(Registry {
             poll,
             listener,
@@ -181,14 +153,9 @@ impl Registry {
             signals: None,
             stop: Arc::new(AtomicBool::new(false)),
             waker,
-            announced: membership.version(),
-            membership,
+            sessions: Sessions::new(config.clone(), initial_version()),
             config,
             conns: HashMap::new(),
-            next_conn: FIRST_CONN,
-            deadlines: BinaryHeap::new(),
-            list_cache: None,
-            counters: Counters::default(),
             warn_limiter: WarnLimiter::default(),
         })
     }
@@ -230,8 +197,7 @@ impl Registry {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            self.on_timers(now);
-            self.announce();
+            self.on_tick(now);
             let timeout = self.next_timeout(now);
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -257,21 +223,16 @@ impl Registry {
                 break;
             }
         }
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        for id in ids {
-            self.close(id, Close::Shutdown);
+        let now = Instant::now();
+        for id in self.sessions.ids() {
+            self.close(id, Close::Shutdown, now);
         }
         info!("registry stopped");
         Ok(())
     }
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
-        let membership = self.membership.next_expiry();
-        let other = self.deadlines.peek().map(|Reverse((at, _))| *at);
-        let next = match (membership, other) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
+        let next = self.sessions.next_deadline()?;
         // Whole milliseconds, rounded up: waking a hair early would only
         // spin the loop until the deadline.
         let wait = next.saturating_duration_since(now);
@@ -297,44 +258,25 @@ impl Registry {
     }
 
     fn on_accept(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        let now = Instant::now();
-        if self.conns.len() >= self.config.max_connections {
-            self.counters.connections_refused += 1;
-            if self.warn_limiter.allow(metrics::CONNECTIONS_REFUSED, now) {
-                warn!(
-                    %peer,
-                    max = self.config.max_connections,
-                    refused_total = self.counters.connections_refused,
-                    "too many connections, refusing"
-                );
+        let id = match self.sessions.on_accept(peer, Instant::now()) {
+            Admission::Open(id) => id,
+            Admission::Refused => {
+                let _ = stream.write_all(TOO_MANY_CONNECTIONS);
+                return;
             }
-            let _ = stream.write_all(b"ERR too many connections\n");
-            return;
-        }
-        let id = self.next_conn;
-        self.next_conn += 1;
+        };
         if let Err(e) = self.poll.registry().register(
             &mut stream,
             Token(id as usize),
             Interest::READABLE | Interest::WRITABLE,
         ) {
             warn!(%peer, "cannot register connection: {e}");
-            return;
+            return self.sessions.on_closed(id, Close::Io(e), Instant::now());
         }
         // Lists span several segments; waiting for ACKs would add latency.
         let _ = stream.set_nodelay(true);
-        self.counters.connections_accepted += 1;
-        let deadline = now + self.config.first_line_timeout;
-        let conn = Conn::new(
-            stream,
-            peer,
-            self.config.max_line,
-            self.config.max_output,
-            deadline,
-        );
-        self.conns.insert(id, conn);
-        self.deadlines.push(Reverse((deadline, id)));
-        debug!(conn = id, %peer, "connection accepted");
+        self.conns
+            .insert(id, Conn::new(stream, self.config.max_output));
     }
 
     fn on_conn_event(&mut self, id: ConnId, readable: bool) {
@@ -344,7 +286,7 @@ impl Registry {
         self.flush_conn(id);
     }
 
-    /// Reads until the socket is drained, handling each complete line.
+    /// Reads until the socket is drained, handing the bytes to the session.
     fn read_conn(&mut self, id: ConnId) {
         let mut scratch = [0u8; 4096];
         loop {
@@ -352,237 +294,51 @@ impl Registry {
                 return;
             };
             match conn.stream.read(&mut scratch) {
-                Ok(0) => return self.close(id, Close::PeerClosed),
+                Ok(0) => return self.close(id, Close::PeerClosed, Instant::now()),
                 Ok(n) => {
-                    if !self.on_bytes(id, &scratch[..n]) {
+                    let mut written = Vec::new();
+                    let mut out = Sockets {
+                        poll: self.poll.registry(),
+                        conns: &mut self.conns,
+                        written: &mut written,
+                    };
+                    let open = self
+                        .sessions
+                        .on_bytes(id, &scratch[..n], Instant::now(), &mut out);
+                    // This connection's answers go out after the read, in
+                    // on_conn_event; any for others, now.
+                    written.retain(|&w| w != id);
+                    self.flush_all(written);
+                    if !open {
                         return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.close(id, Close::Io(e)),
+                Err(e) => return self.close(id, Close::Io(e), Instant::now()),
             }
         }
     }
 
-    /// Feeds bytes to the connection's line buffer; false once it is closed.
-    fn on_bytes(&mut self, id: ConnId, mut input: &[u8]) -> bool {
-        let now = Instant::now();
-        loop {
-            let Some(conn) = self.conns.get_mut(&id) else {
-                return false;
-            };
-            let line = match conn.lines.next_line(&mut input) {
-                Ok(Some(line)) => ClientLine::parse_bytes(line),
-                Ok(None) => return true,
-                Err(too_long) => {
-                    self.counters.lines_too_long += 1;
-                    if self.warn_limiter.allow(metrics::LINES_TOO_LONG, now) {
-                        warn!(conn = id, peer = %conn.peer, "{too_long}, closing");
-                    }
-                    self.refuse(id, &RegistryLine::err(too_long), true);
-                    return false;
-                }
-            };
-            self.on_line(id, line, now);
-            if !self.conns.contains_key(&id) {
-                return false;
-            }
-        }
-    }
-
-    fn on_line(&mut self, id: ConnId, line: Result<ClientLine, ProtoError>, now: Instant) {
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                self.counters.bad_lines += 1;
-                return self.refuse(id, &RegistryLine::err(e), false);
-            }
+    /// Expires silent servers, handles due deadlines and answers watchers,
+    /// then sends those answers at once.
+    fn on_tick(&mut self, now: Instant) {
+        let mut written = Vec::new();
+        let mut out = Sockets {
+            poll: self.poll.registry(),
+            conns: &mut self.conns,
+            written: &mut written,
         };
-        match line {
-            ClientLine::Hello { .. } => {
-                let entry = line.entry().expect("a HELLO has an entry");
-                self.on_hello(id, entry, now);
-            }
-            ClientLine::Beat => {
-                if self.membership.beat(id, now) {
-                    self.counters.beats += 1;
-                } else {
-                    self.counters.bad_lines += 1;
-                    self.refuse(id, &RegistryLine::err("not registered"), false);
-                }
-            }
-            ClientLine::List => {
-                self.mark_known(id);
-                self.send_list(id);
-            }
-            ClientLine::Watch(version) => self.on_watch(id, version, now),
-            ClientLine::Stats => {
-                self.mark_known(id);
-                self.send_stats(id);
-            }
-        }
+        self.sessions.on_tick(now, &mut out);
+        self.flush_all(written);
     }
 
-    fn on_hello(&mut self, id: ConnId, entry: ServerEntry, now: Instant) {
-        let Some(conn) = self.conns.get(&id) else {
-            return;
-        };
-        let peer = conn.peer;
-        if !cidr::allowed(&self.config.allow, peer.ip()) {
-            self.counters.hello_not_allowed += 1;
-            if self.warn_limiter.allow(metrics::HELLO_NOT_ALLOWED, now) {
-                warn!(%peer, id = entry.id, mac = %entry.mac, "registration from outside --allow refused");
-            }
-            return self.refuse(id, &RegistryLine::err("source address not allowed"), false);
+    fn flush_all(&mut self, mut ids: Vec<ConnId>) {
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            self.flush_conn(id);
         }
-        match self.membership.hello(id, entry, now) {
-            Ok(registered) => {
-                self.counters.registrations += 1;
-                self.mark_known(id);
-                info!(
-                    conn = id, %peer, id = entry.id, mac = %entry.mac, ip = %entry.ip, udp = ?entry.udp,
-                    version = self.membership.version(), "server registered"
-                );
-                let ttl_ms = self.membership.ttl().as_millis() as u64;
-                self.send(id, &RegistryLine::Ok { ttl_ms }.to_string());
-                if let Some(old) = registered.replaced {
-                    self.close(old, Close::Replaced(id));
-                }
-            }
-            Err(e) => {
-                match e {
-                    HelloError::IdTaken { .. } => self.counters.hello_id_taken += 1,
-                    HelloError::TableFull { .. } => self.counters.hello_table_full += 1,
-                    HelloError::ZeroId => self.counters.bad_lines += 1,
-                }
-                if self.warn_limiter.allow("hello refused", now) {
-                    warn!(%peer, id = entry.id, mac = %entry.mac, "registration refused: {e:?}");
-                }
-                self.refuse(id, &RegistryLine::err(e), false);
-            }
-        }
-    }
-
-    fn on_watch(&mut self, id: ConnId, version: u64, now: Instant) {
-        self.mark_known(id);
-        let current = self.membership.version();
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if conn.watch.is_some() {
-            // One at a time keeps the deadline heap bounded per connection.
-            self.counters.bad_lines += 1;
-            return self.refuse(id, &RegistryLine::err("watch already pending"), false);
-        }
-        if version != current {
-            return self.send_list(id);
-        }
-        let deadline = now + self.config.watch_timeout;
-        conn.watch = Some(PendingWatch { version, deadline });
-        self.deadlines.push(Reverse((deadline, id)));
-    }
-
-    fn mark_known(&mut self, id: ConnId) {
-        if let Some(conn) = self.conns.get_mut(&id) {
-            conn.known = true;
-        }
-    }
-
-    /// Answers `ERR`; closes the connection if it never sent a valid line
-    /// (or `always_close`).
-    fn refuse(&mut self, id: ConnId, err: &RegistryLine, always_close: bool) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        debug!(conn = id, peer = %conn.peer, "{err}");
-        let close = always_close || !conn.known;
-        let queued = conn.queue(format!("{err}\n").as_bytes());
-        if close {
-            conn.finish();
-            self.close(id, Close::Refused);
-        } else if queued.is_err() {
-            self.overflow(id);
-        }
-    }
-
-    /// Queues one line (without its newline) to `id`.
-    fn send(&mut self, id: ConnId, line: &str) {
-        let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
-        self.send_bytes(id, &bytes);
-    }
-
-    fn send_bytes(&mut self, id: ConnId, bytes: &[u8]) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if conn.queue(bytes).is_err() {
-            self.overflow(id);
-        }
-    }
-
-    fn overflow(&mut self, id: ConnId) {
-        self.counters.output_overflows += 1;
-        if let Some(conn) = self.conns.get(&id) {
-            if self
-                .warn_limiter
-                .allow(metrics::OUTPUT_OVERFLOWS, Instant::now())
-            {
-                warn!(
-                    conn = id, peer = %conn.peer, pending = conn.pending_output(),
-                    "peer is not reading its answers, closing"
-                );
-            }
-        }
-        self.close(id, Close::OutputFull);
-    }
-
-    fn send_list(&mut self, id: ConnId) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let version = self.membership.version();
-        let block = match &self.list_cache {
-            Some((v, bytes)) if *v == version => bytes,
-            _ => {
-                let entries = self.membership.list();
-                let mut bytes = Vec::with_capacity(64 + 48 * entries.len());
-                let header = RegistryLine::Servers {
-                    version,
-                    count: entries.len(),
-                };
-                let _ = header.write(&mut bytes);
-                for entry in entries {
-                    let _ = RegistryLine::Entry(entry).write(&mut bytes);
-                }
-                let _ = RegistryLine::End.write(&mut bytes);
-                &self.list_cache.insert((version, bytes)).1
-            }
-        };
-        self.counters.lists_sent += 1;
-        if conn.queue(block).is_err() {
-            self.overflow(id);
-        }
-    }
-
-    fn send_stats(&mut self, id: ConnId) {
-        let mut bytes = Vec::new();
-        let gauges = [
-            (metrics::CONNECTIONS_OPEN, self.conns.len() as u64),
-            (metrics::SERVERS, self.membership.len() as u64),
-            (metrics::VERSION, self.membership.version()),
-        ];
-        for (name, value) in gauges.into_iter().chain(self.counters.named()) {
-            let _ = RegistryLine::Stat {
-                name: name.to_string(),
-                value,
-            }
-            .write(&mut bytes);
-        }
-        let _ = RegistryLine::End.write(&mut bytes);
-        self.send_bytes(id, &bytes);
     }
 
     fn flush_conn(&mut self, id: ConnId) {
@@ -590,88 +346,16 @@ impl Registry {
             return;
         };
         if let Err(e) = conn.flush() {
-            self.close(id, Close::Io(e));
+            self.close(id, Close::Io(e), Instant::now());
         }
     }
 
-    /// Expires silent servers and handles due first-line and watch deadlines.
-    fn on_timers(&mut self, now: Instant) {
-        for (id, entry) in self.membership.expire(now) {
-            self.counters.expired += 1;
-            info!(
-                conn = id, id = entry.id, mac = %entry.mac, version = self.membership.version(),
-                "server expired: no BEAT within the TTL"
-            );
-            self.close(id, Close::Expired);
+    /// Closes a connection for a reason the reactor found (peer gone,
+    /// socket error, shutdown) and tells the session state machine.
+    fn close(&mut self, id: ConnId, why: Close, now: Instant) {
+        if let Some(mut conn) = self.conns.remove(&id) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
         }
-        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
-            let Some(conn) = self.conns.get(&id) else {
-                continue;
-            };
-            if !conn.known && conn.first_line_deadline <= now {
-                self.counters.first_line_timeouts += 1;
-                self.close(id, Close::FirstLineTimeout);
-            } else if conn.watch.is_some_and(|w| w.deadline <= now) {
-                self.answer_watch(id);
-            }
-        }
-    }
-
-    /// Answers every parked `WATCH` once the version has moved.
-    fn announce(&mut self) {
-        let version = self.membership.version();
-        if version == self.announced {
-            return;
-        }
-        self.announced = version;
-        let watchers: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.watch.is_some_and(|w| w.version != version))
-            .map(|(&id, _)| id)
-            .collect();
-        for id in watchers {
-            self.answer_watch(id);
-        }
-    }
-
-    /// Answers the connection's pending `WATCH` with the current list.
-    fn answer_watch(&mut self, id: ConnId) {
-        if let Some(conn) = self.conns.get_mut(&id) {
-            conn.watch = None;
-        }
-        self.send_list(id);
-        self.flush_conn(id);
-    }
-
-    fn close(&mut self, id: ConnId, why: Close) {
-        let Some(mut conn) = self.conns.remove(&id) else {
-            return;
-        };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        let peer = conn.peer;
-        let removed = self.membership.closed(id);
-        match (&why, removed) {
-            (_, Some(entry)) => info!(
-                conn = id, %peer, id = entry.id, mac = %entry.mac,
-                version = self.membership.version(), "server removed: {why}"
-            ),
-            (Close::Replaced(by), None) => {
-                info!(conn = id, %peer, by, "old connection of a re-registered server closed")
-            }
-            (Close::FirstLineTimeout, None) => {
-                if self
-                    .warn_limiter
-                    .allow(metrics::FIRST_LINE_TIMEOUTS, Instant::now())
-                {
-                    warn!(conn = id, %peer, "no valid line in time, closing");
-                }
-            }
-            (_, None) => debug!(conn = id, %peer, "connection closed: {why}"),
-        }
+        self.sessions.on_closed(id, why, now);
     }
 }

@@ -67,7 +67,7 @@ fn set_delay(topology: &Topology, index: usize, file: &std::path::Path, text: &s
 
 #[test]
 fn answers_wait_the_delay_which_can_be_turned_off_and_on_at_run_time() {
-    if !root_or_skip() {
+    if !root_or_skip("fault_delay", "network namespaces, raw sockets") {
         return;
     }
     let mut topology = Topology::builder().servers(1).build().expect("topology");
@@ -162,7 +162,7 @@ fn answers_wait_the_delay_which_can_be_turned_off_and_on_at_run_time() {
 
 #[test]
 fn a_full_delay_queue_drops_and_counts() {
-    if !root_or_skip() {
+    if !root_or_skip("fault_delay", "network namespaces, raw sockets") {
         return;
     }
     let mut topology = Topology::builder().servers(1).build().expect("topology");

@@ -61,7 +61,10 @@ fn start_server(topology: &mut Topology, slot: usize, args: &[&str]) -> usize {
 
 #[test]
 fn listed_re_registers_after_registry_restart_and_leaves_at_once() {
-    if !root_or_skip() {
+    if !root_or_skip(
+        "listed_re_registers_after_registry_restart_and_leaves_at_once",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let mut topology = Topology::builder().servers(2).build().expect("topology");
@@ -152,7 +155,10 @@ fn listed_re_registers_after_registry_restart_and_leaves_at_once() {
 
 #[test]
 fn serves_without_a_registry_and_registers_when_it_comes() {
-    if !root_or_skip() {
+    if !root_or_skip(
+        "serves_without_a_registry_and_registers_when_it_comes",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let mut topology = Topology::builder().servers(1).build().expect("topology");

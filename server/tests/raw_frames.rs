@@ -18,7 +18,10 @@ use support::{
 
 #[test]
 fn replies_are_right_and_only_from_the_addressed_server() {
-    if !root_or_skip() {
+    if !root_or_skip(
+        "replies_are_right_and_only_from_the_addressed_server",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let mut topology = Topology::builder().servers(2).build().expect("topology");
@@ -127,7 +130,10 @@ fn replies_are_right_and_only_from_the_addressed_server() {
 
 #[test]
 fn malformed_frames_get_no_reply_are_counted_and_do_not_stop_the_server() {
-    if !root_or_skip() {
+    if !root_or_skip(
+        "malformed_frames_get_no_reply_are_counted_and_do_not_stop_the_server",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let mut topology = Topology::builder().servers(1).build().expect("topology");
@@ -199,7 +205,10 @@ fn malformed_frames_get_no_reply_are_counted_and_do_not_stop_the_server() {
 
 #[test]
 fn a_frame_of_70_requests_gets_64_replies_in_order_and_6_counted() {
-    if !root_or_skip() {
+    if !root_or_skip(
+        "a_frame_of_70_requests_gets_64_replies_in_order_and_6_counted",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let mut topology = Topology::builder().servers(1).build().expect("topology");
@@ -243,7 +252,10 @@ fn a_frame_of_70_requests_gets_64_replies_in_order_and_6_counted() {
 
 #[test]
 fn two_load_balancers_share_a_server_and_each_gets_its_own_replies() {
-    if !root_or_skip() {
+    if !root_or_skip(
+        "two_load_balancers_share_a_server_and_each_gets_its_own_replies",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let mut topology = Topology::builder().servers(1).build().expect("topology");

@@ -41,7 +41,10 @@ fn run_in_server_ns(setup: &[&[&str]], args: &[&str]) -> (bool, String) {
 
 #[test]
 fn no_ipv4_and_no_id_is_refused_but_id_is_enough() {
-    if !root_or_skip() {
+    if !root_or_skip(
+        "no_ipv4_and_no_id_is_refused_but_id_is_enough",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let flush: &[&str] = &["addr", "flush", "dev", "eth0"];
@@ -106,7 +109,10 @@ fn no_ipv4_and_no_id_is_refused_but_id_is_enough() {
 
 #[test]
 fn last_octet_zero_is_refused() {
-    if !root_or_skip() {
+    if !root_or_skip(
+        "last_octet_zero_is_refused",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let (ok, log) = run_in_server_ns(

@@ -56,7 +56,10 @@ fn ask(socket: &UdpSocket, server: SocketAddr, datagram: &[u8]) -> Vec<u8> {
 
 #[test]
 fn boundary_values_errors_and_clean_exit() {
-    if !root_or_skip() {
+    if !root_or_skip(
+        "boundary_values_errors_and_clean_exit",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let (mut topology, index, addr, id) = udp_server();
@@ -145,7 +148,10 @@ fn boundary_values_errors_and_clean_exit() {
 
 #[test]
 fn bursts_from_many_clients_are_answered_in_full() {
-    if !root_or_skip() {
+    if !root_or_skip(
+        "bursts_from_many_clients_are_answered_in_full",
+        "network namespaces, raw sockets",
+    ) {
         return;
     }
     let (topology, _index, addr, id) = udp_server();

@@ -15,6 +15,8 @@
 //! any number of topologies run side by side without clashing; everything a
 //! [`Topology`] makes is removed when it is dropped, also on panic.
 
+#![forbid(unsafe_code)]
+
 pub mod binaries;
 pub mod persisted;
 pub mod process;

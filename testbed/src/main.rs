@@ -1,6 +1,8 @@
 //! `ipcs-netns`: stands the IPCS topology up on this host without Docker,
 //! with the bridge `ipcs0` in the host's namespace, for `bootstrap.sh --netns`.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};

@@ -5,7 +5,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ipcs_common::sys::{is_root, netns, Interface, MsgBatch, PacketSocket};
+use ipcs_common::sys::{netns, root_or_skip, Interface, MsgBatch, PacketSocket};
 use ipcs_common::wire::{FrameBody, FrameRepr, Request, ETHERTYPE};
 use ipcs_common::Op;
 use ipcs_testbed::Topology;
@@ -23,8 +23,10 @@ fn namespaces() -> String {
 
 #[test]
 fn hosts_talk_across_the_bridge_and_everything_is_removed() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_or_skip(
+        "hosts_talk_across_the_bridge_and_everything_is_removed",
+        "network namespaces, veths",
+    ) {
         return;
     }
     let topology = Topology::builder().servers(2).build().unwrap();
@@ -111,8 +113,10 @@ fn hosts_talk_across_the_bridge_and_everything_is_removed() {
 
 #[test]
 fn removed_server_loses_its_namespace() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_or_skip(
+        "removed_server_loses_its_namespace",
+        "network namespaces, veths",
+    ) {
         return;
     }
     let mut topology = Topology::builder().servers(2).build().unwrap();
@@ -130,8 +134,10 @@ fn removed_server_loses_its_namespace() {
 /// sends from the bridge's MAC, so it must not change when servers come and go.
 #[test]
 fn the_bridge_keeps_its_mac_when_ports_come_and_go() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_or_skip(
+        "the_bridge_keeps_its_mac_when_ports_come_and_go",
+        "network namespaces, veths",
+    ) {
         return;
     }
     let mut topology = Topology::builder().servers(2).build().unwrap();

@@ -1,5 +1,7 @@
 //! `ipcs-chaos`: the chaos soak on a netns topology (run as root).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -33,3 +33,22 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// For tests that need root (namespaces, veths, raw sockets): true when the
+/// test may go on. Otherwise it says so loudly on stderr, since a test that
+/// returns early passes without having run, and with `CI=true` it panics:
+/// CI runs as root, so a skip there means the run proves nothing.
+/// `test` names the test, `needs` what root is needed for.
+pub fn root_or_skip(test: &str, needs: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let line = format!("SKIPPED: {test} needs root ({needs})");
+    assert!(!ci, "{line}, and CI=true forbids skipping");
+    // Straight to the process's stderr: the test harness captures what
+    // eprintln! prints and shows it only for failures, which would hide
+    // the skip of a passing test.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+    false
+}

@@ -90,9 +90,41 @@ impl PacketSocket {
     /// each received frame to exactly one member, the one whose position in
     /// the group equals `frame[byte_offset] % members`. Members are numbered
     /// in the order they joined, so worker `i` must join `i`-th.
+    ///
+    /// A group id is shared by every socket of the network namespace, so a
+    /// fixed or guessed id can merge two programs' groups: the first member
+    /// should come from [`create_fanout_by_byte`](Self::create_fanout_by_byte)
+    /// and the others join the id it returns.
     pub fn join_fanout_by_byte(
         &self,
         group: u16,
+        byte_offset: u16,
+        members: u32,
+    ) -> io::Result<()> {
+        self.join_fanout(group, 0, byte_offset, members)
+    }
+
+    /// Creates a new `PACKET_FANOUT` group with this socket as its first
+    /// member, in the mode of [`join_fanout_by_byte`](Self::join_fanout_by_byte),
+    /// and returns its id for the other members to join. The kernel picks an
+    /// id no group of the namespace uses (`PACKET_FANOUT_FLAG_UNIQUEID`, see
+    /// packet(7)), so two load balancers on one host never share a group.
+    pub fn create_fanout_by_byte(&self, byte_offset: u16, members: u32) -> io::Result<u16> {
+        self.join_fanout(
+            0,
+            libc::PACKET_FANOUT_FLAG_UNIQUEID as u16,
+            byte_offset,
+            members,
+        )?;
+        // The kernel answers id | type << 16 | flags << 24.
+        let joined = self.int_option(libc::SOL_PACKET, libc::PACKET_FANOUT)?;
+        Ok((joined & 0xffff) as u16)
+    }
+
+    fn join_fanout(
+        &self,
+        group: u16,
+        flags: u16,
         byte_offset: u16,
         members: u32,
     ) -> io::Result<()> {
@@ -102,7 +134,8 @@ impl PacketSocket {
                 "fanout needs members",
             ));
         }
-        let arg = (group as i32) | ((libc::PACKET_FANOUT_CBPF as i32) << 16);
+        let type_flags = libc::PACKET_FANOUT_CBPF as u16 | flags;
+        let arg = (group as u32 | (type_flags as u32) << 16) as i32;
         self.set_int_option(libc::SOL_PACKET, libc::PACKET_FANOUT, arg)?;
         let mut program = [
             // A = frame[byte_offset], addressed from the Ethernet header.
@@ -182,6 +215,27 @@ impl PacketSocket {
             Err(io::Error::last_os_error())
         } else {
             Ok(n as usize)
+        }
+    }
+
+    fn int_option(&self, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+        let mut value: libc::c_int = 0;
+        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: value and len are live locals; len tells the kernel how
+        // many bytes value has room for, and the kernel writes no more.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                name,
+                &mut value as *mut libc::c_int as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(value)
         }
     }
 

@@ -38,6 +38,10 @@ pub const HEADER_LEN: usize = field::BODY;
 pub const ETHERNET_LEN: usize = field::KIND;
 /// A record's kind and tag, before its body.
 pub const RECORD_HEADER_LEN: usize = field::BODY - field::KIND;
+/// Where the tag's last (least significant, big-endian) byte sits in a
+/// frame: the load balancer puts its worker index there, and the kernel's
+/// fanout hands each reply to the worker that byte names.
+pub const TAG_LOW_BYTE_OFFSET: usize = field::TAG.end - 1;
 /// The longest frame of one record (a request or reply); frames of several
 /// records are longer (see [`records`](super::records)).
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + REQUEST_LEN;

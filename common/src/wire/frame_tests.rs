@@ -113,7 +113,9 @@ fn every_truncation_is_rejected() {
     }
     .emit_into(&mut error_frame);
     assert!(FrameRepr::parse_bytes(&error_frame[..19]).is_err());
-    assert!(FrameRepr::parse_bytes(&error_frame).is_ok());
+    let parsed = FrameRepr::parse_bytes(&error_frame).unwrap();
+    assert_eq!(parsed.body, FrameBody::Error(Status::UnknownOp));
+    assert_eq!(parsed.tag, 7);
 }
 
 #[test]
@@ -209,4 +211,14 @@ proptest! {
         }
         let _ = FrameRepr::parse_bytes(&bytes);
     }
+}
+
+#[test]
+fn the_tag_low_byte_offset_names_the_last_tag_byte() {
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let mut repr = request_repr();
+    repr.tag = 0x0102_03fe;
+    repr.emit_into(&mut buf);
+    assert_eq!(TAG_LOW_BYTE_OFFSET, 18);
+    assert_eq!(buf[TAG_LOW_BYTE_OFFSET], 0xfe);
 }

@@ -14,7 +14,7 @@ pub mod frame;
 pub mod hsmap;
 pub mod records;
 
-pub use frame::{FrameBody, FramePacket, FrameRepr, Kind, MacAddr, ETHERTYPE};
+pub use frame::{FrameBody, FramePacket, FrameRepr, Kind, MacAddr, ETHERTYPE, TAG_LOW_BYTE_OFFSET};
 pub use hsmap::{Reply, ReplyPacket, Request, RequestPacket, Response, Status};
 
 /// A byte range inside a packet.

@@ -30,14 +30,8 @@ pub struct Rig {
     pub servers: Vec<usize>,
 }
 
-/// Whether the test can run (netns and raw sockets need root).
-pub fn can_run(test: &str) -> bool {
-    if ipcs_common::sys::is_root() {
-        return true;
-    }
-    eprintln!("skipping {test}: needs root (network namespaces, raw sockets)");
-    false
-}
+/// Skips (loudly; fails under `CI=true`) a test that is not run as root.
+pub use ipcs_common::sys::root_or_skip;
 
 impl Rig {
     /// Registry, `servers` servers and the load balancer (with `lb_args`),

@@ -11,15 +11,8 @@ use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, ETHERTYPE
 use ipcs_common::Op;
 use ipcs_testbed::Topology;
 
-/// Whether the test may create namespaces and raw sockets; says why not.
-pub fn root_or_skip() -> bool {
-    if ipcs_common::sys::is_root() {
-        true
-    } else {
-        eprintln!("skipped: needs root (network namespaces, raw sockets)");
-        false
-    }
-}
+/// Skips (loudly; fails under `CI=true`) a test that is not run as root.
+pub use ipcs_common::sys::root_or_skip;
 
 /// Starts `ipcs-server` in server slot `slot` with exactly `args` (no
 /// registry unless `args` names one) and waits until it serves. Returns
