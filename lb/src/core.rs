@@ -582,7 +582,9 @@ impl Core {
             return false;
         };
         let mut h = state.health;
-        let verdict = h.on_timeout(sent, now, &self.config.ejection, others);
+        let policy = &self.config.ejection;
+        let window = policy.silence_window(state.rtt.timeout(&self.config.timeout));
+        let verdict = h.on_timeout(sent, now, window, policy, others);
         let failover = matches!(verdict, TimeoutVerdict::Silent | TimeoutVerdict::Dead)
             && self.health.others_answered(server, sent);
         let Some(state) = self.health.get_mut(server) else {

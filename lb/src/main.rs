@@ -129,11 +129,17 @@ struct Args {
     eject_after: u32,
 
     /// How long a server must have answered nothing, while another server
-    /// answered, before it is taken out of rotation. A server that answers,
-    /// however late, is never ejected for it; when no server answers (the
-    /// whole host is slow) none is ejected.
+    /// answered, before it is taken out of rotation: eight of its attempt
+    /// deadlines, at least --eject-silence-min-ms and at most this. A
+    /// server that answers, however late, is never ejected for it; when no
+    /// server answers (the whole host is slow) none is ejected.
     #[arg(long, value_name = "MS", default_value_t = 500)]
     eject_silence_ms: u64,
+
+    /// The shortest silence that makes a server dead (see
+    /// --eject-silence-ms).
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    eject_silence_min_ms: u64,
 
     /// A server whose answers in one second are at least this percent
     /// errors (of at least 20), while every other server's share is under
@@ -264,6 +270,7 @@ fn main() -> anyhow::Result<()> {
         ejection: EjectionPolicy {
             after_failures: args.eject_after,
             silence: ms(args.eject_silence_ms),
+            silence_min: ms(args.eject_silence_min_ms),
             error_percent: args.eject_error_percent,
             max_ejected_percent: args.max_ejected_percent,
             cooldown: ms(args.eject_cooldown_ms),

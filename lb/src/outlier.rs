@@ -6,9 +6,13 @@
 //!   that attempt was sent (it is *silent*), and attempts sent at the same
 //!   instant (one frame, one batch) are one event.
 //! - **Dead means silent while others answer.** A server is ejected when it
-//!   has been silent for at least `silence` and for at least
+//!   has been silent for its silence window and for at least
 //!   `after_failures` events, *and* another server answered during that
-//!   time. When nobody answers (the whole host is slow), nobody is
+//!   time. The window scales with the server's own attempt deadline, as
+//!   accrual failure detectors scale with the observed intervals:
+//!   [`SILENCE_DEADLINES`] deadlines, within `silence_min..=silence`. On a
+//!   quiet path (5 ms deadlines) a dead server is out after 100 ms; on a
+//!   path with 50 ms stalls, only silence of 400 ms or more counts. When nobody answers (the whole host is slow), nobody is
 //!   ejected; a server that keeps answering, however late, is never
 //!   ejected (its deadline grows instead, see [`crate::rtt`]).
 //! - **Bad answers are relative.** A server whose error answers are at
@@ -28,14 +32,20 @@
 
 use std::time::{Duration, Instant};
 
+/// A server's silence window is this many of its attempt deadlines.
+pub const SILENCE_DEADLINES: u32 = 8;
+
 /// When a server is taken out of rotation, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EjectionPolicy {
     /// Silent events (timeouts with no answer since their send) before a
     /// server can be taken for dead; at least 1.
     pub after_failures: u32,
-    /// How long a server must have been silent before it is taken for dead.
+    /// The longest silence window: a server silent this long (while
+    /// others answer) is dead whatever its deadline.
     pub silence: Duration,
+    /// The shortest silence window, however short its deadline.
+    pub silence_min: Duration,
     /// Error answers, in percent of a server's answers in one interval,
     /// that make it an outlier.
     pub error_percent: u32,
@@ -58,6 +68,7 @@ impl Default for EjectionPolicy {
         EjectionPolicy {
             after_failures: 3,
             silence: Duration::from_millis(500),
+            silence_min: Duration::from_millis(100),
             error_percent: 50,
             error_min_volume: 20,
             interval: Duration::from_secs(1),
@@ -69,6 +80,13 @@ impl Default for EjectionPolicy {
 }
 
 impl EjectionPolicy {
+    /// The silence window of a server whose attempt deadline is `deadline`.
+    pub fn silence_window(&self, deadline: Duration) -> Duration {
+        deadline
+            .saturating_mul(SILENCE_DEADLINES)
+            .clamp(self.silence_min, self.silence.max(self.silence_min))
+    }
+
     /// How many of `listed` servers may be ejected at once.
     pub fn max_ejected(&self, listed: usize) -> usize {
         (listed * self.max_ejected_percent as usize / 100).max(1)
@@ -149,12 +167,15 @@ impl Health {
         }
     }
 
-    /// An attempt sent at `sent` timed out at `now`. `others_answered`
-    /// tells whether another server answered after a given instant.
+    /// An attempt sent at `sent` timed out at `now`; `window` is the
+    /// server's silence window ([`EjectionPolicy::silence_window`]).
+    /// `others_answered` tells whether another server answered after a
+    /// given instant.
     pub fn on_timeout(
         &mut self,
         sent: Instant,
         now: Instant,
+        window: Duration,
         policy: &EjectionPolicy,
         others_answered: impl FnOnce(Instant) -> bool,
     ) -> TimeoutVerdict {
@@ -172,7 +193,7 @@ impl Health {
         }
         let on_probation = self.level > 0;
         let long_enough = self.silent_events >= policy.after_failures.max(1)
-            && now.saturating_duration_since(since) >= policy.silence;
+            && now.saturating_duration_since(since) >= window;
         if (on_probation || long_enough) && others_answered(since) {
             TimeoutVerdict::Dead
         } else {
