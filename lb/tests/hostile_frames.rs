@@ -611,5 +611,12 @@ fn a_flood_of_junk_frames_starves_no_client() {
         sent as f64 >= FRAME_FLOOD_RATE * elapsed.as_secs_f64() * 0.5,
         "only {sent} frames sent"
     );
-    assert_eq!(counted, sent, "every junk frame counted once");
+    // Every junk frame is counted once. The steady client's own traffic
+    // may add a stale drop per retry (the LB, busy with the flood, sent a
+    // request again and both answers came), never more.
+    let retries = rig.metric("ipcs_lb_retries_total");
+    assert!(
+        counted >= sent && counted <= sent + retries,
+        "every junk frame counted once: {counted} counted, {sent} sent, {retries} retries"
+    );
 }
