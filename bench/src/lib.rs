@@ -6,9 +6,18 @@
 //! * C. direct: loadgen -> one server's UDP mode (the ceiling);
 //! * D. IPCS with `--workers 2` (and nginx with two workers beside it);
 //!
+//! and, in the same run, on the Docker deployment `./bootstrap.sh` makes,
+//! with loadgen in the host's namespace as a user runs it,
+//!
+//! * G. IPCS: loadgen -> the compose LB on the host's UDP port -> the server
+//!   containers;
+//! * H. nginx on the host in front of the same containers' UDP mode;
+//!
 //! each with `loadgen --find-max` and a fixed-rate run, and writes one table
-//! with ratios and a latency plot; and the chaos soak ([`chaos`]) that holds
-//! the same load balancer to "nothing lost" while servers come and go.
+//! with ratios (G/A: Docker/netns; G/H: IPCS/nginx on Docker) and a latency
+//! plot, under `target/bench` (and into `docs/` with `--update-docs`); and
+//! the chaos soak ([`chaos`]) that holds the same load balancer to "nothing
+//! lost" while servers come and go.
 
 #![forbid(unsafe_code)]
 

@@ -134,18 +134,23 @@ impl Loadgen {
         Measurement::from_json(&v).map_err(|e| LoadgenError::Report(e, v.to_string()))
     }
 
-    /// `--find-max` with the clean-rate bound; the highest rate that held.
+    /// `--find-max` with the clean-rate bound (and at most `max_rps`
+    /// offered); the highest rate that held.
     pub fn find_max(
         &self,
         target: SocketAddr,
         start_rps: u64,
+        max_rps: Option<u64>,
         p99_max: Duration,
         save_to: &Path,
     ) -> Result<u64, LoadgenError> {
         let mut c = self.command();
         c.arg("--find-max")
-            .args(["--start-rps", &start_rps.to_string()])
-            .args(["--p99-max", &format!("{}us", p99_max.as_micros())])
+            .args(["--start-rps", &start_rps.to_string()]);
+        if let Some(max) = max_rps {
+            c.args(["--max-rps", &max.to_string()]);
+        }
+        c.args(["--p99-max", &format!("{}us", p99_max.as_micros())])
             .arg(target.to_string());
         let v = run_json(c)?;
         // Every step's figures, for a reader who wants to see why a rate failed.

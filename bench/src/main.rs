@@ -1,20 +1,23 @@
-//! `ipcs-bench`: IPCS vs nginx vs the direct path, side by side in one run.
+//! `ipcs-bench`: IPCS vs nginx vs the direct path, side by side in one run,
+//! on the netns topology and on the Docker deployment as a user runs it.
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
 use ipcs_bench::plot::{draw, read_hgrm};
-use ipcs_bench::report::markdown;
-use ipcs_bench::run::{run_all, BenchConfig, Scenario};
+use ipcs_bench::report::{block, markdown, write_into_markdown, Row};
+use ipcs_bench::run::{run_all, BenchConfig, DockerTarget, Scenario};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Benchmark IPCS against nginx's UDP proxy and the direct path on a netns topology (run as root)"
+    about = "Benchmark IPCS against nginx's UDP proxy and the direct path on a netns topology \
+             and on the Docker deployment (run as root)"
 )]
 struct Cli {
     /// Rate of the fixed-rate run of every scenario, requests per second.
@@ -29,7 +32,11 @@ struct Cli {
     /// Rate at which --find-max starts stepping up.
     #[arg(long, default_value_t = 20_000)]
     find_max_start: u64,
-    /// How many servers the topology runs.
+    /// The highest rate --find-max may offer (loadgen's --max-rps; default:
+    /// loadgen's own), to keep a short run short.
+    #[arg(long, value_name = "RPS")]
+    find_max_ceiling: Option<u64>,
+    /// How many servers the netns topology runs.
     #[arg(long, default_value_t = 3)]
     servers: usize,
     /// loadgen's --sockets.
@@ -38,32 +45,80 @@ struct Cli {
     /// loadgen's --threads.
     #[arg(long, default_value_t = 1)]
     threads: u32,
-    /// Directory for .hgrm files, nginx configs and the plot.
+    /// Where the results go: BENCHMARKS.md (the table), bench-latency.svg
+    /// (the plot), the .hgrm files, find-max steps and nginx configs.
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
-    /// Markdown file the table is written into (between the BENCH-TABLE markers).
+    /// Also write the table into --markdown (between its BENCH-TABLE
+    /// markers) and the plot to --plot, the tracked docs; only with every
+    /// scenario (no --only).
+    #[arg(long)]
+    update_docs: bool,
+    /// With --update-docs: the Markdown file the table is written into.
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     markdown: PathBuf,
-    /// Only these scenarios (keys A-F, comma-separated); the table and plot
-    /// are written only when all run.
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<String>,
-    /// Where the latency plot (SVG) goes.
+    /// With --update-docs: where the latency plot (SVG) goes.
     #[arg(long, default_value = "docs/bench-latency.svg")]
     plot: PathBuf,
+    /// Only these scenarios (keys A-H, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// G: where the Docker deployment's LB listens, as the host reaches it
+    /// (IPCS_GATEWAY:IPCS_LB_PORT; deploy/bench.sh passes it). Without it
+    /// (or with --docker-unavailable) G and H are reported as not run.
+    #[arg(long, value_name = "ADDR")]
+    docker_target: Option<SocketAddr>,
+    /// H: the Docker server containers' plain-UDP endpoints (ip:port,...),
+    /// which nginx on the host proxies to.
+    #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
+    docker_upstreams: Vec<SocketAddr>,
+    /// G: the LB container's pid as the host sees it, for its CPU time.
+    #[arg(long, value_name = "PID")]
+    docker_lb_pid: Option<u32>,
+    /// G: the LB's admin endpoint (IPCS_LB_ADMIN), for its ejections and
+    /// retries during the fixed-rate run.
+    #[arg(long, value_name = "ADDR")]
+    docker_admin: Option<SocketAddr>,
+    /// H: the port nginx listens on, at --docker-target's address.
+    #[arg(long, default_value_t = 8081)]
+    docker_nginx_port: u16,
+    /// Why there is no Docker deployment to measure: G and H are reported
+    /// as not run for this reason.
+    #[arg(long, value_name = "REASON", conflicts_with = "docker_target")]
+    docker_unavailable: Option<String>,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let docker = match (&cli.docker_target, &cli.docker_unavailable) {
+        (_, Some(why)) => Err(why.clone()),
+        (Some(lb), None) => {
+            anyhow::ensure!(
+                lb.port() != cli.docker_nginx_port,
+                "--docker-nginx-port {} is the LB's port",
+                cli.docker_nginx_port
+            );
+            Ok(DockerTarget {
+                lb: *lb,
+                upstreams: cli.docker_upstreams.clone(),
+                lb_pid: cli.docker_lb_pid,
+                admin: cli.docker_admin,
+                nginx_port: cli.docker_nginx_port,
+            })
+        }
+        (None, None) => Err("no Docker deployment given (--docker-target)".to_owned()),
+    };
     let config = BenchConfig {
         servers: cli.servers,
         fixed_rps: cli.rps,
         duration: Duration::from_secs(cli.duration_s),
         p99_max: Duration::from_micros(cli.p99_max_us),
         find_max_start: cli.find_max_start,
+        find_max_ceiling: cli.find_max_ceiling,
         out_dir: cli.out_dir.clone(),
         loadgen_sockets: cli.sockets,
         loadgen_threads: cli.threads,
+        docker,
     };
     let scenarios = [
         (
@@ -90,40 +145,71 @@ fn main() -> Result<()> {
                 coalesce: false,
             },
         ),
+        ("G", Scenario::DockerIpcs),
+        ("H", Scenario::DockerNginx { workers: 1 }),
     ];
+    if let Some(unknown) = cli
+        .only
+        .iter()
+        .find(|o| !scenarios.iter().any(|(k, _)| k == o))
+    {
+        anyhow::bail!("--only: no scenario {unknown} (keys A-H)");
+    }
     let chosen: Vec<_> = scenarios
         .iter()
         .filter(|(k, _)| cli.only.is_empty() || cli.only.iter().any(|o| o == k))
         .copied()
         .collect();
+    // The tracked docs only ever get a whole run's table.
+    anyhow::ensure!(
+        !cli.update_docs || chosen.len() == scenarios.len(),
+        "--update-docs writes the whole table into {}: run every scenario (no --only)",
+        cli.markdown.display()
+    );
     let rows = run_all(&config, &chosen)?;
     let table = markdown(&rows, cli.rps);
     println!("{table}");
-    if chosen.len() != scenarios.len() {
-        return Ok(());
-    }
 
+    let results = block(&config_summary(&cli), &table);
+    let out_md = cli.out_dir.join("BENCHMARKS.md");
+    std::fs::write(&out_md, format!("# ipcs-bench results\n\n{results}\n"))?;
+    println!("table written to {}", out_md.display());
+    let out_plot = cli.out_dir.join("bench-latency.svg");
+    if plot(&rows, &cli.out_dir, cli.rps, &out_plot)? {
+        println!("plot: {}", out_plot.display());
+    }
+    if cli.update_docs {
+        write_into_markdown(&cli.markdown, &results)?;
+        println!("table written to {}", cli.markdown.display());
+        if out_plot.is_file() {
+            std::fs::copy(&out_plot, &cli.plot)?;
+            println!("plot: {}", cli.plot.display());
+        }
+    }
+    Ok(())
+}
+
+/// Draws the latency curves of the rows that have a fixed-rate run into
+/// `out`; false when there is none to draw.
+fn plot(rows: &[Row], dir: &Path, rps: u64, out: &Path) -> Result<bool> {
     let curves: Vec<_> = rows
         .iter()
+        .filter(|r| r.fixed.is_some())
         .filter_map(|r| {
             read_hgrm(
-                &cli.out_dir.join(format!("{}.hgrm", r.key)),
+                &dir.join(format!("{}.hgrm", r.key)),
                 &format!("{}: {}", r.key, r.name),
             )
             .ok()
         })
         .collect();
-    if !curves.is_empty() {
-        draw(
-            &curves,
-            &format!("Latency at {} rps offered", cli.rps),
-            &cli.plot,
-        )?;
-        println!("plot: {}", cli.plot.display());
+    if curves.is_empty() {
+        // No stale plot of an earlier run beside this run's table.
+        let _ = std::fs::remove_file(out);
+        return Ok(false);
     }
-    ipcs_bench::report::write_into_markdown(&cli.markdown, &table, &config_summary(&cli))?;
-    println!("table written to {}", cli.markdown.display());
-    Ok(())
+    draw(&curves, &format!("Latency at {rps} rps offered"), out)?;
+    Ok(true)
 }
 
 fn config_summary(cli: &Cli) -> String {
@@ -136,15 +222,29 @@ fn config_summary(cli: &Cli) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    let mut flags = format!(
+        "--rps {} --duration-s {} --p99-max-us {} --sockets {} --threads {}",
+        cli.rps, cli.duration_s, cli.p99_max_us, cli.sockets, cli.threads
+    );
+    if let Some(max) = cli.find_max_ceiling {
+        flags.push_str(&format!(" --find-max-ceiling {max}"));
+    }
+    if !cli.only.is_empty() {
+        flags.push_str(&format!(" --only {}", cli.only.join(",")));
+    }
+    let docker = match (&cli.docker_target, &cli.docker_unavailable) {
+        (Some(lb), None) => format!(
+            "; G and H: the Docker deployment, {} servers, loadgen on the host against {lb} \
+             (G) and nginx at port {} (H)",
+            cli.docker_upstreams.len(),
+            cli.docker_nginx_port
+        ),
+        _ => String::new(),
+    };
     format!(
-        "Run {date} on {cores} cores, kernel {}, {} servers; command: `deploy/bench.sh` \
-         (`ipcs-bench --rps {} --duration-s {} --p99-max-us {} --sockets {} --threads {}`).",
+        "Run {date} on {cores} cores, kernel {}, {} servers (netns){docker}; command: \
+         `deploy/bench.sh` (`ipcs-bench {flags}`).",
         kernel.trim(),
         cli.servers,
-        cli.rps,
-        cli.duration_s,
-        cli.p99_max_us,
-        cli.sockets,
-        cli.threads
     )
 }

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ipcs_testbed::{binary, Topology};
+use ipcs_testbed::{binary, ChildProcess, Topology};
 
 use crate::cpu::cpu_time_of_tree;
 use crate::loadgen::Loadgen;
 use crate::nginx;
-use crate::report::Row;
+use crate::report::{LbEvents, Row};
 
 /// The port every server's plain-UDP mode listens on.
 pub const SERVER_UDP_PORT: u16 = 9000;
@@ -24,9 +24,31 @@ pub struct BenchConfig {
     pub duration: Duration,
     pub p99_max: Duration,
     pub find_max_start: u64,
+    /// The highest rate `--find-max` may offer (loadgen's `--max-rps`).
+    pub find_max_ceiling: Option<u64>,
     pub out_dir: PathBuf,
     pub loadgen_sockets: u32,
     pub loadgen_threads: u32,
+    /// The Docker deployment scenarios G and H measure, or why there is
+    /// none (they are then reported as not run).
+    pub docker: Result<DockerTarget, String>,
+}
+
+/// The Docker deployment as `./bootstrap.sh` made it, as seen from the
+/// host's namespace, where loadgen runs for scenarios G and H.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerTarget {
+    /// Where the deployment's LB listens (the host's address on the bridge
+    /// and the LB's port: `IPCS_GATEWAY:IPCS_LB_PORT`).
+    pub lb: SocketAddr,
+    /// The server containers' plain-UDP endpoints, for nginx (H).
+    pub upstreams: Vec<SocketAddr>,
+    /// The LB container's process, as the host sees it, for its CPU time.
+    pub lb_pid: Option<u32>,
+    /// The LB's admin endpoint, for its ejection and retry counters.
+    pub admin: Option<SocketAddr>,
+    /// The port nginx (H) listens on, at the LB's address.
+    pub nginx_port: u16,
 }
 
 /// One balancer set-up to measure.
@@ -43,6 +65,12 @@ pub enum Scenario {
         workers: u32,
     },
     Direct,
+    /// The Docker deployment's LB, as a user reaches it from the host.
+    DockerIpcs,
+    /// nginx on the host in front of the Docker deployment's servers.
+    DockerNginx {
+        workers: u32,
+    },
 }
 
 impl Scenario {
@@ -58,7 +86,20 @@ impl Scenario {
             ),
             Scenario::Nginx { workers } => format!("nginx UDP proxy, {workers} worker(s)"),
             Scenario::Direct => "direct to one server (UDP), no balancer".to_owned(),
+            Scenario::DockerIpcs => {
+                "IPCS in Docker as ./bootstrap.sh deploys it (LB container, host network), from the host"
+                    .to_owned()
+            }
+            Scenario::DockerNginx { workers } => format!(
+                "nginx UDP proxy, {workers} worker(s), on the host, in front of the Docker servers' UDP mode"
+            ),
         }
+    }
+
+    /// Whether the scenario measures the Docker deployment (from the host)
+    /// rather than the netns topology.
+    pub fn is_docker(self) -> bool {
+        matches!(self, Scenario::DockerIpcs | Scenario::DockerNginx { .. })
     }
 }
 
@@ -69,32 +110,61 @@ pub fn run_all(config: &BenchConfig, scenarios: &[(&str, Scenario)]) -> anyhow::
         anyhow::bail!("no scenario to measure");
     }
     std::fs::create_dir_all(&config.out_dir)?;
-    let mut topology = Topology::builder().servers(config.servers).build()?;
-    topology.start_registry(&[])?;
-    let udp = format!("0.0.0.0:{SERVER_UDP_PORT}");
-    for slot in topology.server_slots() {
-        topology.start_server(slot, &["--udp", &udp])?;
-    }
-    let loadgen = Loadgen {
+    // The topology only when a netns scenario is chosen: G and H alone need
+    // none.
+    let mut topology = if scenarios.iter().any(|(_, s)| !s.is_docker()) {
+        let mut topology = Topology::builder().servers(config.servers).build()?;
+        topology.start_registry(&[])?;
+        let udp = format!("0.0.0.0:{SERVER_UDP_PORT}");
+        for slot in topology.server_slots() {
+            topology.start_server(slot, &["--udp", &udp])?;
+        }
+        Some(topology)
+    } else {
+        None
+    };
+    let in_core = Loadgen {
         program: binary("loadgen"),
-        netns: topology.core_netns().map(str::to_owned),
+        netns: topology
+            .as_ref()
+            .and_then(|t| t.core_netns().map(str::to_owned)),
         sockets: config.loadgen_sockets,
         threads: config.loadgen_threads,
     };
+    // The user's place: the host's namespace.
+    let on_host = Loadgen {
+        netns: None,
+        ..in_core.clone()
+    };
     let mut rows = Vec::new();
     for (key, scenario) in scenarios {
-        eprintln!("ipcs-bench: measuring {key}: {}", scenario.name());
-        let row = match measure(&mut topology, &loadgen, config, key, *scenario) {
-            Ok(row) => row,
-            Err(e) => Row {
-                key: (*key).to_owned(),
-                name: scenario.name(),
-                max_clean_rps: None,
-                fixed: None,
-                balancer_cpu_s: None,
-                failure: Some(format!("{e:#}")),
-            },
+        let scenario = *scenario;
+        let result = match (&mut topology, scenario.is_docker(), &config.docker) {
+            (_, true, Err(why)) => {
+                eprintln!("ipcs-bench: {key}: not run: {why}");
+                rows.push(Row::not_run(key, scenario.name(), why));
+                continue;
+            }
+            (_, true, Ok(docker)) => {
+                eprintln!("ipcs-bench: measuring {key}: {}", scenario.name());
+                measure_docker(docker, &on_host, config, key, scenario)
+            }
+            (Some(topology), false, _) => {
+                eprintln!("ipcs-bench: measuring {key}: {}", scenario.name());
+                measure(topology, &in_core, config, key, scenario)
+            }
+            (None, false, _) => unreachable!("the topology is built for netns scenarios"),
         };
+        let row = result.unwrap_or_else(|e| Row {
+            key: (*key).to_owned(),
+            name: scenario.name(),
+            max_clean_rps: None,
+            fixed: None,
+            balancer_cpu_s: None,
+            failure: Some(format!("{e:#}")),
+            not_run: None,
+            lb_events: None,
+        });
         eprintln!("ipcs-bench: {key}: {row:?}");
         rows.push(row);
     }
@@ -158,7 +228,96 @@ fn measure(
                 .ip;
             (SocketAddr::new(first.into(), SERVER_UDP_PORT), None)
         }
+        Scenario::DockerIpcs | Scenario::DockerNginx { .. } => {
+            anyhow::bail!("{key} measures the Docker deployment, not the netns topology")
+        }
     };
+    let pid = process.map(|i| topology.process(i).pid());
+    let row = measure_target(loadgen, config, key, scenario, target, pid, None);
+    if let Some(i) = process {
+        topology.process_mut(i).stop(Duration::from_secs(3));
+    }
+    row
+}
+
+/// Scenarios G and H: loadgen in the host's namespace against the Docker
+/// deployment's LB, or against nginx started here in front of its servers.
+fn measure_docker(
+    docker: &DockerTarget,
+    loadgen: &Loadgen,
+    config: &BenchConfig,
+    key: &str,
+    scenario: Scenario,
+) -> anyhow::Result<Row> {
+    match scenario {
+        Scenario::DockerIpcs => measure_target(
+            loadgen,
+            config,
+            key,
+            scenario,
+            docker.lb,
+            docker.lb_pid,
+            docker.admin,
+        ),
+        Scenario::DockerNginx { workers } => {
+            anyhow::ensure!(
+                !docker.upstreams.is_empty(),
+                "no server containers to put nginx in front of (--docker-upstreams)"
+            );
+            let program = nginx::nginx_binary().ok_or_else(|| {
+                anyhow::anyhow!("nginx is not installed (deploy/bench.sh installs it)")
+            })?;
+            let listen = SocketAddr::new(docker.lb.ip(), docker.nginx_port);
+            let dir = config.out_dir.join(format!("nginx-{key}"));
+            std::fs::create_dir_all(&dir)?;
+            let dir = std::fs::canonicalize(&dir)?;
+            let conf = dir.join("nginx.conf");
+            std::fs::write(
+                &conf,
+                nginx::config(&dir, listen, &docker.upstreams, workers),
+            )?;
+            let args = vec![
+                "-c".to_owned(),
+                conf.display().to_string(),
+                "-p".to_owned(),
+                dir.display().to_string(),
+            ];
+            let mut process = ChildProcess::spawn(
+                &format!("nginx-{key}"),
+                None,
+                &program,
+                &args,
+                dir.join("stdout.log"),
+                false,
+            )?;
+            let row = measure_target(
+                loadgen,
+                config,
+                key,
+                scenario,
+                listen,
+                Some(process.pid()),
+                None,
+            );
+            process.stop(Duration::from_secs(3));
+            row
+        }
+        _ => anyhow::bail!("{key} is not a Docker scenario"),
+    }
+}
+
+/// Warm-up, find-max and the fixed-rate run against `target`, with the CPU
+/// time of `pid` (and its children) and the LB counters from `admin` over
+/// the fixed-rate run.
+fn measure_target(
+    loadgen: &Loadgen,
+    config: &BenchConfig,
+    key: &str,
+    scenario: Scenario,
+    target: SocketAddr,
+    pid: Option<u32>,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<Row> {
     wait_until_answering(loadgen, target, &config.out_dir)?;
     // Warm up at the search's start rate before measuring anything: the
     // first seconds of load after a start are slower (one run's first
@@ -167,17 +326,23 @@ fn measure(
     let warm = config.out_dir.join("warm-up.hgrm");
     let _ = loadgen.fixed(target, config.find_max_start, WARM_UP, &warm)?;
     let steps = config.out_dir.join(format!("{key}-find-max.json"));
-    let max_clean_rps = loadgen.find_max(target, config.find_max_start, config.p99_max, &steps)?;
-    let pid = process.map(|i| topology.process(i).pid());
+    let max_clean_rps = loadgen.find_max(
+        target,
+        config.find_max_start,
+        config.find_max_ceiling,
+        config.p99_max,
+        &steps,
+    )?;
     let cpu_before = pid.map(cpu_time_of_tree);
+    let events_before = admin.and_then(lb_events);
     let hgrm = config.out_dir.join(format!("{key}.hgrm"));
     let fixed = loadgen.fixed(target, config.fixed_rps, config.duration, &hgrm)?;
     let balancer_cpu_s = pid
         .zip(cpu_before)
         .map(|(p, before)| (cpu_time_of_tree(p) - before).as_secs_f64());
-    if let Some(i) = process {
-        topology.process_mut(i).stop(Duration::from_secs(3));
-    }
+    let lb_events = events_before
+        .zip(admin.and_then(lb_events))
+        .map(|(before, after)| before.until(after));
     Ok(Row {
         key: key.to_owned(),
         name: scenario.name(),
@@ -185,7 +350,41 @@ fn measure(
         fixed: Some(fixed),
         balancer_cpu_s,
         failure: None,
+        not_run: None,
+        lb_events,
     })
+}
+
+/// The LB's ejection and retry counters from its admin endpoint, or `None`
+/// if it cannot be read (the row then shows none).
+fn lb_events(admin: SocketAddr) -> Option<LbEvents> {
+    match http_get(admin, "/metrics") {
+        Ok(body) => LbEvents::from_metrics(&body),
+        Err(e) => {
+            eprintln!("ipcs-bench: could not read http://{admin}/metrics: {e}");
+            None
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET (the admin endpoint closes after one response).
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    if !head.starts_with("HTTP/1.") || head.split_whitespace().nth(1) != Some("200") {
+        return Err(std::io::Error::other(format!(
+            "unexpected response: {}",
+            head.lines().next().unwrap_or("")
+        )));
+    }
+    Ok(body.to_owned())
 }
 
 /// Polls with a tiny fixed-rate run until every request is answered (the
@@ -206,5 +405,52 @@ fn wait_until_answering(loadgen: &Loadgen, target: SocketAddr, dir: &Path) -> an
             anyhow::bail!("{target} did not answer every probe within 15 s");
         }
         std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Serves one HTTP response on a loopback port, as the LB's admin
+    /// endpoint does.
+    fn serve_once(response: &'static str) -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(response.as_bytes());
+        });
+        addr
+    }
+
+    #[test]
+    fn lb_counters_come_from_the_admin_endpoint() {
+        let addr = serve_once(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n\
+             ipcs_lb_retries_total 4\nipcs_lb_ejections_total 0\n",
+        );
+        assert_eq!(
+            lb_events(addr),
+            Some(LbEvents {
+                ejections: 0,
+                retries: 4
+            })
+        );
+        let addr = serve_once("HTTP/1.0 404 Not Found\r\n\r\nipcs_lb_retries_total 4\n");
+        assert_eq!(lb_events(addr), None);
+    }
+
+    #[test]
+    fn docker_scenarios_are_told_apart() {
+        assert!(Scenario::DockerIpcs.is_docker());
+        assert!(Scenario::DockerNginx { workers: 1 }.is_docker());
+        assert!(!Scenario::Direct.is_docker());
+        assert!(Scenario::DockerNginx { workers: 1 }
+            .name()
+            .contains("1 worker(s)"));
     }
 }
