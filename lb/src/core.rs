@@ -537,8 +537,16 @@ impl Core {
     /// LB lost itself) is not load amplification and needs no budget.
     fn retry_or_wait(&mut self, handle: Handle, now: Instant, failover: bool) -> Action {
         let entry = *self.table.get(handle);
-        if entry.attempts() < self.config.attempts {
-            self.refresh();
+        self.refresh();
+        // Attempts sent to servers that have left the list since (stopped,
+        // scaled away) do not count against --attempts: a request must not
+        // run out of attempts because it met three departing servers.
+        let counted = entry
+            .sent_to()
+            .iter()
+            .filter(|mac| self.health.get(**mac).is_some())
+            .count() as u32;
+        if counted < self.config.attempts && (entry.attempts() as usize) < MAX_ATTEMPTS {
             let next = self
                 .rotation
                 .pick_retry(&self.snapshot.servers, &self.health, entry.sent_to(), now)
@@ -572,14 +580,17 @@ impl Core {
     /// it. Returns whether its retry is a failover: the LB lost the send
     /// itself, or the server is silent while others answered since.
     fn on_attempt_timeout(&mut self, server: MacAddr, sent: Instant, now: Instant) -> bool {
-        if self.lost_locally(sent) {
+        self.refresh();
+        // A server gone from the list does no work: moving its requests
+        // adds none, like the LB's own losses.
+        if self.lost_locally(sent) || self.health.get(server).is_none() {
             return true;
         }
         let available = self.health.available_count(now);
         let health = &self.health;
         let others = |since| health.others_answered(server, since);
         let Some(state) = self.health.get(server) else {
-            return false;
+            return true;
         };
         let mut h = state.health;
         let policy = &self.config.ejection;

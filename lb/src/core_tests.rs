@@ -739,3 +739,33 @@ fn a_forged_capability_without_a_genuine_answer_is_ignored() {
         1
     );
 }
+
+#[test]
+fn attempts_to_servers_that_left_do_not_count_and_need_no_budget() {
+    let mut rig = Rig::new(config(), &[1, 2, 3, 4, 5]);
+    let first = rig
+        .core
+        .on_request(client(9), &request(2, 3, Op::Add).to_bytes(), rig.t0);
+    assert_eq!(forwarded_to(first), mac(1));
+    let mut now = rig.t0;
+    let mut last = first;
+    // Servers 1, 2 and 3 leave one after another, each while the request
+    // waits on it: three attempts spent on departing servers.
+    for (version, left) in [(2u64, &[2u8, 3, 4, 5][..]), (3, &[3, 4, 5]), (4, &[4, 5])] {
+        now += first_deadline();
+        rig.servers(version, left);
+        let mut out = Vec::new();
+        rig.core.on_tick(now, |a| out.push(a));
+        assert_eq!(out.len(), 1, "{out:?}");
+        last = out[0];
+        assert!(left.contains(&(forwarded_to(last).0[5] - 10)), "{last:?}");
+    }
+    // The fourth attempt went to a listed server, and its answer counts.
+    let id = forwarded_to(last).0[5] - 10;
+    let reply = rig
+        .core
+        .on_frame(&answer(last, forwarded_to(last), id), now);
+    assert!(matches!(reply, Action::Reply { .. }), "{reply:?}");
+    assert_eq!(rig.stats.failovers.load(Relaxed), 3);
+    assert_eq!(rig.stats.retries_over_budget.load(Relaxed), 0);
+}
