@@ -488,7 +488,11 @@ impl PendingTable {
         while after != NIL && self.slots[after as usize].entry.deadline > deadline {
             after = self.slots[after as usize].prev;
         }
-        let id = ListId::Lane(lane);
+        self.link_after(index, ListId::Lane(lane), after);
+    }
+
+    /// Links `index` into list `id` right after `after` (`NIL`: at the head).
+    fn link_after(&mut self, index: u32, id: ListId, after: u32) {
         let next = match after {
             NIL => self.list(id).head,
             a => self.slots[a as usize].next,
@@ -535,16 +539,7 @@ impl PendingTable {
 
     fn push_back(&mut self, index: u32, id: ListId) {
         let tail = self.list(id).tail;
-        {
-            let slot = &mut self.slots[index as usize];
-            slot.prev = tail;
-            slot.next = NIL;
-        }
-        match tail {
-            NIL => self.list(id).head = index,
-            t => self.slots[t as usize].next = index,
-        }
-        self.list(id).tail = index;
+        self.link_after(index, id, tail);
     }
 }
 

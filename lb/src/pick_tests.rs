@@ -24,6 +24,18 @@ fn ids(rr: &mut RoundRobin, snap: &ServerSnapshot, n: usize) -> Vec<u8> {
 
 const SEC: Duration = Duration::from_secs(1);
 
+/// Takes the servers `ids` out of rotation at `now` (a first ejection).
+fn eject(table: &mut HealthTable, ids: &[u8], now: Instant) {
+    for id in ids {
+        let policy = EjectionPolicy::default();
+        table
+            .get_mut(backend(*id).mac)
+            .unwrap()
+            .health
+            .eject(now, &policy);
+    }
+}
+
 #[test]
 fn rotation_visits_each_server_in_turn_and_spreads_exactly() {
     let snap = snapshot(1, &[3, 1, 2]);
@@ -68,27 +80,16 @@ fn list_change_when_the_last_served_was_the_highest_wraps() {
 #[test]
 fn pick_skips_ejected_and_falls_back_when_all_are() {
     let t0 = Instant::now();
-    let policy = EjectionPolicy::default();
     let snap = snapshot(1, &[1, 2, 3]);
     let mut table = HealthTable::new();
     table.sync(&snap);
-    table
-        .get_mut(backend(2).mac)
-        .unwrap()
-        .health
-        .eject(t0, &policy);
+    eject(&mut table, &[2], t0);
     let mut rr = RoundRobin::new();
     let picks: Vec<u8> = (0..4)
         .map(|_| rr.pick(&snap.servers, &table, t0).unwrap().id)
         .collect();
     assert_eq!(picks, [1, 3, 1, 3]);
-    for id in [1, 3] {
-        table
-            .get_mut(backend(id).mac)
-            .unwrap()
-            .health
-            .eject(t0, &policy);
-    }
+    eject(&mut table, &[1, 3], t0);
     assert_eq!(table.available_count(t0), 0);
     assert_eq!(rr.pick(&snap.servers, &table, t0).unwrap().id, 1);
     assert_eq!(rr.pick(&snap.servers, &table, t0).unwrap().id, 2);
@@ -133,8 +134,7 @@ fn retry_prefers_untried_then_anyone_but_the_last() {
         3
     );
     // Untried but ejected loses to tried but available (not the last).
-    let policy = EjectionPolicy::default();
-    table.get_mut(m(3)).unwrap().health.eject(t0, &policy);
+    eject(&mut table, &[3], t0);
     assert_eq!(
         rr.pick_retry(&snap.servers, &table, &[m(1), m(2)], t0)
             .unwrap()
@@ -146,20 +146,10 @@ fn retry_prefers_untried_then_anyone_but_the_last() {
 #[test]
 fn health_table_sync_keeps_listed_and_forgets_gone() {
     let t0 = Instant::now();
-    let policy = EjectionPolicy::default();
     let mut table = HealthTable::new();
     assert!(table.sync(&snapshot(1, &[1, 2])));
     let counters = table.get(backend(1).mac).unwrap().counters.clone();
-    table
-        .get_mut(backend(1).mac)
-        .unwrap()
-        .health
-        .eject(t0, &policy);
-    table
-        .get_mut(backend(2).mac)
-        .unwrap()
-        .health
-        .eject(t0, &policy);
+    eject(&mut table, &[1, 2], t0);
     // Same members: no change reported, state kept.
     assert!(!table.sync(&snapshot(2, &[2, 1])));
     assert!(table.sync(&snapshot(3, &[1, 3])));
@@ -204,17 +194,7 @@ fn p2c_sends_less_to_a_slow_server_and_skips_ejected_ones() {
     assert_eq!(count[3], 0, "{count:?}");
     assert!(count[1] > 1200 && count[2] > 1200, "{count:?}");
     // Ejected servers are skipped; with one left, it gets everything.
-    let policy = EjectionPolicy::default();
-    table
-        .get_mut(backend(1).mac)
-        .unwrap()
-        .health
-        .eject(t0, &policy);
-    table
-        .get_mut(backend(2).mac)
-        .unwrap()
-        .health
-        .eject(t0, &policy);
+    eject(&mut table, &[1, 2], t0);
     for _ in 0..10 {
         assert_eq!(pick_p2c(&snap.servers, &table, &mut rng, t0).unwrap().id, 3);
     }
