@@ -188,10 +188,18 @@ running_ids() {
 }
 
 # "id pid" for each running server process of the netns pass, from the
-# harness's status (lines "  server<id> pid <pid> running").
+# harness's machine-readable status (nothing when no topology answers).
 netns_server_pids() {
-    "$IPCS_BIN_DIR/ipcs-netns" --run-dir "$IPCS_RUN_DIR/netns" status 2>/dev/null |
-        awk '$1 ~ /^server[0-9]+$/ && $2 == "pid" && $4 == "running" { print substr($1, 7), $3 }'
+    "$IPCS_BIN_DIR/ipcs-netns" --run-dir "$IPCS_RUN_DIR/netns" status --json 2>/dev/null |
+        python3 -c '
+import json, sys
+try:
+    processes = json.load(sys.stdin).get("processes", [])
+except ValueError:
+    processes = []
+for p in processes:
+    if p["role"] == "server" and p["running"]:
+        print(p["id"], p["pid"])'
 }
 
 # Kills (KILL) or freezes (STOP) one running server; prints what it hit.
