@@ -137,6 +137,7 @@ check_prereqs() {
         find_compose || missing+=("a Compose tool: the 'docker compose' plugin or 'docker-compose'")
     else
         have ip || missing+=("ip (iproute2), for the namespaces and veth pairs")
+        have python3 || missing+=("python3, to read ipcs-netns status --json")
     fi
     if ((${#missing[@]})); then
         printf '%s\n' "bootstrap: cannot stand up IPCS ($want_mode mode); missing:" >&2
@@ -318,10 +319,17 @@ netns_tool() { printf '%s\n' "$IPCS_BIN_DIR/ipcs-netns"; }
 # The harness keeps its state file and process logs under our run directory.
 netns() { "$(netns_tool)" --run-dir "$IPCS_RUN_DIR/netns" "$@"; }
 
-# Server processes of the netns topology that still run, from the harness's
-# status (lines "  server<id> pid <pid> running").
-netns_running_servers() {
-    netns status 2>/dev/null | awk '$1 ~ /^server[0-9]+$/ && $2 == "pid" && $4 == "running"' | wc -l
+# Whether the netns topology runs its registry and exactly $1 servers, from
+# the harness's machine-readable status (no state or no answer: it does not).
+netns_runs() {
+    netns status --json 2>/dev/null | python3 -c '
+import json, sys
+try:
+    s = json.load(sys.stdin)
+except ValueError:
+    sys.exit(1)
+ok = s.get("registry_running") is True and s.get("servers_running") == int(sys.argv[1])
+sys.exit(0 if ok else 1)' "$1"
 }
 
 # Docker sets the FORWARD policy to DROP and loads br_netfilter, so traffic
@@ -349,7 +357,7 @@ netns_is_up() { [[ -e "$IPCS_RUN_DIR/netns/state" ]]; }
 netns_start() {
     local n=$1
     if netns_is_up; then
-        if (($(netns_running_servers) == n)) && netns status | grep -qE '^ *registry +pid +[0-9]+ +running'; then
+        if netns_runs "$n"; then
             say "the netns topology already runs the registry and $n servers"
             return 0
         fi

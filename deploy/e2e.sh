@@ -188,10 +188,18 @@ running_ids() {
 }
 
 # "id pid" for each running server process of the netns pass, from the
-# harness's status (lines "  server<id> pid <pid> running").
+# harness's machine-readable status (nothing when no topology answers).
 netns_server_pids() {
-    "$IPCS_BIN_DIR/ipcs-netns" --run-dir "$IPCS_RUN_DIR/netns" status 2>/dev/null |
-        awk '$1 ~ /^server[0-9]+$/ && $2 == "pid" && $4 == "running" { print substr($1, 7), $3 }'
+    "$IPCS_BIN_DIR/ipcs-netns" --run-dir "$IPCS_RUN_DIR/netns" status --json 2>/dev/null |
+        python3 -c '
+import json, sys
+try:
+    processes = json.load(sys.stdin).get("processes", [])
+except ValueError:
+    processes = []
+for p in processes:
+    if p["role"] == "server" and p["running"]:
+        print(p["id"], p["pid"])'
 }
 
 # Kills (KILL) or freezes (STOP) one running server; prints what it hit.
@@ -236,7 +244,7 @@ unfreeze_all() {
 # Starts loadgen in the background at the steady rate; its JSON goes to $1.
 load_start() {
     bridge_is_local || die "$IPCS_BRIDGE with $IPCS_GATEWAY is gone: not sending load to $TARGET"
-    "$LOADGEN" --rps "$rps" --duration "${seconds}s" --json "$TARGET" >"$1" 2>"$1.err" &
+    "$LOADGEN" --rps "$rps" --duration "${seconds}s" --json --require-clean "$TARGET" >"$1" 2>"$1.err" &
     loadgen_pid=$!
 }
 
@@ -252,12 +260,14 @@ print(r["sent"], r["answered"], r["lost"], r["wrong"], total)
 PY
 }
 
-# Waits for loadgen and checks that every request was answered.
+# Waits for loadgen and checks that every request was answered: loadgen
+# --require-clean decides (0 clean; 3 wrong and 4 lost, unsent or error
+# replies still write the report, read here only to say what happened).
 load_check() {
     local what=$1 out=$2 rc=0 counts sent answered lost wrong errors
     wait "$loadgen_pid" || rc=$?
     loadgen_pid=""
-    if ((rc != 0)); then
+    if ((rc != 0 && rc != 3 && rc != 4)); then
         fail "$what: loadgen exited $rc: $(tail -n 3 "$out.err" 2>/dev/null | tr '\n' ' ')"
         return
     fi
@@ -266,10 +276,10 @@ load_check() {
         return
     fi
     read -r sent answered lost wrong errors <<<"$counts"
-    if ((sent > 0 && lost == 0 && wrong == 0 && errors == 0)); then
+    if ((rc == 0 && sent > 0)); then
         pass "$what: every request answered (sent $sent, answered $answered, lost 0, wrong 0, errors 0)"
     else
-        fail "$what: sent $sent, answered $answered, lost $lost, wrong $wrong, errors $errors ($(grep -o '"errors":{[^}]*}' "$out"))"
+        fail "$what: loadgen exited $rc: sent $sent, answered $answered, lost $lost, wrong $wrong, errors $errors ($(grep -o '"errors":{[^}]*}' "$out"))"
     fi
 }
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::metrics::{render, server_rows, MetricsView, RegistryStatus, Totals, WorkerStats};
+use crate::exposition::{render, MetricsView};
+use crate::metrics::{server_rows, RegistryStatus, Totals, WorkerStats};
 use crate::snapshot::SharedSnapshot;
 
 /// The longest request head the responder reads.

@@ -9,7 +9,8 @@
 //! budget), [`snapshot`] (the shared server list), [`ratelimit`], [`core`]
 //! (the state machine tying them together) and [`link_core`] (the registry
 //! link's decisions).
-//! [`metrics`] names and renders every metric.
+//! [`metrics`] holds the counters, and [`exposition`] the one table of
+//! metric families (name, type, help) that `/metrics` is rendered from.
 //!
 //! The I/O around them: [`reactor`] (one mio event loop per worker, moving
 //! datagrams and frames between the sockets and the core), [`registry_link`]
@@ -23,6 +24,7 @@ pub mod admin;
 pub mod balancer;
 pub mod budget;
 pub mod core;
+pub mod exposition;
 pub mod link_core;
 pub mod metrics;
 pub mod outlier;

@@ -22,12 +22,16 @@ use ipcs_loadgen::{run, search, Progress, Report, RunConfig};
 
 /// Exit status when the target sent wrong or malformed replies.
 const EXIT_WRONG: u8 = 3;
+/// Exit status under `--require-clean` when the run was not clean (and no
+/// reply was wrong, which 3 reports first).
+const EXIT_NOT_CLEAN: u8 = 4;
 
 /// Open-loop HSMAP load generator: sends requests at a fixed rate, checks
 /// every reply, and reports coordinated-omission-corrected latency.
 ///
 /// Exit status: 0 success, 1 error, 2 bad arguments, 3 the target sent
-/// wrong or malformed replies. SIGINT/SIGTERM stop early and still print
+/// wrong or malformed replies, 4 (with --require-clean) a request was lost
+/// or unsent, or answered with an error. SIGINT/SIGTERM stop early and still print
 /// the report (a second one exits at once).
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]
@@ -93,6 +97,14 @@ struct Args {
     /// Print the report as one JSON object on stdout instead of text.
     #[arg(long)]
     json: bool,
+
+    /// Exit with status 4 unless the run was clean: every request of the
+    /// measured phase answered correctly within --timeout (none lost, none
+    /// unsent), no wrong or malformed reply (warm-up included; those exit 3)
+    /// and no HSMAP error reply. Late and duplicate replies alone do not
+    /// count. The report is printed either way.
+    #[arg(long, conflicts_with = "find_max")]
+    require_clean: bool,
 
     /// Also write the latency distribution to FILE in HdrHistogram's
     /// percentile format (.hgrm, values in milliseconds).
@@ -255,6 +267,12 @@ fn main() -> anyhow::Result<ExitCode> {
     }
     Ok(if report.saw_wrong() {
         ExitCode::from(EXIT_WRONG)
+    } else if args.require_clean && !report.is_clean() {
+        eprintln!(
+            "loadgen: not clean: {} lost, {} unsent of {} scheduled, errors {:?}",
+            report.lost, report.unsent, report.scheduled, report.errors
+        );
+        ExitCode::from(EXIT_NOT_CLEAN)
     } else {
         ExitCode::SUCCESS
     })

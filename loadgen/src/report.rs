@@ -76,6 +76,18 @@ impl Report {
         self.wrong + self.wrong_during_warmup + self.malformed > 0
     }
 
+    /// Whether the run was clean, as `--require-clean` demands: every
+    /// request of the measured phase answered correctly in time (none lost,
+    /// none unsent), no wrong or malformed reply (warm-up included) and no
+    /// HSMAP error reply at all. Late and duplicate replies do not count
+    /// against it on their own: a late one leaves its request lost, and a
+    /// duplicate repeats a correct answer.
+    pub fn is_clean(&self) -> bool {
+        self.answered == self.scheduled
+            && !self.saw_wrong()
+            && self.errors.values().all(|&n| n == 0)
+    }
+
     /// Whether loadgen could not keep to its own schedule: more than 0.1 %
     /// of the requests unsent, or sends more than 10 ms late at p99.
     pub fn generator_behind(&self) -> bool {

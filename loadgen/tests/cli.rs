@@ -64,6 +64,7 @@ fn help_explains_every_flag_with_defaults() {
         "--max-rps",
         "--refine",
         "--seed",
+        "--require-clean",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
@@ -156,6 +157,45 @@ fn wrong_replies_make_the_exit_status_non_zero() {
         text.contains("FAILED: the target sent wrong replies"),
         "{text}"
     );
+}
+
+#[test]
+fn require_clean_exits_4_on_a_lost_request_and_0_on_a_clean_run() {
+    let _guard = exclusive();
+    let run = |target: &Responder| {
+        let addr = target.addr().to_string();
+        loadgen(&[
+            "--rps",
+            "2000",
+            "--duration",
+            "500ms",
+            "--timeout",
+            "200ms",
+            "--json",
+            "-q",
+            "--require-clean",
+            &addr,
+        ])
+    };
+    let clean = run(&responder(Faults::default()));
+    assert_eq!(clean.status.code(), Some(0), "{clean:?}");
+    assert_eq!(json(&clean)["lost"], 0);
+
+    let lossy = run(&responder(Faults {
+        drop_one_in: 50,
+        ..Faults::default()
+    }));
+    assert_eq!(lossy.status.code(), Some(4), "{lossy:?}");
+    let report = json(&lossy);
+    assert!(report["lost"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["wrong"], 0);
+
+    // Wrong replies keep their own status, 3, under --require-clean too.
+    let wrong = run(&responder(Faults {
+        wrong_one_in: 100,
+        ..Faults::default()
+    }));
+    assert_eq!(wrong.status.code(), Some(3), "{wrong:?}");
 }
 
 #[test]

@@ -49,7 +49,15 @@ enum Cmd {
     /// Stop the processes and remove the namespaces, links and bridge that `up` made.
     Down,
     /// Show what `up` made and whether its processes still run.
-    Status,
+    Status {
+        /// Print one JSON object for scripts instead of text: `up` (false
+        /// and nothing else when no topology is up), `bridge`,
+        /// `bridge_made`, `netns`, `processes` (each `label`, `role`
+        /// "registry" or "server", `id` (servers; else null), `pid`,
+        /// `running`), `registry_running`, `servers_running`, `log_dir`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -97,9 +105,11 @@ fn main() -> Result<()> {
             }
             None => println!("nothing to remove ({} does not exist)", state.display()),
         },
-        Cmd::Status => match Persisted::load(&state)? {
-            Some(up) => println!("{}", up.describe()),
-            None => println!("no netns topology is up"),
+        Cmd::Status { json } => match (Persisted::load(&state)?, json) {
+            (Some(up), false) => println!("{}", up.describe()),
+            (Some(up), true) => println!("{}", up.to_json()),
+            (None, false) => println!("no netns topology is up"),
+            (None, true) => println!("{}", serde_json::json!({ "up": false })),
         },
     }
     Ok(())

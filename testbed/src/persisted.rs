@@ -224,6 +224,52 @@ impl Persisted {
         Ok(pid)
     }
 
+    /// The topology for scripts (`ipcs-netns status --json`): each process
+    /// with its role, server id, pid and whether it still runs, and the
+    /// counts scripts ask about most, so none has to read [`Self::describe`].
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut servers_running = 0;
+        let mut registry_running = false;
+        let processes: Vec<serde_json::Value> = self
+            .processes
+            .iter()
+            .map(|(label, pid)| {
+                let running = is_ipcs(*pid);
+                // Labels are "registry" and "server<id>" (see `up`/`scale`).
+                let id = label
+                    .strip_prefix("server")
+                    .and_then(|id| id.parse::<u8>().ok());
+                let role = if id.is_some() {
+                    "server"
+                } else {
+                    label.as_str()
+                };
+                match role {
+                    "server" => servers_running += usize::from(running),
+                    "registry" => registry_running |= running,
+                    _ => {}
+                }
+                serde_json::json!({
+                    "label": label,
+                    "role": role,
+                    "id": id,
+                    "pid": pid,
+                    "running": running,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "up": true,
+            "bridge": BRIDGE,
+            "bridge_made": self.bridge,
+            "netns": self.netns,
+            "processes": processes,
+            "registry_running": registry_running,
+            "servers_running": servers_running,
+            "log_dir": self.log_dir,
+        })
+    }
+
     /// A human-readable account of the topology.
     pub fn describe(&self) -> String {
         let mut text = String::from("netns topology on bridge ipcs0 (172.16.238.1/24):\n");
@@ -276,4 +322,32 @@ fn signal_all(pids: &[u32], signal: &str) {
         .arg(format!("-{signal}"))
         .args(pids.iter().map(u32::to_string))
         .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_names_roles_ids_and_counts() {
+        // No process has pid 4294967295, so both read as gone.
+        let up = Persisted {
+            netns: vec!["ipcs-reg".into(), "ipcs-s11".into()],
+            processes: vec![("registry".into(), u32::MAX), ("server11".into(), u32::MAX)],
+            bridge: true,
+            log_dir: PathBuf::from("/run/ipcs/netns/logs"),
+        };
+        let json = up.to_json();
+        assert_eq!(json["up"], true);
+        assert_eq!(json["bridge"], "ipcs0");
+        assert_eq!(json["servers_running"], 0);
+        assert_eq!(json["registry_running"], false);
+        let p = &json["processes"];
+        assert_eq!(p[0]["role"], "registry");
+        assert!(p[0]["id"].is_null());
+        assert_eq!(p[1]["role"], "server");
+        assert_eq!(p[1]["id"], 11);
+        assert_eq!(p[1]["pid"], u32::MAX);
+        assert_eq!(p[1]["running"], false);
+    }
 }

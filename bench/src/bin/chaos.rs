@@ -30,9 +30,10 @@ struct Cli {
     /// Directory for loadgen's latency histogram.
     #[arg(long, default_value = "target/chaos")]
     out_dir: PathBuf,
-    /// Print the fault schedule for --duration-s, one `SECONDS FAULT [SLOT]`
-    /// line per step (seconds after the load starts), and exit: how
-    /// deploy/chaos.sh learns it instead of retyping it. Needs no root.
+    /// Print the fault schedule for --duration-s, one `SECONDS FAULT [SLOT]
+    /// [DELAY]` line per step in time order (seconds after the load starts;
+    /// DELAY ends the slowness steps), and exit: deploy/chaos.sh runs every
+    /// fault at the time read from here, typing none. Needs no root.
     #[arg(long)]
     print_schedule: bool,
 }
