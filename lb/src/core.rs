@@ -474,7 +474,10 @@ impl Core {
         if entry.attempts_to(server) == 1 {
             let rtt = now.saturating_duration_since(entry.sent_at(attempt));
             state.rtt.sample(rtt, now, &self.config.timeout);
-            state.ewma.sample(rtt, now);
+            // Only p2c reads it; round-robin need not pay for the exp().
+            if self.config.policy == Policy::P2c {
+                state.ewma.sample(rtt, now);
+            }
         }
     }
 
