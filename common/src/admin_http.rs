@@ -197,7 +197,10 @@ pub fn process_metrics() -> String {
     write_head(&mut out, &build);
     let _ = writeln!(out, "ipcs_build_info{{version=\"{VERSION}\"}} 1");
     let stat = proc_stat();
-    if let Some(start) = stat.as_ref().and_then(|s| start_time_seconds(s.start_ticks)) {
+    if let Some(start) = stat
+        .as_ref()
+        .and_then(|s| start_time_seconds(s.start_ticks))
+    {
         write_metric(
             &mut out,
             &MetricDef {
@@ -387,6 +390,9 @@ mod tests {
     fn proc_stat_survives_odd_command_names() {
         let line = "42 (a) b (c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23";
         let s = parse_proc_stat(line).unwrap();
-        assert_eq!((s.utime, s.stime, s.start_ticks, s.rss_pages), (11, 12, 19, 21));
+        assert_eq!(
+            (s.utime, s.stime, s.start_ticks, s.rss_pages),
+            (11, 12, 19, 21)
+        );
     }
 }
