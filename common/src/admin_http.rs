@@ -131,6 +131,32 @@ fn respond(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
     stream.flush()
 }
 
+/// A blocking `GET path` to an admin endpoint (for tests and tools):
+/// the status code and the body.
+pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "not an HTTP answer");
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let status = head
+        .split_ascii_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((status, body.to_owned()))
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text page.
+pub fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The 404 answer, naming the paths there are.
 pub fn not_found(paths: &str) -> Answer {
     ("404 Not Found", format!("not found (try {paths})\n"))
@@ -344,6 +370,15 @@ mod tests {
         let started = Instant::now();
         assert!(get(addr, b"GET / HTTP/1.0\r\n\r\n").ends_with("root\n"));
         assert!(started.elapsed() < READ_TIMEOUT * 3);
+        let (status, body) = super::get(addr, "/a", Duration::from_secs(5)).unwrap();
+        assert_eq!((status, body.as_str()), (200, "alpha\n"));
+    }
+
+    #[test]
+    fn samples_are_found_by_exact_name() {
+        let page = "# HELP a_total x\na_total_more 5\na_total 3\nb{l=\"x\"} 1\n";
+        assert_eq!(sample(page, "a_total"), Some(3.0));
+        assert_eq!(sample(page, "b"), None);
     }
 
     #[test]

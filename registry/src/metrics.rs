@@ -73,3 +73,190 @@ impl Counters {
         ]
     }
 }
+
+use ipcs_common::admin_http::{write_head, Kind, MetricDef};
+
+/// Prometheus names, kinds and help of every `STATS` value: one row per
+/// `STATS` name, `ipcs_registry_*`; the refusals share one metric with a
+/// `reason` label. `/metrics` is rendered from this table only.
+pub const PROMETHEUS: [(&str, MetricDef, Option<&str>); 16] = {
+    const fn def(name: &'static str, kind: Kind, help: &'static str) -> MetricDef {
+        MetricDef { name, kind, help }
+    }
+    const REFUSED: MetricDef = def(
+        "ipcs_registry_refusals_total",
+        Kind::Counter,
+        "Connections or HELLOs refused, by reason.",
+    );
+    [
+        (
+            CONNECTIONS_OPEN,
+            def(
+                "ipcs_registry_connections_open",
+                Kind::Gauge,
+                "Connections open now.",
+            ),
+            None,
+        ),
+        (
+            SERVERS,
+            def(
+                "ipcs_registry_servers",
+                Kind::Gauge,
+                "Servers registered now.",
+            ),
+            None,
+        ),
+        (
+            VERSION,
+            def(
+                "ipcs_registry_version",
+                Kind::Gauge,
+                "Current server list version.",
+            ),
+            None,
+        ),
+        (
+            CONNECTIONS_ACCEPTED,
+            def(
+                "ipcs_registry_connections_accepted_total",
+                Kind::Counter,
+                "Connections accepted since start.",
+            ),
+            None,
+        ),
+        (CONNECTIONS_REFUSED, REFUSED, Some("too_many_connections")),
+        (
+            LINES_TOO_LONG,
+            def(
+                "ipcs_registry_lines_too_long_total",
+                Kind::Counter,
+                "Connections closed for a line over --max-line-bytes.",
+            ),
+            None,
+        ),
+        (
+            BAD_LINES,
+            def(
+                "ipcs_registry_bad_lines_total",
+                Kind::Counter,
+                "Lines that did not parse or were not allowed in the connection's state.",
+            ),
+            None,
+        ),
+        (
+            FIRST_LINE_TIMEOUTS,
+            def(
+                "ipcs_registry_first_line_timeouts_total",
+                Kind::Counter,
+                "Connections closed for no valid line within --first-line-timeout-ms.",
+            ),
+            None,
+        ),
+        (
+            OUTPUT_OVERFLOWS,
+            def(
+                "ipcs_registry_output_overflows_total",
+                Kind::Counter,
+                "Connections closed because their unsent output exceeded --max-output-bytes.",
+            ),
+            None,
+        ),
+        (HELLO_NOT_ALLOWED, REFUSED, Some("hello_not_allowed")),
+        (HELLO_ID_TAKEN, REFUSED, Some("hello_id_taken")),
+        (HELLO_TABLE_FULL, REFUSED, Some("hello_table_full")),
+        (
+            REGISTRATIONS,
+            def(
+                "ipcs_registry_registrations_total",
+                Kind::Counter,
+                "HELLOs accepted (registrations, replacements included).",
+            ),
+            None,
+        ),
+        (
+            EXPIRED,
+            def(
+                "ipcs_registry_expired_total",
+                Kind::Counter,
+                "Registrations removed for missing beats.",
+            ),
+            None,
+        ),
+        (
+            BEATS,
+            def(
+                "ipcs_registry_beats_total",
+                Kind::Counter,
+                "BEATs received on registered connections.",
+            ),
+            None,
+        ),
+        (
+            LISTS_SENT,
+            def(
+                "ipcs_registry_lists_sent_total",
+                Kind::Counter,
+                "Server lists sent (answers to LIST and WATCH).",
+            ),
+            None,
+        ),
+    ]
+};
+
+/// The Prometheus text of `stats` (`STATS` names and values, as
+/// `Sessions::stats` gives them), in [`PROMETHEUS`] order.
+pub fn render(stats: &[(&str, u64)]) -> String {
+    use std::fmt::Write as _;
+    let value = |stat: &str| stats.iter().find(|(n, _)| *n == stat).map(|(_, v)| *v);
+    let mut out = String::new();
+    for (i, (_, def, _)) in PROMETHEUS.iter().enumerate() {
+        // A metric with several rows (labels) is written at its first.
+        if PROMETHEUS[..i].iter().any(|(_, d, _)| d.name == def.name) {
+            continue;
+        }
+        write_head(&mut out, def);
+        for (stat, _, label) in PROMETHEUS.iter().filter(|(_, d, _)| d.name == def.name) {
+            let Some(value) = value(stat) else { continue };
+            let _ = match label {
+                Some(reason) => writeln!(out, "{}{{reason=\"{reason}\"}} {value}", def.name),
+                None => writeln!(out, "{} {value}", def.name),
+            };
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stat_has_one_prometheus_row() {
+        let stats: Vec<(&str, u64)> = [CONNECTIONS_OPEN, SERVERS, VERSION]
+            .into_iter()
+            .map(|n| (n, 7))
+            .chain(Counters::default().named())
+            .collect();
+        assert_eq!(stats.len(), PROMETHEUS.len());
+        for (name, _) in &stats {
+            assert_eq!(
+                PROMETHEUS.iter().filter(|r| r.0 == *name).count(),
+                1,
+                "{name}"
+            );
+        }
+        let text = render(&stats);
+        assert!(text.contains("# TYPE ipcs_registry_servers gauge\nipcs_registry_servers 7\n"));
+        assert_eq!(
+            text.matches("# TYPE ipcs_registry_refusals_total counter")
+                .count(),
+            1
+        );
+        assert!(text.contains("ipcs_registry_refusals_total{reason=\"hello_id_taken\"} 0\n"));
+        for (_, def, _) in PROMETHEUS {
+            assert!(def.name.starts_with("ipcs_registry_"));
+            assert!(text.contains(&format!("# HELP {} ", def.name)));
+        }
+    }
+}

@@ -494,14 +494,20 @@ impl Sessions {
         }
     }
 
-    fn send_stats(&mut self, id: ConnId, now: Instant, out: &mut impl Outbox) {
-        let mut bytes = Vec::new();
+    /// Every gauge and counter with its `STATS` name, in `STATS` order
+    /// (the admin endpoint's `/metrics` reports the same numbers).
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
         let gauges = [
             (metrics::CONNECTIONS_OPEN, self.sessions.len() as u64),
             (metrics::SERVERS, self.membership.len() as u64),
             (metrics::VERSION, self.membership.version()),
         ];
-        for (name, value) in gauges.into_iter().chain(self.counters.named()) {
+        gauges.into_iter().chain(self.counters.named()).collect()
+    }
+
+    fn send_stats(&mut self, id: ConnId, now: Instant, out: &mut impl Outbox) {
+        let mut bytes = Vec::new();
+        for (name, value) in self.stats() {
             let _ = RegistryLine::Stat {
                 name: name.to_string(),
                 value,
