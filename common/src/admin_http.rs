@@ -14,8 +14,9 @@
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The longest request head the responder reads.
 pub const MAX_REQUEST: usize = 4096;
@@ -160,6 +161,94 @@ pub fn sample(page: &str, name: &str) -> Option<f64> {
 /// The 404 answer, naming the paths there are.
 pub fn not_found(paths: &str) -> Answer {
     ("404 Not Found", format!("not found (try {paths})\n"))
+}
+
+/// The longest an event loop that publishes to a [`LoopState`] may go
+/// without a turn (cap its poll timeout to this), so that a turn older than
+/// [`STALL`] means it is stuck.
+pub const TURN_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
+/// `/healthz` fails once the loop has not turned for this long.
+pub const STALL: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+struct Published {
+    counters: Vec<(&'static str, u64)>,
+    turn: Instant,
+    running: bool,
+}
+
+/// What a single-threaded event loop shows its admin endpoint: its counters
+/// (by their own names) as of its last turn, and that it turns. The loop
+/// writes, the admin thread reads.
+#[derive(Debug, Clone)]
+pub struct LoopState(Arc<Mutex<Published>>);
+
+impl Default for LoopState {
+    fn default() -> LoopState {
+        LoopState(Arc::new(Mutex::new(Published {
+            counters: Vec::new(),
+            turn: Instant::now(),
+            running: false,
+        })))
+    }
+}
+
+impl LoopState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Published> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A turn of the loop: its current counters, and whether it goes on.
+    pub fn publish(&self, counters: impl IntoIterator<Item = (&'static str, u64)>, running: bool) {
+        let mut p = self.lock();
+        p.counters.clear();
+        p.counters.extend(counters);
+        p.turn = Instant::now();
+        p.running = running;
+    }
+
+    /// The counters as last published.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.lock().counters.clone()
+    }
+
+    /// `/healthz`: 200 `ok` while the loop runs and has turned within
+    /// [`STALL`]; else 503 with the reason.
+    pub fn healthz(&self) -> Answer {
+        let p = self.lock();
+        let since = p.turn.elapsed();
+        if !p.running {
+            ("503 Service Unavailable", "event loop not running\n".into())
+        } else if since > STALL {
+            (
+                "503 Service Unavailable",
+                format!("event loop stalled for {:.1} s\n", since.as_secs_f64()),
+            )
+        } else {
+            ("200 OK", "ok\n".into())
+        }
+    }
+}
+
+/// Serves `/metrics` (`render(counters)` then [`process_metrics`]) and
+/// `/healthz` for the loop behind `state`, from a thread named `name`.
+pub fn spawn_loop_endpoint(
+    listener: TcpListener,
+    name: &str,
+    state: LoopState,
+    render: fn(&[(&'static str, u64)]) -> String,
+) -> io::Result<()> {
+    let index = format!("{name}: GET /metrics, GET /healthz\n");
+    spawn(listener, name, move |path| match path {
+        "/metrics" => {
+            let mut page = render(&state.counters());
+            page.push_str(&process_metrics());
+            ("200 OK", page)
+        }
+        "/healthz" => state.healthz(),
+        "/" => ("200 OK", index.clone()),
+        _ => not_found("/metrics or /healthz"),
+    })
 }
 
 /// A metric's kind, as its `# TYPE` line says.
@@ -329,7 +418,6 @@ pub fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     fn get(addr: SocketAddr, request: &[u8]) -> String {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -379,6 +467,37 @@ mod tests {
         let page = "# HELP a_total x\na_total_more 5\na_total 3\nb{l=\"x\"} 1\n";
         assert_eq!(sample(page, "a_total"), Some(3.0));
         assert_eq!(sample(page, "b"), None);
+    }
+
+    #[test]
+    fn loop_endpoint_reports_counters_and_liveness() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = LoopState::default();
+        fn render(counters: &[(&'static str, u64)]) -> String {
+            counters
+                .iter()
+                .map(|(n, v)| format!("x_{n} {v}\n"))
+                .collect()
+        }
+        spawn_loop_endpoint(listener, "test-loop", state.clone(), render).unwrap();
+        let t = Duration::from_secs(5);
+        assert_eq!(super::get(addr, "/healthz", t).unwrap().0, 503);
+        state.publish([("a", 1), ("b", 2)], true);
+        assert_eq!(
+            super::get(addr, "/healthz", t).unwrap(),
+            (200, "ok\n".into())
+        );
+        let (status, page) = super::get(addr, "/metrics", t).unwrap();
+        assert_eq!(status, 200);
+        assert!(
+            page.starts_with("x_a 1\nx_b 2\n# HELP ipcs_build_info"),
+            "{page}"
+        );
+        assert_eq!(super::get(addr, "/x", t).unwrap().0, 404);
+        state.publish([], false);
+        let (status, body) = super::get(addr, "/healthz", t).unwrap();
+        assert_eq!((status, body.as_str()), (503, "event loop not running\n"));
     }
 
     #[test]

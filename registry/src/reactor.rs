@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ipcs_common::admin_http::TURN_AT_LEAST_EVERY;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -20,7 +21,7 @@ use signal_hook_mio::v1_0::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
-use crate::admin::{AdminState, TURN_AT_LEAST_EVERY};
+use crate::admin::LoopState;
 use crate::config::{Config, ConfigError};
 use crate::conn::Conn;
 use crate::session::{
@@ -79,7 +80,7 @@ pub struct Registry {
     warn_limiter: WarnLimiter,
     /// Where each turn of the loop publishes its numbers for the admin
     /// endpoint.
-    admin: AdminState,
+    admin: LoopState,
 }
 
 /// The [`Outbox`] the session state machine writes to: the connections'
@@ -161,7 +162,7 @@ impl Registry {
             config,
             conns: HashMap::new(),
             warn_limiter: WarnLimiter::default(),
-            admin: AdminState::default(),
+            admin: LoopState::default(),
         })
     }
 
@@ -178,7 +179,7 @@ impl Registry {
     }
 
     /// What the admin endpoint reads: the loop's numbers and liveness.
-    pub fn admin_state(&self) -> AdminState {
+    pub fn admin_state(&self) -> LoopState {
         self.admin.clone()
     }
 
