@@ -48,6 +48,19 @@ pub fn parse_admin(s: &str) -> Result<Option<SocketAddr>, String> {
         .map_err(|_| format!("{s:?} is not ADDR:PORT or \"off\""))
 }
 
+/// An `--admin` value (`ADDR:PORT` or `off`), for clap's derive: a bad
+/// value is refused while the command line is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for AdminAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<AdminAddr, String> {
+        parse_admin(s).map(AdminAddr)
+    }
+}
+
 /// Binds the admin listener; call it before the process starts serving, so
 /// a busy port is a start-up error.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -300,6 +313,34 @@ pub fn write_labelled<V: std::fmt::Display>(
     }
 }
 
+/// One row of a process's metric table: the counter's own name (in its
+/// `STATS` or log line), its metric, and a `reason` label value when several
+/// counters share one metric.
+pub type Row = (&'static str, MetricDef, Option<&'static str>);
+
+/// The Prometheus text of `values` (counters by their own names) as `table`
+/// names them, in table order; rows sharing a metric are written together
+/// under one `# HELP`/`# TYPE`, labelled `reason`. A row without a value is
+/// left out.
+pub fn render_table(table: &[Row], values: &[(&'static str, u64)]) -> String {
+    let value = |stat: &str| values.iter().find(|(n, _)| *n == stat).map(|(_, v)| *v);
+    let mut out = String::new();
+    for (i, (_, def, _)) in table.iter().enumerate() {
+        if table[..i].iter().any(|(_, d, _)| d.name == def.name) {
+            continue;
+        }
+        write_head(&mut out, def);
+        for (stat, _, label) in table.iter().filter(|(_, d, _)| d.name == def.name) {
+            let Some(value) = value(stat) else { continue };
+            let _ = match label {
+                Some(reason) => writeln!(out, "{}{{reason=\"{reason}\"}} {value}", def.name),
+                None => writeln!(out, "{} {value}", def.name),
+            };
+        }
+    }
+    out
+}
+
 /// The `process_*` metrics (from `/proc/self`) and `ipcs_build_info`, the
 /// same in every process. A value `/proc` does not give is left out.
 pub fn process_metrics() -> String {
@@ -460,6 +501,28 @@ mod tests {
         assert!(started.elapsed() < READ_TIMEOUT * 3);
         let (status, body) = super::get(addr, "/a", Duration::from_secs(5)).unwrap();
         assert_eq!((status, body.as_str()), (200, "alpha\n"));
+    }
+
+    #[test]
+    fn tables_group_labelled_rows_under_one_head() {
+        const A: MetricDef = MetricDef {
+            name: "t_a_total",
+            kind: Kind::Counter,
+            help: "A.",
+        };
+        const R: MetricDef = MetricDef {
+            name: "t_refused_total",
+            kind: Kind::Counter,
+            help: "Refused.",
+        };
+        let table: [Row; 3] = [("x", R, Some("x")), ("a", A, None), ("y", R, Some("y"))];
+        let text = render_table(&table, &[("a", 1), ("x", 2), ("y", 3)]);
+        assert_eq!(
+            text,
+            "# HELP t_refused_total Refused.\n# TYPE t_refused_total counter\n\
+             t_refused_total{reason=\"x\"} 2\nt_refused_total{reason=\"y\"} 3\n\
+             # HELP t_a_total A.\n# TYPE t_a_total counter\nt_a_total 1\n"
+        );
     }
 
     #[test]

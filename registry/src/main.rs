@@ -77,7 +77,7 @@ struct Args {
     /// format, GET /healthz); "off" disables it. A busy port is a start-up
     /// error.
     #[arg(long, value_name = "ADDR:PORT|off", default_value = ipcs_common::admin_http::DEFAULT_REGISTRY_ADMIN)]
-    admin: String,
+    admin: ipcs_common::admin_http::AdminAddr,
 }
 
 impl Args {
@@ -99,8 +99,7 @@ impl Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ipcs_common::logging::init();
-    let admin = ipcs_common::admin_http::parse_admin(&args.admin)
-        .map_err(|e| anyhow::anyhow!("--admin {e}"))?;
+    let admin = args.admin.0;
     let mut registry = Registry::bind(args.config()).context("starting the registry")?;
     if let Some(addr) = admin {
         let listener = ipcs_common::admin_http::bind(addr)

@@ -74,12 +74,12 @@ impl Counters {
     }
 }
 
-use ipcs_common::admin_http::{write_head, Kind, MetricDef};
+use ipcs_common::admin_http::{render_table, Kind, MetricDef, Row};
 
 /// Prometheus names, kinds and help of every `STATS` value: one row per
 /// `STATS` name, `ipcs_registry_*`; the refusals share one metric with a
 /// `reason` label. `/metrics` is rendered from this table only.
-pub const PROMETHEUS: [(&str, MetricDef, Option<&str>); 16] = {
+pub const PROMETHEUS: [Row; 16] = {
     const fn def(name: &'static str, kind: Kind, help: &'static str) -> MetricDef {
         MetricDef { name, kind, help }
     }
@@ -206,25 +206,8 @@ pub const PROMETHEUS: [(&str, MetricDef, Option<&str>); 16] = {
 
 /// The Prometheus text of `stats` (`STATS` names and values, as
 /// `Sessions::stats` gives them), in [`PROMETHEUS`] order.
-pub fn render(stats: &[(&str, u64)]) -> String {
-    use std::fmt::Write as _;
-    let value = |stat: &str| stats.iter().find(|(n, _)| *n == stat).map(|(_, v)| *v);
-    let mut out = String::new();
-    for (i, (_, def, _)) in PROMETHEUS.iter().enumerate() {
-        // A metric with several rows (labels) is written at its first.
-        if PROMETHEUS[..i].iter().any(|(_, d, _)| d.name == def.name) {
-            continue;
-        }
-        write_head(&mut out, def);
-        for (stat, _, label) in PROMETHEUS.iter().filter(|(_, d, _)| d.name == def.name) {
-            let Some(value) = value(stat) else { continue };
-            let _ = match label {
-                Some(reason) => writeln!(out, "{}{{reason=\"{reason}\"}} {value}", def.name),
-                None => writeln!(out, "{} {value}", def.name),
-            };
-        }
-    }
-    out
+pub fn render(counters: &[(&'static str, u64)]) -> String {
+    render_table(&PROMETHEUS, counters)
 }
 
 #[cfg(test)]
