@@ -20,6 +20,10 @@ pub const BAD_LINES: &str = "bad_lines_total";
 pub const FIRST_LINE_TIMEOUTS: &str = "first_line_timeouts_total";
 /// Connections closed because their unsent output exceeded `--max-output-bytes`.
 pub const OUTPUT_OVERFLOWS: &str = "output_overflows_total";
+/// `HELLO` lines received (accepted or refused).
+pub const HELLOS: &str = "hellos_total";
+/// `WATCH` lines received.
+pub const WATCHES: &str = "watches_total";
 /// `HELLO`s refused because the source address is outside `--allow`.
 pub const HELLO_NOT_ALLOWED: &str = "hello_not_allowed_total";
 /// `HELLO`s refused because the id belongs to another MAC.
@@ -39,6 +43,8 @@ pub const LISTS_SENT: &str = "lists_sent_total";
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     pub connections_accepted: u64,
+    pub hellos: u64,
+    pub watches: u64,
     pub connections_refused: u64,
     pub lines_too_long: u64,
     pub bad_lines: u64,
@@ -55,7 +61,7 @@ pub struct Counters {
 
 impl Counters {
     /// Every counter with its name, for `STATS`.
-    pub fn named(&self) -> [(&'static str, u64); 13] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         [
             (CONNECTIONS_ACCEPTED, self.connections_accepted),
             (CONNECTIONS_REFUSED, self.connections_refused),
@@ -70,6 +76,8 @@ impl Counters {
             (EXPIRED, self.expired),
             (BEATS, self.beats),
             (LISTS_SENT, self.lists_sent),
+            (HELLOS, self.hellos),
+            (WATCHES, self.watches),
         ]
     }
 }
@@ -79,7 +87,7 @@ use ipcs_common::admin_http::{render_table, Kind, MetricDef, Row};
 /// Prometheus names, kinds and help of every `STATS` value: one row per
 /// `STATS` name, `ipcs_registry_*`; the refusals share one metric with a
 /// `reason` label. `/metrics` is rendered from this table only.
-pub const PROMETHEUS: [Row; 16] = {
+pub const PROMETHEUS: [Row; 18] = {
     const fn def(name: &'static str, kind: Kind, help: &'static str) -> MetricDef {
         MetricDef { name, kind, help }
     }
@@ -198,6 +206,24 @@ pub const PROMETHEUS: [Row; 16] = {
                 "ipcs_registry_lists_sent_total",
                 Kind::Counter,
                 "Server lists sent (answers to LIST and WATCH).",
+            ),
+            None,
+        ),
+        (
+            HELLOS,
+            def(
+                "ipcs_registry_hellos_total",
+                Kind::Counter,
+                "HELLO lines received (accepted or refused).",
+            ),
+            None,
+        ),
+        (
+            WATCHES,
+            def(
+                "ipcs_registry_watches_total",
+                Kind::Counter,
+                "WATCH lines received.",
             ),
             None,
         ),

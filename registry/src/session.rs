@@ -337,6 +337,7 @@ impl Sessions {
         };
         match line {
             ClientLine::Hello { .. } => {
+                self.counters.hellos += 1;
                 let entry = line.entry().expect("a HELLO has an entry");
                 self.on_hello(id, entry, now, out);
             }
@@ -353,7 +354,10 @@ impl Sessions {
                 self.mark_known(id);
                 self.send_list(id, now, out);
             }
-            ClientLine::Watch(version) => self.on_watch(id, version, now, out),
+            ClientLine::Watch(version) => {
+                self.counters.watches += 1;
+                self.on_watch(id, version, now, out);
+            }
             ClientLine::Stats => {
                 self.mark_known(id);
                 self.send_stats(id, now, out);

@@ -104,6 +104,7 @@ fn metrics_and_healthz_follow_the_registry() {
         sample(&page, "ipcs_registry_registrations_total"),
         Some(1.0)
     );
+    assert_eq!(sample(&page, "ipcs_registry_hellos_total"), Some(1.0));
     let mut stats = std::net::TcpStream::connect(listen).unwrap();
     assert_eq!(stat_of(&mut stats, "beats_total"), 1);
     assert_eq!(get(admin, "/nope", IO_TIMEOUT).unwrap().0, 404);
