@@ -19,7 +19,7 @@ use ipcs_testbed::{binary, Signal, Topology};
 use crate::loadgen::{Loadgen, Measurement};
 
 /// The admin address of the load balancer under test (in the core).
-const ADMIN: &str = "127.0.0.1:9100";
+const ADMIN: &str = "127.0.0.1:7071";
 const LISTEN: &str = "127.0.0.1:8080";
 /// The per-server request counter the fault timings are read from.
 const SERVER_REQUESTS: &str = "ipcs_lb_server_requests_total";

@@ -6,4 +6,4 @@ LABEL org.opencontainers.image.title="ipcs-lb" \
       org.ipcs.managed-by="bootstrap"
 COPY rootfs/ /
 ENTRYPOINT ["/bin/ipcs-lb"]
-CMD ["--listen", "0.0.0.0:8080", "--iface", "ipcs0", "--registry", "registry.batata:7070", "--admin", "127.0.0.1:9100"]
+CMD ["--listen", "0.0.0.0:8080", "--iface", "ipcs0", "--registry", "registry.batata:7070", "--admin", "127.0.0.1:7071"]

@@ -64,7 +64,7 @@ fn run() -> Result<i32, String> {
     for slot in topo.server_slots() {
         topo.start_server(slot, &[]).map_err(err)?;
     }
-    let mut all = vec!["--listen", "127.0.0.1:8080", "--admin", "127.0.0.1:9100"];
+    let mut all = vec!["--listen", "127.0.0.1:8080", "--admin", "127.0.0.1:7071"];
     all.extend(lb_args.iter().map(String::as_str));
     let lb = topo.start_lb(&all).map_err(err)?;
 

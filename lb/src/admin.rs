@@ -1,22 +1,23 @@
 //! The admin side, on threads of its own so it never touches the hot path:
-//! a tiny HTTP/1.0 responder (`GET /metrics` in the Prometheus text format,
-//! `GET /servers` for the current list with each server's health, as text
-//! or with `?format=json`) and the periodic one-line summary in the log. Both only read the workers' counters and the shared snapshot.
+//! the LB's views for the shared admin HTTP responder
+//! (`ipcs_common::admin_http`): `GET /metrics` in the Prometheus text
+//! format, `GET /servers` for the current list with each server's health, as
+//! text or with `?format=json`, `GET /healthz` and `GET /ready`; and the
+//! periodic one-line summary in the log. Both only read the workers'
+//! counters and the shared snapshot.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ipcs_common::admin_http::{self, Answer};
+
 use crate::exposition::{render, MetricsView};
 use crate::metrics::{server_rows, RegistryStatus, Totals, WorkerStats};
 use crate::snapshot::SharedSnapshot;
-
-/// The longest request head the responder reads.
-const MAX_REQUEST: usize = 4096;
-/// How long one client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Everything the admin side reads.
 #[derive(Clone)]
@@ -27,14 +28,50 @@ pub struct AdminView {
 }
 
 impl AdminView {
-    /// The metrics page.
+    /// The metrics page: the LB's own metrics, then the `process_*` ones
+    /// and `ipcs_build_info` every IPCS process exports.
     pub fn metrics(&self) -> String {
         let snapshot = self.snapshot.load();
-        render(&MetricsView {
+        let mut page = render(&MetricsView {
             workers: &self.workers,
             registry: &self.registry,
             snapshot: &snapshot,
-        })
+        });
+        page.push_str(&admin_http::process_metrics());
+        page
+    }
+
+    /// `/ready`: 200 only while the server list is live (the registry
+    /// answers) and names at least one server; else 503 with the reason.
+    pub fn ready(&self) -> Answer {
+        let snapshot = self.snapshot.load();
+        if !self.registry.reachable.load(Relaxed) {
+            (
+                "503 Service Unavailable",
+                format!(
+                    "not ready: registry unreachable (last list version {}, {} servers)\n",
+                    snapshot.version,
+                    snapshot.len()
+                ),
+            )
+        } else if snapshot.is_empty() {
+            (
+                "503 Service Unavailable",
+                format!(
+                    "not ready: no servers (list version {})\n",
+                    snapshot.version
+                ),
+            )
+        } else {
+            (
+                "200 OK",
+                format!(
+                    "ready: {} servers (list version {})\n",
+                    snapshot.len(),
+                    snapshot.version
+                ),
+            )
+        }
     }
 
     /// The current server list after a `version <v> servers <n>` line,
@@ -87,31 +124,13 @@ impl AdminView {
 /// Binds the admin listener (before anything else starts, so a busy port is
 /// a start-up error).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr)
+    admin_http::bind(addr)
 }
 
-/// Serves admin requests on `listener` from a thread of its own, one at a
-/// time: each is read (bounded in size and time), answered and closed.
+/// Serves admin requests on `listener` from a thread of its own, with the
+/// one responder every IPCS process uses (`ipcs_common::admin_http`).
 pub fn spawn_http(listener: TcpListener, view: AdminView) -> io::Result<()> {
-    thread::Builder::new()
-        .name("ipcs-lb-admin".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(stream) => {
-                        if let Err(e) = serve(stream, &view) {
-                            tracing::debug!("admin request: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!("admin accept: {e}");
-                        // E.g. out of descriptors: do not spin.
-                        thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            }
-        })
-        .map(|_| ())
+    admin_http::spawn(listener, "ipcs-lb-admin", move |path| route(path, &view))
 }
 
 /// Logs a one-line summary every `every`, from a thread of its own.
@@ -134,72 +153,31 @@ pub fn spawn_summary(view: AdminView, every: Duration) -> io::Result<()> {
         .map(|_| ())
 }
 
-fn serve(mut stream: TcpStream, view: &AdminView) -> io::Result<()> {
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    stream.set_write_timeout(Some(READ_TIMEOUT))?;
-    let mut buf = [0u8; MAX_REQUEST];
-    let mut len = 0;
-    let head_complete =
-        |b: &[u8]| b.windows(4).any(|w| w == b"\r\n\r\n") || b.windows(2).any(|w| w == b"\n\n");
-    while !head_complete(&buf[..len]) {
-        if len == buf.len() {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "request too large\n",
-            );
-        }
-        match stream.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let (status, body) = route(&buf[..len], view);
-    respond(&mut stream, status, &body)
-}
-
-/// Picks the answer for a request head.
-fn route(head: &[u8], view: &AdminView) -> (&'static str, String) {
-    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_ascii_whitespace();
-    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
-        return ("400 Bad Request", "bad request\n".into());
-    };
-    if method != "GET" {
-        return ("405 Method Not Allowed", "only GET\n".into());
-    }
+/// Picks the answer for a `GET` path.
+fn route(path: &str, view: &AdminView) -> Answer {
     match path {
         "/metrics" => ("200 OK", view.metrics()),
         "/servers" => ("200 OK", view.servers()),
         "/servers?format=json" => ("200 OK", view.servers_json()),
+        "/healthz" => ("200 OK", "ok\n".into()),
+        "/ready" => view.ready(),
         "/" => (
             "200 OK",
-            "ipcs-lb admin: GET /metrics, GET /servers[?format=json]\n".into(),
+            "ipcs-lb admin: GET /metrics, GET /servers[?format=json], GET /healthz, GET /ready\n"
+                .into(),
         ),
-        _ => (
-            "404 Not Found",
-            "not found (try /metrics or /servers)\n".into(),
-        ),
+        _ => admin_http::not_found("/metrics or /servers"),
     }
-}
-
-fn respond(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    stream.flush()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::shared_empty;
+    use crate::snapshot::{shared_empty, Backend, ServerSnapshot};
+    use ipcs_common::admin_http::{MAX_REQUEST, READ_TIMEOUT};
+    use ipcs_common::wire::MacAddr;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
 
     fn view() -> AdminView {
         AdminView {
@@ -241,5 +219,45 @@ mod tests {
         let started = Instant::now();
         assert!(get(addr, b"GET / HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 200"));
         assert!(started.elapsed() < READ_TIMEOUT * 3);
+    }
+
+    #[test]
+    fn healthz_ready_and_process_metrics() {
+        let view = view();
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        spawn_http(listener, view.clone()).unwrap();
+        assert!(get(addr, b"GET /healthz HTTP/1.0\r\n\r\n").ends_with("\r\n\r\nok\n"));
+        let metrics = get(addr, b"GET /metrics HTTP/1.0\r\n\r\n");
+        assert!(metrics.contains("\nprocess_open_fds "), "{metrics}");
+        assert!(
+            metrics.contains("\nipcs_build_info{version=\""),
+            "{metrics}"
+        );
+        // Not ready until the registry answers, nor while the list is empty.
+        let unreachable = get(addr, b"GET /ready HTTP/1.0\r\n\r\n");
+        assert!(unreachable.starts_with("HTTP/1.0 503"), "{unreachable}");
+        assert!(
+            unreachable.contains("registry unreachable"),
+            "{unreachable}"
+        );
+        view.registry.reachable.store(true, Relaxed);
+        let empty = get(addr, b"GET /ready HTTP/1.0\r\n\r\n");
+        assert!(empty.starts_with("HTTP/1.0 503"), "{empty}");
+        assert!(empty.contains("no servers"), "{empty}");
+        let server = Backend {
+            id: 2,
+            mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            ip: "172.16.238.2".parse().unwrap(),
+            udp: None,
+        };
+        view.snapshot
+            .store(Arc::new(ServerSnapshot::new(7, vec![server])));
+        let ready = get(addr, b"GET /ready HTTP/1.0\r\n\r\n");
+        assert!(ready.starts_with("HTTP/1.0 200"), "{ready}");
+        assert!(
+            ready.ends_with("ready: 1 servers (list version 7)\n"),
+            "{ready}"
+        );
     }
 }

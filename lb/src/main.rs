@@ -60,8 +60,8 @@ struct Args {
     registry_wait_ms: u64,
 
     /// Address of the admin HTTP endpoint (GET /metrics in Prometheus text
-    /// format, GET /servers). "off" disables it.
-    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9100")]
+    /// format, GET /servers, /healthz, /ready). "off" disables it.
+    #[arg(long, value_name = "ADDR|off", default_value = ipcs_common::admin_http::DEFAULT_LB_ADMIN)]
     admin: String,
 
     /// Worker threads, each with its own UDP socket on the listen port

@@ -160,6 +160,13 @@ fn without_a_registry_it_answers_error_3_until_the_list_arrives() {
     );
     let log = topo.process(lb).log();
     assert!(log.contains("no server list from the registry"), "{log}");
+    // Alive but not ready: no live list to send to.
+    let admin: std::net::SocketAddr = support::ADMIN.parse().unwrap();
+    let get = |path| ipcs_common::admin_http::get(admin, path, Duration::from_secs(2)).unwrap();
+    assert_eq!(get("/healthz"), (200, "ok\n".to_owned()));
+    let (status, body) = get("/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("registry unreachable"), "{body}");
     topo.start_registry(&[]).unwrap();
     topo.start_server(0, &[]).unwrap();
     assert!(
@@ -172,6 +179,9 @@ fn without_a_registry_it_answers_error_3_until_the_list_arrives() {
         "{}",
         topo.logs()
     );
+    let (status, body) = get("/ready");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("ready: 1 servers"), "{body}");
 }
 
 #[test]

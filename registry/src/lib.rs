@@ -11,10 +11,13 @@
 //! * [`conn`]: one connection's socket and bounded output.
 //! * [`config`]: the settings and their limits.
 //! * [`cidr`]: the `--allow` networks.
-//! * [`metrics`]: the counters `STATS` reports, and their names.
+//! * [`metrics`]: the counters `STATS` reports, their names, and their
+//!   Prometheus names, kinds and help.
+//! * [`admin`]: the admin HTTP endpoint's views (`/metrics`, `/healthz`).
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cidr;
 pub mod config;
 pub mod conn;

@@ -72,6 +72,12 @@ struct Args {
     /// version) after this many milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     watch_timeout_ms: u64,
+
+    /// Address of the admin HTTP endpoint (GET /metrics in Prometheus text
+    /// format, GET /healthz); "off" disables it. A busy port is a start-up
+    /// error.
+    #[arg(long, value_name = "ADDR:PORT|off", default_value = ipcs_common::admin_http::DEFAULT_REGISTRY_ADMIN)]
+    admin: ipcs_common::admin_http::AdminAddr,
 }
 
 impl Args {
@@ -93,7 +99,17 @@ impl Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ipcs_common::logging::init();
+    let admin = args.admin.0;
     let mut registry = Registry::bind(args.config()).context("starting the registry")?;
+    if let Some(addr) = admin {
+        let listener = ipcs_common::admin_http::bind(addr)
+            .with_context(|| format!("cannot serve admin requests on {addr}"))?;
+        tracing::info!(
+            "admin endpoint on http://{}/metrics",
+            listener.local_addr()?
+        );
+        ipcs_registry::admin::spawn(listener, registry.admin_state())?;
+    }
     registry.handle_signals()?;
     registry.run()?;
     Ok(())

@@ -20,6 +20,10 @@ pub const BAD_LINES: &str = "bad_lines_total";
 pub const FIRST_LINE_TIMEOUTS: &str = "first_line_timeouts_total";
 /// Connections closed because their unsent output exceeded `--max-output-bytes`.
 pub const OUTPUT_OVERFLOWS: &str = "output_overflows_total";
+/// `HELLO` lines received (accepted or refused).
+pub const HELLOS: &str = "hellos_total";
+/// `WATCH` lines received.
+pub const WATCHES: &str = "watches_total";
 /// `HELLO`s refused because the source address is outside `--allow`.
 pub const HELLO_NOT_ALLOWED: &str = "hello_not_allowed_total";
 /// `HELLO`s refused because the id belongs to another MAC.
@@ -39,6 +43,8 @@ pub const LISTS_SENT: &str = "lists_sent_total";
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     pub connections_accepted: u64,
+    pub hellos: u64,
+    pub watches: u64,
     pub connections_refused: u64,
     pub lines_too_long: u64,
     pub bad_lines: u64,
@@ -55,7 +61,7 @@ pub struct Counters {
 
 impl Counters {
     /// Every counter with its name, for `STATS`.
-    pub fn named(&self) -> [(&'static str, u64); 13] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         [
             (CONNECTIONS_ACCEPTED, self.connections_accepted),
             (CONNECTIONS_REFUSED, self.connections_refused),
@@ -70,6 +76,196 @@ impl Counters {
             (EXPIRED, self.expired),
             (BEATS, self.beats),
             (LISTS_SENT, self.lists_sent),
+            (HELLOS, self.hellos),
+            (WATCHES, self.watches),
         ]
+    }
+}
+
+use ipcs_common::admin_http::{render_table, Kind, MetricDef, Row};
+
+/// Prometheus names, kinds and help of every `STATS` value: one row per
+/// `STATS` name, `ipcs_registry_*`; the refusals share one metric with a
+/// `reason` label. `/metrics` is rendered from this table only.
+pub const PROMETHEUS: [Row; 18] = {
+    const fn def(name: &'static str, kind: Kind, help: &'static str) -> MetricDef {
+        MetricDef { name, kind, help }
+    }
+    const REFUSED: MetricDef = def(
+        "ipcs_registry_refusals_total",
+        Kind::Counter,
+        "Connections or HELLOs refused, by reason.",
+    );
+    [
+        (
+            CONNECTIONS_OPEN,
+            def(
+                "ipcs_registry_connections_open",
+                Kind::Gauge,
+                "Connections open now.",
+            ),
+            None,
+        ),
+        (
+            SERVERS,
+            def(
+                "ipcs_registry_servers",
+                Kind::Gauge,
+                "Servers registered now.",
+            ),
+            None,
+        ),
+        (
+            VERSION,
+            def(
+                "ipcs_registry_version",
+                Kind::Gauge,
+                "Current server list version.",
+            ),
+            None,
+        ),
+        (
+            CONNECTIONS_ACCEPTED,
+            def(
+                "ipcs_registry_connections_accepted_total",
+                Kind::Counter,
+                "Connections accepted since start.",
+            ),
+            None,
+        ),
+        (CONNECTIONS_REFUSED, REFUSED, Some("too_many_connections")),
+        (
+            LINES_TOO_LONG,
+            def(
+                "ipcs_registry_lines_too_long_total",
+                Kind::Counter,
+                "Connections closed for a line over --max-line-bytes.",
+            ),
+            None,
+        ),
+        (
+            BAD_LINES,
+            def(
+                "ipcs_registry_bad_lines_total",
+                Kind::Counter,
+                "Lines that did not parse or were not allowed in the connection's state.",
+            ),
+            None,
+        ),
+        (
+            FIRST_LINE_TIMEOUTS,
+            def(
+                "ipcs_registry_first_line_timeouts_total",
+                Kind::Counter,
+                "Connections closed for no valid line within --first-line-timeout-ms.",
+            ),
+            None,
+        ),
+        (
+            OUTPUT_OVERFLOWS,
+            def(
+                "ipcs_registry_output_overflows_total",
+                Kind::Counter,
+                "Connections closed because their unsent output exceeded --max-output-bytes.",
+            ),
+            None,
+        ),
+        (HELLO_NOT_ALLOWED, REFUSED, Some("hello_not_allowed")),
+        (HELLO_ID_TAKEN, REFUSED, Some("hello_id_taken")),
+        (HELLO_TABLE_FULL, REFUSED, Some("hello_table_full")),
+        (
+            REGISTRATIONS,
+            def(
+                "ipcs_registry_registrations_total",
+                Kind::Counter,
+                "HELLOs accepted (registrations, replacements included).",
+            ),
+            None,
+        ),
+        (
+            EXPIRED,
+            def(
+                "ipcs_registry_expired_total",
+                Kind::Counter,
+                "Registrations removed for missing beats.",
+            ),
+            None,
+        ),
+        (
+            BEATS,
+            def(
+                "ipcs_registry_beats_total",
+                Kind::Counter,
+                "BEATs received on registered connections.",
+            ),
+            None,
+        ),
+        (
+            LISTS_SENT,
+            def(
+                "ipcs_registry_lists_sent_total",
+                Kind::Counter,
+                "Server lists sent (answers to LIST and WATCH).",
+            ),
+            None,
+        ),
+        (
+            HELLOS,
+            def(
+                "ipcs_registry_hellos_total",
+                Kind::Counter,
+                "HELLO lines received (accepted or refused).",
+            ),
+            None,
+        ),
+        (
+            WATCHES,
+            def(
+                "ipcs_registry_watches_total",
+                Kind::Counter,
+                "WATCH lines received.",
+            ),
+            None,
+        ),
+    ]
+};
+
+/// The Prometheus text of `stats` (`STATS` names and values, as
+/// `Sessions::stats` gives them), in [`PROMETHEUS`] order.
+pub fn render(counters: &[(&'static str, u64)]) -> String {
+    render_table(&PROMETHEUS, counters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stat_has_one_prometheus_row() {
+        let stats: Vec<(&str, u64)> = [CONNECTIONS_OPEN, SERVERS, VERSION]
+            .into_iter()
+            .map(|n| (n, 7))
+            .chain(Counters::default().named())
+            .collect();
+        assert_eq!(stats.len(), PROMETHEUS.len());
+        for (name, _) in &stats {
+            assert_eq!(
+                PROMETHEUS.iter().filter(|r| r.0 == *name).count(),
+                1,
+                "{name}"
+            );
+        }
+        let text = render(&stats);
+        assert!(text.contains("# TYPE ipcs_registry_servers gauge\nipcs_registry_servers 7\n"));
+        assert_eq!(
+            text.matches("# TYPE ipcs_registry_refusals_total counter")
+                .count(),
+            1
+        );
+        assert!(text.contains("ipcs_registry_refusals_total{reason=\"hello_id_taken\"} 0\n"));
+        for (_, def, _) in PROMETHEUS {
+            assert!(def.name.starts_with("ipcs_registry_"));
+            assert!(text.contains(&format!("# HELP {} ", def.name)));
+        }
     }
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ipcs_common::admin_http::TURN_AT_LEAST_EVERY;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -20,6 +21,7 @@ use signal_hook_mio::v1_0::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
+use crate::admin::LoopState;
 use crate::config::{Config, ConfigError};
 use crate::conn::Conn;
 use crate::session::{
@@ -76,6 +78,9 @@ pub struct Registry {
     sessions: Sessions,
     /// For the reactor's own warnings (accept failures).
     warn_limiter: WarnLimiter,
+    /// Where each turn of the loop publishes its numbers for the admin
+    /// endpoint.
+    admin: LoopState,
 }
 
 /// The [`Outbox`] the session state machine writes to: the connections'
@@ -157,6 +162,7 @@ impl Registry {
             config,
             conns: HashMap::new(),
             warn_limiter: WarnLimiter::default(),
+            admin: LoopState::default(),
         })
     }
 
@@ -170,6 +176,11 @@ impl Registry {
             stop: self.stop.clone(),
             waker: self.waker.clone(),
         }
+    }
+
+    /// What the admin endpoint reads: the loop's numbers and liveness.
+    pub fn admin_state(&self) -> LoopState {
+        self.admin.clone()
     }
 
     /// Makes SIGINT and SIGTERM stop the loop cleanly.
@@ -198,8 +209,12 @@ impl Registry {
         loop {
             let now = Instant::now();
             self.on_tick(now);
-            let timeout = self.next_timeout(now);
-            match self.poll.poll(&mut events, timeout) {
+            self.admin.publish(self.sessions.stats(), true);
+            // Turn at least every second, so a stuck loop shows in /healthz.
+            let timeout = self
+                .next_timeout(now)
+                .map_or(TURN_AT_LEAST_EVERY, |t| t.min(TURN_AT_LEAST_EVERY));
+            match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(RegistryError::Poll(e)),
@@ -227,6 +242,7 @@ impl Registry {
         for id in self.sessions.ids() {
             self.close(id, Close::Shutdown, now);
         }
+        self.admin.publish(self.sessions.stats(), false);
         info!("registry stopped");
         Ok(())
     }

@@ -337,6 +337,7 @@ impl Sessions {
         };
         match line {
             ClientLine::Hello { .. } => {
+                self.counters.hellos += 1;
                 let entry = line.entry().expect("a HELLO has an entry");
                 self.on_hello(id, entry, now, out);
             }
@@ -353,7 +354,10 @@ impl Sessions {
                 self.mark_known(id);
                 self.send_list(id, now, out);
             }
-            ClientLine::Watch(version) => self.on_watch(id, version, now, out),
+            ClientLine::Watch(version) => {
+                self.counters.watches += 1;
+                self.on_watch(id, version, now, out);
+            }
             ClientLine::Stats => {
                 self.mark_known(id);
                 self.send_stats(id, now, out);
@@ -494,14 +498,20 @@ impl Sessions {
         }
     }
 
-    fn send_stats(&mut self, id: ConnId, now: Instant, out: &mut impl Outbox) {
-        let mut bytes = Vec::new();
+    /// Every gauge and counter with its `STATS` name, in `STATS` order
+    /// (the admin endpoint's `/metrics` reports the same numbers).
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
         let gauges = [
             (metrics::CONNECTIONS_OPEN, self.sessions.len() as u64),
             (metrics::SERVERS, self.membership.len() as u64),
             (metrics::VERSION, self.membership.version()),
         ];
-        for (name, value) in gauges.into_iter().chain(self.counters.named()) {
+        gauges.into_iter().chain(self.counters.named()).collect()
+    }
+
+    fn send_stats(&mut self, id: ConnId, now: Instant, out: &mut impl Outbox) {
+        let mut bytes = Vec::new();
+        for (name, value) in self.stats() {
             let _ = RegistryLine::Stat {
                 name: name.to_string(),
                 value,

@@ -64,9 +64,14 @@ fn spawn(extra: &[&str]) -> (ChildGuard, SocketAddr) {
             .unwrap()
             .local_addr()
             .unwrap();
-        let child = Command::new(BIN)
-            .arg("--listen")
-            .arg(addr.to_string())
+        let mut command = Command::new(BIN);
+        command.arg("--listen").arg(addr.to_string());
+        // Several registries run at once here: none takes the default
+        // admin port unless the test asks for it.
+        if !extra.contains(&"--admin") {
+            command.args(["--admin", "off"]);
+        }
+        let child = command
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -105,6 +110,7 @@ fn help_explains_every_flag_and_its_default() {
         "--max-servers",
         "--max-output-bytes",
         "--watch-timeout-ms",
+        "--admin",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
@@ -117,6 +123,7 @@ fn help_explains_every_flag_and_its_default() {
         "[default: 255]",
         "[default: 65536]",
         "[default: 5000]",
+        "[default: 0.0.0.0:7072]",
         "Default: none",
     ] {
         assert!(help.contains(default), "--help does not show {default}");

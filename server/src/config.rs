@@ -91,6 +91,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_048_576),
           help_heading = "Fault injection (tests only)")]
     pub fault_queue: u32,
+
+    /// Address of the admin HTTP endpoint (GET /metrics in Prometheus text
+    /// format, GET /healthz); "off" disables it. The default listens on
+    /// every interface of the server's own container or namespace (loopback
+    /// there could not be scraped). A busy port is a start-up error.
+    #[arg(long, value_name = "ADDR:PORT|off",
+          default_value = ipcs_common::admin_http::DEFAULT_SERVER_ADMIN)]
+    pub admin: ipcs_common::admin_http::AdminAddr,
 }
 
 impl Config {

@@ -33,6 +33,15 @@ fn main() -> anyhow::Result<()> {
             ))
         }
     };
+    // Bound before the sockets that serve, so a busy admin port stops the
+    // start with a clear error.
+    let admin = match config.admin.0 {
+        None => None,
+        Some(addr) => Some(
+            ipcs_common::admin_http::bind(addr)
+                .with_context(|| format!("cannot serve admin requests on {addr}"))?,
+        ),
+    };
     let reactor = Reactor::bind(
         &iface,
         identity,
@@ -47,6 +56,18 @@ fn main() -> anyhow::Result<()> {
             },
         },
     )?;
+    if let Some(listener) = admin {
+        info!(
+            "admin endpoint on http://{}/metrics",
+            listener.local_addr()?
+        );
+        ipcs_common::admin_http::spawn_loop_endpoint(
+            listener,
+            "ipcs-server-admin",
+            reactor.admin_state(),
+            ipcs_server::stats::render,
+        )?;
+    }
     let udp = reactor.udp_local_addr();
     info!(
         "server {} on {} mac={} ip={} serving backend frames",

@@ -18,6 +18,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ipcs_common::admin_http::{LoopState, TURN_AT_LEAST_EVERY};
 use ipcs_common::sys::batch::Datagram;
 use ipcs_common::sys::{Interface, MsgBatch, PacketSocket};
 use ipcs_common::wire::records::{MAX_ETHERNET_FRAME_LEN, MAX_RECORDS_FRAME_LEN};
@@ -115,7 +116,15 @@ pub struct Reactor {
     stats: Stats,
     ticker: StatsTicker,
     fault_file: Option<PathBuf>,
+    /// Where the loop publishes its counters and liveness for the admin
+    /// endpoint, at most every [`PUBLISH_EVERY`].
+    admin: LoopState,
+    next_publish: Instant,
 }
+
+/// How often the loop copies its counters out for `/metrics`: often enough
+/// for a scrape, rare enough to stay off the hot path.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 impl Reactor {
     /// Opens the raw socket on `iface`, the UDP socket on `udp` if given,
@@ -184,6 +193,8 @@ impl Reactor {
             stats: Stats::default(),
             ticker: StatsTicker::new(options.stats_interval, Instant::now()),
             fault_file: options.fault.delay_file.clone(),
+            admin: LoopState::default(),
+            next_publish: Instant::now(),
         })
     }
 
@@ -194,6 +205,11 @@ impl Reactor {
             .and_then(|u| u.endpoint.socket.local_addr().ok())
     }
 
+    /// What the admin endpoint reads: the counters and that the loop turns.
+    pub fn admin_state(&self) -> LoopState {
+        self.admin.clone()
+    }
+
     /// Serves until SIGINT or SIGTERM; returns the final counters.
     pub fn run(mut self) -> io::Result<Stats> {
         let mut last_logged = Stats::default();
@@ -201,6 +217,7 @@ impl Reactor {
         // after a poll that does not sleep.
         let mut raw_more = false;
         let mut udp_more = false;
+        self.admin.publish(self.stats.counters(), true);
         loop {
             let timeout = if raw_more || udp_more {
                 Duration::ZERO
@@ -213,6 +230,9 @@ impl Reactor {
                 .into_iter()
                 .flatten()
                 .fold(self.ticker.timeout(now), Duration::min)
+                // Turn at least every second, so a stuck loop shows in
+                // /healthz.
+                .min(TURN_AT_LEAST_EVERY)
             };
             if let Err(err) = self.poll.poll(&mut self.events, Some(timeout)) {
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -236,6 +256,7 @@ impl Reactor {
                         self.reload_fault_delay();
                     } else {
                         info!(signal, "shutting down");
+                        self.admin.publish(self.stats.counters(), false);
                         return Ok(self.stats);
                     }
                 }
@@ -251,6 +272,10 @@ impl Reactor {
                 .release(now, self.poll.registry(), &mut self.stats)?;
             if let Some(udp) = &mut self.udp {
                 udp.release(now, self.poll.registry(), &mut self.stats)?;
+            }
+            if now >= self.next_publish {
+                self.admin.publish(self.stats.counters(), true);
+                self.next_publish = now + PUBLISH_EVERY;
             }
             if self.ticker.poll(Instant::now()) {
                 if self.stats != last_logged {

@@ -4,6 +4,8 @@
 use core::fmt;
 use std::time::{Duration, Instant};
 
+use ipcs_common::admin_http::{render_table, Kind, MetricDef, Row};
+
 use crate::handler::{DropReason, FrameOutcome};
 use crate::udp::UdpAnswer;
 
@@ -24,6 +26,110 @@ pub mod names {
     pub const UDP_EMPTY: &str = "udp_empty";
     pub const UDP_SEND_FAILED: &str = "udp_send_failed";
     pub const DROPPED_DELAY_QUEUE_FULL: &str = "dropped_delay_queue_full";
+}
+
+/// Prometheus names, kinds and help of every counter in the stats line, in
+/// one table: `(stats line name, metric, label)`. The drops share one metric
+/// with a `reason` label. `/metrics` is rendered from this table only.
+pub const PROMETHEUS: [Row; 15] = {
+    const fn counter(name: &'static str, help: &'static str) -> MetricDef {
+        MetricDef {
+            name,
+            kind: Kind::Counter,
+            help,
+        }
+    }
+    const DROPPED: MetricDef = counter(
+        "ipcs_server_frames_dropped_total",
+        "Backend frames dropped unanswered, by reason.",
+    );
+    [
+        (
+            names::FRAMES_ANSWERED,
+            counter(
+                "ipcs_server_frames_answered_total",
+                "Backend requests answered with a result.",
+            ),
+            None,
+        ),
+        (
+            names::FRAMES_UNKNOWN_OP,
+            counter(
+                "ipcs_server_frames_unknown_op_total",
+                "Backend requests answered with an unknown-op error.",
+            ),
+            None,
+        ),
+        (
+            names::FRAMES_SEND_FAILED,
+            counter(
+                "ipcs_server_frames_send_failed_total",
+                "Reply frames the kernel refused to send.",
+            ),
+            None,
+        ),
+        (names::DROPPED_NOT_FOR_US, DROPPED, Some("not_for_us")),
+        (names::DROPPED_SHORT, DROPPED, Some("short")),
+        (names::DROPPED_UNKNOWN_KIND, DROPPED, Some("unknown_kind")),
+        (
+            names::DROPPED_WRONG_ETHERTYPE,
+            DROPPED,
+            Some("wrong_ethertype"),
+        ),
+        (names::DROPPED_NOT_A_REQUEST, DROPPED, Some("not_a_request")),
+        (names::DROPPED_BAD_SOURCE, DROPPED, Some("bad_source")),
+        (
+            names::DROPPED_TOO_MANY_RECORDS,
+            DROPPED,
+            Some("too_many_records"),
+        ),
+        (
+            names::UDP_ANSWERED,
+            counter(
+                "ipcs_server_udp_answered_total",
+                "UDP requests answered with a result.",
+            ),
+            None,
+        ),
+        (
+            names::UDP_ERRORS,
+            counter(
+                "ipcs_server_udp_errors_total",
+                "UDP requests answered with an error byte.",
+            ),
+            None,
+        ),
+        (
+            names::UDP_EMPTY,
+            counter(
+                "ipcs_server_udp_empty_total",
+                "Empty UDP datagrams, dropped unanswered.",
+            ),
+            None,
+        ),
+        (
+            names::UDP_SEND_FAILED,
+            counter(
+                "ipcs_server_udp_send_failed_total",
+                "UDP answers the kernel refused to send.",
+            ),
+            None,
+        ),
+        (
+            names::DROPPED_DELAY_QUEUE_FULL,
+            counter(
+                "ipcs_server_delay_queue_full_total",
+                "Fault injection: answers dropped because the delay queue was full.",
+            ),
+            None,
+        ),
+    ]
+};
+
+/// The Prometheus text of `counters` (stats line names and values, as
+/// [`Stats::counters`] gives them), in [`PROMETHEUS`] order.
+pub fn render(counters: &[(&'static str, u64)]) -> String {
+    render_table(&PROMETHEUS, counters)
 }
 
 /// The counter name for frames dropped for `reason`.
@@ -190,6 +296,31 @@ mod tests {
         ));
         assert_eq!(line.split(' ').count(), 15);
         assert_eq!(stats.counters().count(), 15);
+    }
+
+    #[test]
+    fn every_counter_has_one_prometheus_row() {
+        let stats = Stats::default();
+        let counters: Vec<_> = stats.counters().collect();
+        assert_eq!(counters.len(), PROMETHEUS.len());
+        for (name, _) in &counters {
+            assert_eq!(
+                PROMETHEUS.iter().filter(|r| r.0 == *name).count(),
+                1,
+                "{name}"
+            );
+        }
+        let text = render(&counters);
+        assert_eq!(
+            text.matches("# TYPE ipcs_server_frames_dropped_total counter")
+                .count(),
+            1
+        );
+        assert!(text.contains("ipcs_server_frames_dropped_total{reason=\"short\"} 0\n"));
+        for (_, def, _) in PROMETHEUS {
+            assert!(def.name.starts_with("ipcs_server_"));
+            assert!(text.contains(&format!("# HELP {} ", def.name)));
+        }
     }
 
     #[test]

@@ -162,6 +162,7 @@ fn bad_id_is_refused_and_help_explains_every_flag() {
         "--beat-ms",
         "--stats-secs",
         "--batch",
+        "--admin",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }

@@ -52,3 +52,19 @@ pub fn root_or_skip(test: &str, needs: &str) -> bool {
     let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
     false
 }
+
+/// Clock ticks per second (`_SC_CLK_TCK`, the unit of `/proc`'s CPU times),
+/// or `None` if the kernel does not say.
+pub fn clock_ticks() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions; it returns -1 on failure.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(t).ok().filter(|t| *t > 0)
+}
+
+/// The page size in bytes (the unit of `/proc`'s resident set size), or
+/// `None` if the kernel does not say.
+pub fn page_size() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions; it returns -1 on failure.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(p).ok().filter(|p| *p > 0)
+}

@@ -20,7 +20,7 @@ use ipcs_testbed::Topology;
 /// Where the load balancer listens, in the core namespace.
 pub const LISTEN: &str = "172.16.238.1:8080";
 /// Its admin endpoint, in the core namespace.
-pub const ADMIN: &str = "127.0.0.1:9100";
+pub const ADMIN: &str = "127.0.0.1:7071";
 
 /// A running topology and the index of its load balancer process.
 pub struct Rig {
