@@ -1,6 +1,7 @@
-//! The one parser of human durations on IPCS command lines (`10s`, `500ms`,
-//! `100us`, `2m`, a bare number of seconds), shared by `loadgen` and
-//! `ipcs-server`'s fault injection so both read the same spellings.
+//! The one parser of human durations on IPCS command lines (`20ms`, `10s`,
+//! `100us`, `2m`, `1h`, a bare number of seconds), the `value_parser` of
+//! every time-valued flag of the five binaries, so all read the same
+//! spellings.
 
 use std::time::Duration;
 
@@ -11,15 +12,15 @@ pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
 /// clap shows them verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
-    #[error("`{0}` is not a duration (e.g. 10s, 500ms, 2m)")]
+    #[error("`{0}` is not a duration (e.g. 20ms, 10s, 2m, 1h)")]
     Syntax(String),
-    #[error("unknown unit `{unit}` in `{text}` (use us, ms, s or m)")]
+    #[error("unknown unit `{unit}` in `{text}` (use us, ms, s, m or h)")]
     Unit { unit: String, text: String },
     #[error("`{0}` is out of range (at most a day)")]
     Range(String),
 }
 
-/// Parses `1.5s`, `250ms`, `100us`, `2m` or a bare number of seconds
+/// Parses `1.5s`, `250ms`, `100us`, `2m`, `1h` or a bare number of seconds
 /// (surrounding whitespace ignored), up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
@@ -35,6 +36,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         "ms" => 1e-3,
         "us" | "µs" => 1e-6,
         "m" | "min" => 60.0,
+        "h" => 3600.0,
         other => {
             return Err(DurationError::Unit {
                 unit: other.to_owned(),
@@ -60,9 +62,11 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("20ms"), Ok(Duration::from_millis(20)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration(" 30ms\n"), Ok(Duration::from_millis(30)));
-        for bad in ["", "s", "ten", "5h", "-1s", "1e99", "3 parsecs"] {
+        for bad in ["", "s", "ten", "5d", "-1s", "25h", "1e99", "3 parsecs"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
@@ -71,12 +75,12 @@ mod tests {
     fn errors_say_what_was_expected() {
         assert_eq!(
             parse_duration("ten").unwrap_err().to_string(),
-            "`ten` is not a duration (e.g. 10s, 500ms, 2m)"
+            "`ten` is not a duration (e.g. 20ms, 10s, 2m, 1h)"
         );
-        assert!(parse_duration("5h")
+        assert!(parse_duration("5x")
             .unwrap_err()
             .to_string()
-            .contains("use us, ms, s or m"));
+            .contains("use us, ms, s, m or h"));
         assert!(parse_duration("2d")
             .unwrap_err()
             .to_string()
