@@ -132,6 +132,24 @@ fn env_note(command: &Command, error: &clap::Error) -> Option<String> {
     })
 }
 
+/// A clap `value_parser` for a duration between `min` and `max` (both
+/// included), e.g. `value_parser = duration_in(MS * 10, SECOND * 60)`.
+pub fn duration_in(
+    min: Duration,
+    max: Duration,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let d = crate::duration::parse_duration(text).map_err(|e| e.to_string())?;
+        if d < min || d > max {
+            return Err(format!(
+                "`{}` is out of range ({min:?} to {max:?})",
+                text.trim()
+            ));
+        }
+        Ok(d)
+    }
+}
+
 /// The value of a time flag that also has an old hidden alias taking a
 /// bare integer in the old unit (`--timeout-ms 20` for `--timeout 20ms`):
 /// the alias's value if given (clap rejects giving both), else the new one.
@@ -178,7 +196,17 @@ mod tests {
         assert_eq!(parse(&["--timeout-ms", "7"]).unwrap(), Duration::from_millis(7));
         let both = parse(&["--timeout", "1s", "--timeout-ms", "7"]).unwrap_err();
         assert_eq!(both.kind(), ErrorKind::ArgumentConflict);
-        assert!(parse(&["--timeout", "20"]).is_ok());
+        assert!(parse(&["--timeout", "20"]).is_err());
         assert!(parse(&["--timeout", "20x"]).is_err());
+    }
+
+    #[test]
+    fn ranges() {
+        let p = duration_in(Duration::from_millis(10), Duration::from_secs(60));
+        assert_eq!(p("10ms"), Ok(Duration::from_millis(10)));
+        assert_eq!(p("1m"), Ok(Duration::from_secs(60)));
+        assert!(p("9ms").unwrap_err().contains("out of range (10ms to 60s)"));
+        assert!(p("1h").is_err());
+        assert!(p("x").is_err());
     }
 }
