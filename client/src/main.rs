@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
-use ipcs_common::cli::{duration_in, old_unit};
 use ipcs_client::{
     batch, repl, CalcClient, RetryPolicy, Target, DEFAULT_TARGET, EXIT_FAILED, EXIT_OK, EXIT_USAGE,
 };
+use ipcs_common::cli::{duration_in, old_unit};
 
 /// calc, the IPCS calculator client: computes a+b and a*b on the
 /// Interplanetary Calculator Service.
@@ -105,10 +105,7 @@ impl Args {
 fn main() -> ExitCode {
     let args: Args = ipcs_common::cli::parse_from(
         "IPCS_CALC",
-        batch::shield_negative_exprs(
-        std::env::args_os(),
-            &value_flags(),
-        ),
+        batch::shield_negative_exprs(std::env::args_os(), &value_flags()),
     );
     ipcs_common::logging::init();
 

@@ -195,7 +195,14 @@ fn bad_flags_are_usage_errors() {
         &["127.0.0.1:9", "--timeout", "0", "1+2"],
         &["127.0.0.1:9", "--timeout", "100", "1+2"],
         &["127.0.0.1:9", "--timeout", "2m", "1+2"],
-        &["127.0.0.1:9", "--timeout", "1s", "--timeout-ms", "100", "1+2"],
+        &[
+            "127.0.0.1:9",
+            "--timeout",
+            "1s",
+            "--timeout-ms",
+            "100",
+            "1+2",
+        ],
         &["127.0.0.1:9", "--show-server=maybe", "1+2"],
         &["127.0.0.1:9", "--bogus"],
     ] {
@@ -270,7 +277,9 @@ fn version_names_the_commit() {
 fn assert_version(out: &str, name: &str) {
     let line = out.trim();
     let rest = line.strip_prefix(&format!("{name} {} (", env!("CARGO_PKG_VERSION")));
-    let hash = rest.and_then(|r| r.strip_suffix(')')).unwrap_or_else(|| panic!("{line}"));
+    let hash = rest
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line}"));
     assert!(
         hash == "unknown" || (hash.len() >= 7 && hash.chars().all(|c| c.is_ascii_hexdigit())),
         "{line}"

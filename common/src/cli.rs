@@ -121,7 +121,9 @@ fn env_note(command: &Command, error: &clap::Error) -> Option<String> {
         return None;
     };
     let long = flag.strip_prefix("--")?.split([' ', '=']).next()?;
-    let arg = command.get_arguments().find(|a| a.get_long() == Some(long))?;
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?;
     let var = arg.get_env()?;
     let set = std::env::var_os(var)?;
     (set.to_string_lossy() == value.as_str()).then(|| {
@@ -154,7 +156,9 @@ pub fn duration_in(
 /// bare integer in the old unit (`--timeout-ms 20` for `--timeout 20ms`):
 /// the alias's value if given (clap rejects giving both), else the new one.
 pub fn old_unit(new: Duration, old: Option<u64>, unit: Duration) -> Duration {
-    old.map_or(new, |n| unit.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)))
+    old.map_or(new, |n| {
+        unit.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+    })
 }
 
 #[cfg(test)]
@@ -192,8 +196,14 @@ mod tests {
                 .map(|a| old_unit(a.timeout, a.timeout_ms, Duration::from_millis(1)))
         };
         assert_eq!(parse(&[]).unwrap(), Duration::from_millis(20));
-        assert_eq!(parse(&["--timeout", "1h"]).unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse(&["--timeout-ms", "7"]).unwrap(), Duration::from_millis(7));
+        assert_eq!(
+            parse(&["--timeout", "1h"]).unwrap(),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            parse(&["--timeout-ms", "7"]).unwrap(),
+            Duration::from_millis(7)
+        );
         let both = parse(&["--timeout", "1s", "--timeout-ms", "7"]).unwrap_err();
         assert_eq!(both.kind(), ErrorKind::ArgumentConflict);
         assert!(parse(&["--timeout", "20"]).is_err());

@@ -71,7 +71,18 @@ mod tests {
         assert_eq!(parse_duration("20ms"), Ok(Duration::from_millis(20)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration(" 30ms\n"), Ok(Duration::from_millis(30)));
-        for bad in ["", "s", "ten", "5d", "-1s", "25h", "10", "20", "1e99", "3 parsecs"] {
+        for bad in [
+            "",
+            "s",
+            "ten",
+            "5d",
+            "-1s",
+            "25h",
+            "10",
+            "20",
+            "1e99",
+            "3 parsecs",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

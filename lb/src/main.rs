@@ -47,7 +47,12 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     registry_interval: Duration,
     /// Old spelling of --registry-interval, in milliseconds.
-    #[arg(long, value_name = "MS", hide = true, conflicts_with = "registry_interval")]
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "registry_interval"
+    )]
     registry_interval_ms: Option<u64>,
 
     /// A registry that leaves a question unanswered this long is taken as
@@ -56,7 +61,12 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     registry_timeout: Duration,
     /// Old spelling of --registry-timeout, in milliseconds.
-    #[arg(long, value_name = "MS", hide = true, conflicts_with = "registry_timeout")]
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "registry_timeout"
+    )]
     registry_timeout_ms: Option<u64>,
 
     /// After reconnecting to the registry, how long servers it does not list
@@ -65,7 +75,12 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
     registry_resync: Duration,
     /// Old spelling of --registry-resync, in milliseconds.
-    #[arg(long, value_name = "MS", hide = true, conflicts_with = "registry_resync")]
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "registry_resync"
+    )]
     registry_resync_ms: Option<u64>,
 
     /// How long to wait at start for the first server list before serving
@@ -131,7 +146,12 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
     request_timeout: Duration,
     /// Old spelling of --request-timeout, in milliseconds.
-    #[arg(long, value_name = "MS", hide = true, conflicts_with = "request_timeout")]
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "request_timeout"
+    )]
     request_timeout_ms: Option<u64>,
 
     /// Attempts per request, the first included (1..=8).
@@ -173,7 +193,12 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     eject_silence_min: Duration,
     /// Old spelling of --eject-silence-min, in milliseconds.
-    #[arg(long, value_name = "MS", hide = true, conflicts_with = "eject_silence_min")]
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "eject_silence_min"
+    )]
     eject_silence_min_ms: Option<u64>,
 
     /// A server whose answers in one second are at least this percent
@@ -196,14 +221,24 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     eject_cooldown: Duration,
     /// Old spelling of --eject-cooldown, in milliseconds.
-    #[arg(long, value_name = "MS", hide = true, conflicts_with = "eject_cooldown")]
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "eject_cooldown"
+    )]
     eject_cooldown_ms: Option<u64>,
 
     /// The longest cool-down, however often a server fails.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     eject_cooldown_max: Duration,
     /// Old spelling of --eject-cooldown-max, in milliseconds.
-    #[arg(long, value_name = "MS", hide = true, conflicts_with = "eject_cooldown_max")]
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "eject_cooldown_max"
+    )]
     eject_cooldown_max_ms: Option<u64>,
 
     /// Error replies per second at most, over all workers; further errors
@@ -218,7 +253,12 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     summary_every: Duration,
     /// Old spelling of --summary-every, in seconds.
-    #[arg(long, value_name = "SECS", hide = true, conflicts_with = "summary_every")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        hide = true,
+        conflicts_with = "summary_every"
+    )]
     summary_secs: Option<u64>,
 
     /// Nice value of the worker threads (-20..=19). Every request crosses
@@ -327,7 +367,11 @@ fn main() -> anyhow::Result<()> {
             PolicyArg::P2c => Policy::P2c,
         },
         error_rate: args.error_rate,
-        summary_every: old_unit(args.summary_every, args.summary_secs, Duration::from_secs(1)),
+        summary_every: old_unit(
+            args.summary_every,
+            args.summary_secs,
+            Duration::from_secs(1),
+        ),
         nice,
         reply_gso: !args.no_reply_gso,
         max_records: args.frame_records,

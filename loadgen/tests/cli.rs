@@ -270,7 +270,9 @@ fn short_flags_and_ipcs_loadgen_variables() {
     // -r, -d, -c and -t as in wrk2 and hey; the mix comes from the environment.
     let env = [("IPCS_LOADGEN_MIX", "add=1")];
     let out = loadgen_env(
-        &["-r", "4000", "-d", "250ms", "-c", "2", "-t", "2", "--json", "-q", &addr],
+        &[
+            "-r", "4000", "-d", "250ms", "-c", "2", "-t", "2", "--json", "-q", &addr,
+        ],
         &env,
     );
     assert!(out.status.success(), "{out:?}");

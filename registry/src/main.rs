@@ -67,7 +67,12 @@ struct Args {
     first_line_timeout: Duration,
 
     /// Old spelling of --first-line-timeout, in milliseconds.
-    #[arg(long, value_name = "MS", hide = true, conflicts_with = "first_line_timeout")]
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "first_line_timeout"
+    )]
     first_line_timeout_ms: Option<u64>,
 
     /// Registered servers at most (1..=255: server ids are 1..=255). A HELLO
