@@ -104,7 +104,7 @@ fn no_ipv4_and_no_id_is_refused_but_id_is_enough() {
     );
     assert!(!ok, "{log}");
     assert!(log.contains("no IPv4 address to announce"), "{log}");
-    assert!(log.contains("--registry none"), "{log}");
+    assert!(log.contains("--registry off"), "{log}");
 }
 
 #[test]
