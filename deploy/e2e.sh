@@ -300,7 +300,7 @@ ids_in_replies() {
     # calc fails when any request goes unanswered; the ids of the answered
     # ones still count here.
     replies=$(for ((i = 0; i < n; i++)); do echo 1+1; done |
-        timeout 10 "$CALC" --show-server --timeout-ms 300 "$TARGET" 2>/dev/null) || true
+        timeout 10 "$CALC" --show-server --timeout 300ms "$TARGET" 2>/dev/null) || true
     sed -nE 's/.*\(server ([0-9]+)\).*/\1/p' <<<"$replies" | sort -n | uniq | tr '\n' ' '
 }
 

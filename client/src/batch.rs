@@ -40,7 +40,7 @@ impl Summary {
 /// argument '-5'". calc has no flag that starts with a minus and a digit, so
 /// once the target has been given, such an argument is an expression unless
 /// it is the value of one of `value_flags` (long flags that take a value,
-/// `--timeout-ms -5` stays clap's error) or follows `--`. A leading space,
+/// `--timeout -5` stays clap's error) or follows `--`. A leading space,
 /// which the parser skips, keeps clap from reading it as a flag; the order
 /// of the arguments is kept. Before the target nothing is changed: there
 /// `-5+3` is neither a target nor a flag, and clap says so.
@@ -210,7 +210,7 @@ mod tests {
     }
 
     fn shield(args: &[&str]) -> Vec<String> {
-        let flags = ["--timeout-ms".to_owned(), "--attempts".to_owned()];
+        let flags = ["--timeout".to_owned(), "--attempts".to_owned()];
         shield_negative_exprs(args.iter().map(OsString::from), &flags)
             .into_iter()
             .map(|a| a.into_string().unwrap())
@@ -224,7 +224,7 @@ mod tests {
                 "calc",
                 "h:1",
                 "-5+3",
-                "--timeout-ms",
+                "--timeout",
                 "-7",
                 "-x",
                 "-",
@@ -236,7 +236,7 @@ mod tests {
                 "calc",
                 "h:1",
                 " -5+3",
-                "--timeout-ms",
+                "--timeout",
                 "-7",
                 "-x",
                 "-",

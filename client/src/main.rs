@@ -10,6 +10,7 @@ use clap::{CommandFactory, Parser};
 use ipcs_client::{
     batch, repl, CalcClient, RetryPolicy, Target, DEFAULT_TARGET, EXIT_FAILED, EXIT_OK, EXIT_USAGE,
 };
+use ipcs_common::cli::{duration_in, old_unit};
 
 /// calc, the IPCS calculator client: computes a+b and a*b on the
 /// Interplanetary Calculator Service.
@@ -20,7 +21,7 @@ use ipcs_client::{
 #[derive(Debug, Parser)]
 #[command(
     name = "calc",
-    version,
+    version = ipcs_common::version!(),
     after_help = "\
 Examples:
   calc calc.batata:8080                     open the prompt
@@ -42,15 +43,25 @@ struct Args {
     #[arg(value_name = "EXPR")]
     exprs: Vec<String>,
 
-    /// How long to wait for an answer before sending a request again, in
-    /// milliseconds (1..=60000).
+    /// How long to wait for an answer before sending a request again
+    /// (1ms..=1m), e.g. 300ms.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = duration_in(Duration::from_millis(1), Duration::from_secs(60)),
+    )]
+    timeout: Duration,
+
+    /// Old spelling of --timeout, in milliseconds.
     #[arg(
         long,
         value_name = "MS",
-        default_value_t = RetryPolicy::DEFAULT_TIMEOUT.as_millis() as u64,
+        hide = true,
+        conflicts_with = "timeout",
         value_parser = clap::value_parser!(u64).range(1..=60_000),
     )]
-    timeout_ms: u64,
+    timeout_ms: Option<u64>,
 
     /// How many times to send a request before giving up with "no answer"
     /// (1..=10).
@@ -92,17 +103,18 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse_from(batch::shield_negative_exprs(
-        std::env::args_os(),
-        &value_flags(),
-    ));
+    let args: Args = ipcs_common::cli::parse_from(
+        "IPCS_CALC",
+        batch::shield_negative_exprs(std::env::args_os(), &value_flags()),
+    );
     ipcs_common::logging::init();
 
     let target = match Target::resolve(&args.target) {
         Ok(target) => target,
         Err(error) => return fail(EXIT_USAGE, &error),
     };
-    let policy = RetryPolicy::new(Duration::from_millis(args.timeout_ms), args.attempts);
+    let timeout = old_unit(args.timeout, args.timeout_ms, Duration::from_millis(1));
+    let policy = RetryPolicy::new(timeout, args.attempts);
     let mut client = match CalcClient::connect(target, policy) {
         Ok(client) => client,
         Err(error) => return fail(EXIT_USAGE, &error),
@@ -135,7 +147,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// The long flags that take a value (`--timeout-ms`, ...), from clap's own
+/// The long flags that take a value (`--timeout`, ...), from clap's own
 /// definition of the arguments.
 fn value_flags() -> Vec<String> {
     let mut command = Args::command();

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use ipcs_common::wire::Status;
-use support::{run_calc, Responder, Step};
+use support::{run_calc, run_calc_env, Responder, Step};
 
 /// No run of calc in these tests may take longer.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -106,7 +106,7 @@ fn a_negative_operand_argument_is_explained_not_taken_for_a_flag() {
     assert_eq!(run.code(), 1);
     assert_eq!(responder.datagrams(), 1, "only 1+2 went out");
     // A negative value of a flag is still the flag's usage error.
-    let run = run_calc(&[&target, "--timeout-ms", "-5", "1+2"], None, LIMIT);
+    let run = run_calc(&[&target, "--timeout", "-5ms", "1+2"], None, LIMIT);
     assert_eq!(run.code(), 2, "{}", run.stderr);
 }
 
@@ -124,7 +124,7 @@ fn error_replies_are_words_on_stderr() {
 fn a_dropped_request_is_retried() {
     let responder = Responder::start(1, vec![Step::Drop], Step::ANSWER);
     let target = responder.addr().to_string();
-    let run = run_calc(&[&target, "--timeout-ms", "100", "1+2"], None, LIMIT);
+    let run = run_calc(&[&target, "--timeout", "100ms", "1+2"], None, LIMIT);
     assert_eq!(run.stdout, "3\n");
     assert_eq!(run.code(), 0);
     assert_eq!(responder.received().len(), 2);
@@ -134,7 +134,7 @@ fn a_dropped_request_is_retried() {
 fn no_answer_after_the_attempts_never_hangs() {
     let responder = Responder::silent();
     let target = responder.addr().to_string();
-    let args = [&target, "--timeout-ms", "100", "--attempts", "2", "1+2"];
+    let args = [&target, "--timeout", "100ms", "--attempts", "2", "1+2"];
     let run = run_calc(&args, None, LIMIT);
     assert_eq!(run.stdout, "");
     assert_eq!(
@@ -150,7 +150,7 @@ fn no_answer_after_the_attempts_never_hangs() {
 fn replies_from_elsewhere_do_not_count() {
     let responder = Responder::start(1, vec![], Step::Elsewhere);
     let target = responder.addr().to_string();
-    let args = [&target, "--timeout-ms", "100", "--attempts", "1", "1+2"];
+    let args = [&target, "--timeout", "100ms", "--attempts", "1", "1+2"];
     let run = run_calc(&args, None, LIMIT);
     assert_eq!(run.stdout, "");
     assert!(run.stderr.contains("no answer from"), "{}", run.stderr);
@@ -192,7 +192,17 @@ fn bad_targets_are_explained_with_exit_2() {
 fn bad_flags_are_usage_errors() {
     for args in [
         &["127.0.0.1:9", "--attempts", "0", "1+2"][..],
-        &["127.0.0.1:9", "--timeout-ms", "0", "1+2"],
+        &["127.0.0.1:9", "--timeout", "0", "1+2"],
+        &["127.0.0.1:9", "--timeout", "100", "1+2"],
+        &["127.0.0.1:9", "--timeout", "2m", "1+2"],
+        &[
+            "127.0.0.1:9",
+            "--timeout",
+            "1s",
+            "--timeout-ms",
+            "100",
+            "1+2",
+        ],
         &["127.0.0.1:9", "--show-server=maybe", "1+2"],
         &["127.0.0.1:9", "--bogus"],
     ] {
@@ -209,8 +219,9 @@ fn help_explains_every_flag() {
     for needle in [
         "HOST:PORT",
         "[default: calc.batata:8080]",
-        "--timeout-ms <MS>",
-        "[default: 1000]",
+        "--timeout <DURATION>",
+        "[default: 1s]",
+        "[env: IPCS_CALC_TIMEOUT=]",
         "--attempts <N>",
         "[default: 3]",
         "--show-server[=<BOOL>]",
@@ -219,4 +230,58 @@ fn help_explains_every_flag() {
     ] {
         assert!(run.stdout.contains(needle), "--help lacks {needle}");
     }
+}
+
+#[test]
+fn the_old_timeout_ms_flag_still_works() {
+    let responder = Responder::start(1, vec![Step::Drop], Step::ANSWER);
+    let target = responder.addr().to_string();
+    let run = run_calc(&[&target, "--timeout-ms", "100", "1+2"], None, LIMIT);
+    assert_eq!(run.stdout, "3\n", "{}", run.stderr);
+    assert_eq!(run.code(), 0);
+    assert_eq!(responder.received().len(), 2);
+}
+
+#[test]
+fn flags_come_from_ipcs_calc_variables() {
+    // A valid one is used: one attempt of 100ms, then "no answer".
+    let responder = Responder::silent();
+    let target = responder.addr().to_string();
+    let env = [("IPCS_CALC_TIMEOUT", "100ms"), ("IPCS_CALC_ATTEMPTS", "1")];
+    let run = run_calc_env(&[&target, "1+2"], &env, None, LIMIT);
+    assert!(run.stderr.contains("after 1 attempt"), "{}", run.stderr);
+    assert_eq!(run.code(), 1);
+    assert_eq!(responder.received().len(), 1);
+    // A bad one is a usage error that names the variable.
+    let env = [("IPCS_CALC_TIMEOUT", "20parsecs")];
+    let run = run_calc_env(&[&target, "1+2"], &env, None, LIMIT);
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(run.stderr.contains("unknown unit"), "{}", run.stderr);
+    assert!(run.stderr.contains("IPCS_CALC_TIMEOUT"), "{}", run.stderr);
+    // The command line wins over the environment.
+    let env = [("IPCS_CALC_TIMEOUT", "20parsecs")];
+    let args = [&target, "--timeout", "100ms", "--attempts", "1", "1+2"];
+    let run = run_calc_env(&args, &env, None, LIMIT);
+    assert_eq!(run.code(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("after 1 attempt"), "{}", run.stderr);
+}
+
+#[test]
+fn version_names_the_commit() {
+    let run = run_calc(&["--version"], None, LIMIT);
+    assert_eq!(run.code(), 0);
+    assert_version(&run.stdout, "calc");
+}
+
+/// `NAME 0.1.0 (abc1234)`: a short hash, or `unknown` outside git.
+fn assert_version(out: &str, name: &str) {
+    let line = out.trim();
+    let rest = line.strip_prefix(&format!("{name} {} (", env!("CARGO_PKG_VERSION")));
+    let hash = rest
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        hash == "unknown" || (hash.len() >= 7 && hash.chars().all(|c| c.is_ascii_hexdigit())),
+        "{line}"
+    );
 }

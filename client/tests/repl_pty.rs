@@ -126,7 +126,7 @@ fn the_prompt_shows_service_errors_and_silence_in_words() {
     let responder = Responder::start(1, vec![Step::error(Status::NoServer)], Step::Drop);
     let home = TempDir::new("pty-errors");
     let target = responder.addr().to_string();
-    let args = [&target[..], "--timeout-ms", "100", "--attempts", "2"];
+    let args = [&target[..], "--timeout", "100ms", "--attempts", "2"];
     let mut calc = spawn(home.path(), &args);
     calc.expect(PROMPT).unwrap();
     calc.send_line("1+2").unwrap();

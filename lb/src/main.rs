@@ -6,12 +6,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use ipcs_common::cli::old_unit;
+use ipcs_common::duration::parse_duration;
 use ipcs_lb::balancer::{Config, LoadBalancer};
 use ipcs_lb::budget::BudgetPolicy;
 use ipcs_lb::outlier::EjectionPolicy;
 use ipcs_lb::pick::Policy;
 use ipcs_lb::registry_link::RegistryLinkConfig;
 use ipcs_lb::rtt::TimeoutPolicy;
+
+/// The unit of the old `-ms` flags.
+const MS: Duration = Duration::from_millis(1);
 
 /// The IPCS load balancer: takes HSMAP requests on UDP, sends each to a
 /// live server (round-robin, or p2c) as a raw Ethernet frame on the backend
@@ -22,7 +27,7 @@ use ipcs_lb::rtt::TimeoutPolicy;
 /// slow ones never are. Learns the live servers from the registry. Stops
 /// cleanly on SIGINT or SIGTERM. See docs/LB.md, "Failure handling".
 #[derive(Debug, Parser)]
-#[command(name = "ipcs-lb", version)]
+#[command(name = "ipcs-lb", version = ipcs_common::version!())]
 struct Args {
     /// UDP address clients send requests to.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
@@ -39,25 +44,52 @@ struct Args {
 
     /// Least time between two questions to the registry. The LB asks with
     /// WATCH, so a change of the list arrives as soon as the registry has it.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
-    registry_interval_ms: u64,
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    registry_interval: Duration,
+    /// Old spelling of --registry-interval, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "registry_interval"
+    )]
+    registry_interval_ms: Option<u64>,
 
     /// A registry that leaves a question unanswered this long is taken as
-    /// dead and reconnected. Must exceed the registry's --watch-timeout-ms
-    /// (5000 by default).
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
-    registry_timeout_ms: u64,
+    /// dead and reconnected. Must exceed the registry's --watch-timeout
+    /// (5s by default).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    registry_timeout: Duration,
+    /// Old spelling of --registry-timeout, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "registry_timeout"
+    )]
+    registry_timeout_ms: Option<u64>,
 
     /// After reconnecting to the registry, how long servers it does not list
     /// (yet) stay in rotation: a restarted registry starts empty and refills
-    /// as servers re-register. 0 trusts every list at once.
-    #[arg(long, value_name = "MS", default_value_t = 3_000)]
-    registry_resync_ms: u64,
+    /// as servers re-register. 0s trusts every list at once.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    registry_resync: Duration,
+    /// Old spelling of --registry-resync, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "registry_resync"
+    )]
+    registry_resync_ms: Option<u64>,
 
     /// How long to wait at start for the first server list before serving
     /// anyway (answering error 3, no server, until the list arrives).
-    #[arg(long, value_name = "MS", default_value_t = 3000)]
-    registry_wait_ms: u64,
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    registry_wait: Duration,
+    /// Old spelling of --registry-wait, in milliseconds.
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "registry_wait")]
+    registry_wait_ms: Option<u64>,
 
     /// Address of the admin HTTP endpoint (GET /metrics in Prometheus text
     /// format, GET /servers, /healthz, /ready). "off" disables it.
@@ -82,28 +114,45 @@ struct Args {
 
     /// Attempt deadline for a server before its first answer. After that,
     /// each server's deadline is its smoothed round-trip time plus four
-    /// times its variation (RFC 6298), within --timeout-min-ms and
-    /// --timeout-max-ms; a server slower than its deadline but alive
+    /// times its variation (RFC 6298), within --timeout-min and
+    /// --timeout-max; a server slower than its deadline but alive
     /// doubles it.
-    #[arg(long, value_name = "MS", default_value_t = 20)]
-    timeout_ms: u64,
+    #[arg(long, value_name = "DURATION", default_value = "20ms", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Old spelling of --timeout, in milliseconds.
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "timeout")]
+    timeout_ms: Option<u64>,
 
     /// The shortest attempt deadline: covers the scheduling jitter of a
     /// shared machine, which no sample predicts.
-    #[arg(long, value_name = "MS", default_value_t = 5)]
-    timeout_min_ms: u64,
+    #[arg(long, value_name = "DURATION", default_value = "5ms", value_parser = parse_duration)]
+    timeout_min: Duration,
+    /// Old spelling of --timeout-min, in milliseconds.
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "timeout_min")]
+    timeout_min_ms: Option<u64>,
 
     /// The longest attempt deadline, however slow or backed off a server.
-    #[arg(long, value_name = "MS", default_value_t = 250)]
-    timeout_max_ms: u64,
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    timeout_max: Duration,
+    /// Old spelling of --timeout-max, in milliseconds.
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "timeout_max")]
+    timeout_max_ms: Option<u64>,
 
     /// How long a request may wait in all. An attempt past its deadline is
     /// also sent to another server (if attempts and the retry budget
     /// allow), but the earlier ones stay valid: the first answer from any
     /// of them answers the client. At this deadline the client gets error 4
     /// (timed out).
-    #[arg(long, value_name = "MS", default_value_t = 500)]
-    request_timeout_ms: u64,
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// Old spelling of --request-timeout, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "request_timeout"
+    )]
+    request_timeout_ms: Option<u64>,
 
     /// Attempts per request, the first included (1..=8).
     #[arg(long, value_name = "N", default_value_t = 3)]
@@ -130,16 +179,27 @@ struct Args {
 
     /// How long a server must have answered nothing, while another server
     /// answered, before it is taken out of rotation: eight of its attempt
-    /// deadlines, at least --eject-silence-min-ms and at most this. A
+    /// deadlines, at least --eject-silence-min and at most this. A
     /// server that answers, however late, is never ejected for it; when no
     /// server answers (the whole host is slow) none is ejected.
-    #[arg(long, value_name = "MS", default_value_t = 500)]
-    eject_silence_ms: u64,
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    eject_silence: Duration,
+    /// Old spelling of --eject-silence, in milliseconds.
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "eject_silence")]
+    eject_silence_ms: Option<u64>,
 
     /// The shortest silence that makes a server dead (see
-    /// --eject-silence-ms).
-    #[arg(long, value_name = "MS", default_value_t = 100)]
-    eject_silence_min_ms: u64,
+    /// --eject-silence).
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    eject_silence_min: Duration,
+    /// Old spelling of --eject-silence-min, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "eject_silence_min"
+    )]
+    eject_silence_min_ms: Option<u64>,
 
     /// A server whose answers in one second are at least this percent
     /// errors (of at least 20), while every other server's share is under
@@ -158,12 +218,28 @@ struct Args {
 
     /// How long an ejected server stays out of rotation; doubles each time
     /// it is silent again right after coming back.
-    #[arg(long, value_name = "MS", default_value_t = 5000)]
-    eject_cooldown_ms: u64,
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    eject_cooldown: Duration,
+    /// Old spelling of --eject-cooldown, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "eject_cooldown"
+    )]
+    eject_cooldown_ms: Option<u64>,
 
     /// The longest cool-down, however often a server fails.
-    #[arg(long, value_name = "MS", default_value_t = 60_000)]
-    eject_cooldown_max_ms: u64,
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    eject_cooldown_max: Duration,
+    /// Old spelling of --eject-cooldown-max, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "eject_cooldown_max"
+    )]
+    eject_cooldown_max_ms: Option<u64>,
 
     /// Error replies per second at most, over all workers; further errors
     /// are dropped and counted, so the LB is never an amplifier. 0 sends
@@ -171,10 +247,19 @@ struct Args {
     #[arg(long, value_name = "PER_SEC", default_value_t = 10_000.0)]
     error_rate: f64,
 
-    /// Seconds between summary lines in the log (requests/s, replies,
-    /// retries, errors by code, live servers); 0 for none.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    summary_secs: u64,
+    /// Time between summary lines in the log (requests/s, replies,
+    /// retries, errors by code, live servers); 0 for none. The same flag as
+    /// the server's.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    summary_every: Duration,
+    /// Old spelling of --summary-every, in seconds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        hide = true,
+        conflicts_with = "summary_every"
+    )]
+    summary_secs: Option<u64>,
 
     /// Nice value of the worker threads (-20..=19). Every request crosses
     /// the LB twice, so a worker preempted by the servers or clients on a
@@ -220,9 +305,10 @@ enum PolicyArg {
 
 fn main() -> anyhow::Result<()> {
     ipcs_common::logging::init();
-    let args = Args::parse();
+    let args: Args = ipcs_common::cli::parse("IPCS_LB");
     let admin = match args.admin.as_str() {
-        "off" => None,
+        // "none" is the old spelling.
+        "off" | "none" => None,
         addr => Some(
             addr.parse::<SocketAddr>()
                 .with_context(|| format!("--admin {addr:?} is not an address or \"off\""))?,
@@ -240,27 +326,26 @@ fn main() -> anyhow::Result<()> {
     if !args.error_rate.is_finite() || args.error_rate < 0.0 {
         anyhow::bail!("--error-rate must be a number >= 0");
     }
-    let ms = Duration::from_millis;
     let registry = RegistryLinkConfig {
-        interval: ms(args.registry_interval_ms),
-        answer_timeout: ms(args.registry_timeout_ms),
-        resync_grace: ms(args.registry_resync_ms),
+        interval: old_unit(args.registry_interval, args.registry_interval_ms, MS),
+        answer_timeout: old_unit(args.registry_timeout, args.registry_timeout_ms, MS),
+        resync_grace: old_unit(args.registry_resync, args.registry_resync_ms, MS),
         ..RegistryLinkConfig::new(&args.registry)
     };
     let config = Config {
         listen: args.listen,
         iface: args.iface,
         registry,
-        registry_wait: ms(args.registry_wait_ms),
+        registry_wait: old_unit(args.registry_wait, args.registry_wait_ms, MS),
         admin,
         workers: args.workers,
         capacity: args.capacity,
         timeout: TimeoutPolicy {
-            initial: ms(args.timeout_ms),
-            min: ms(args.timeout_min_ms),
-            max: ms(args.timeout_max_ms),
+            initial: old_unit(args.timeout, args.timeout_ms, MS),
+            min: old_unit(args.timeout_min, args.timeout_min_ms, MS),
+            max: old_unit(args.timeout_max, args.timeout_max_ms, MS),
         },
-        request_timeout: ms(args.request_timeout_ms),
+        request_timeout: old_unit(args.request_timeout, args.request_timeout_ms, MS),
         attempts: args.attempts,
         budget: BudgetPolicy {
             ratio: f64::from(args.retry_budget_percent) / 100.0,
@@ -269,12 +354,12 @@ fn main() -> anyhow::Result<()> {
         },
         ejection: EjectionPolicy {
             after_failures: args.eject_after,
-            silence: ms(args.eject_silence_ms),
-            silence_min: ms(args.eject_silence_min_ms),
+            silence: old_unit(args.eject_silence, args.eject_silence_ms, MS),
+            silence_min: old_unit(args.eject_silence_min, args.eject_silence_min_ms, MS),
             error_percent: args.eject_error_percent,
             max_ejected_percent: args.max_ejected_percent,
-            cooldown: ms(args.eject_cooldown_ms),
-            max_cooldown: ms(args.eject_cooldown_max_ms),
+            cooldown: old_unit(args.eject_cooldown, args.eject_cooldown_ms, MS),
+            max_cooldown: old_unit(args.eject_cooldown_max, args.eject_cooldown_max_ms, MS),
             ..EjectionPolicy::default()
         },
         policy: match args.policy {
@@ -282,7 +367,11 @@ fn main() -> anyhow::Result<()> {
             PolicyArg::P2c => Policy::P2c,
         },
         error_rate: args.error_rate,
-        summary_every: Duration::from_secs(args.summary_secs),
+        summary_every: old_unit(
+            args.summary_every,
+            args.summary_secs,
+            Duration::from_secs(1),
+        ),
         nice,
         reply_gso: !args.no_reply_gso,
         max_records: args.frame_records,

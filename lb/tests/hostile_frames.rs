@@ -196,8 +196,8 @@ fn forged_truncated_and_duplicated_frames_are_dropped_counted_and_never_reach_a_
         &[
             "--capacity",
             &capacity,
-            "--timeout-ms",
-            "3000",
+            "--timeout",
+            "3s",
             "--attempts",
             "1",
         ],

@@ -25,7 +25,7 @@ fn answers_both_ops_and_boundaries_and_spreads_exactly_by_server() {
     }
     // A generous timeout: this test is about rotation, and a retry on a
     // busy test machine would legitimately shift it.
-    let rig = Rig::start(3, &["--timeout-ms", "500"]);
+    let rig = Rig::start(3, &["--timeout", "500ms"]);
     let client = Client::new(rig.lb_addr());
     let pairs = [
         (0, 0),
@@ -139,8 +139,8 @@ fn without_a_registry_it_answers_error_3_until_the_list_arrives() {
             support::LISTEN,
             "--admin",
             support::ADMIN,
-            "--registry-wait-ms",
-            "300",
+            "--registry-wait",
+            "300ms",
         ])
         .expect("lb");
     topo.enter_core().unwrap();
@@ -192,7 +192,7 @@ fn several_workers_share_the_port_and_each_gets_its_replies() {
     ) {
         return;
     }
-    let rig = Rig::start(3, &["--workers", "2", "--timeout-ms", "200"]);
+    let rig = Rig::start(3, &["--workers", "2", "--timeout", "200ms"]);
     // A copy of every frame the servers send back, in the LB's namespace:
     // the byte the fanout splits on says which worker each one reached.
     let bridge = Interface::lookup("ipcs0").expect("bridge");

@@ -34,18 +34,18 @@ const EXIT_NOT_CLEAN: u8 = 4;
 /// or unsent, or answered with an error. SIGINT/SIGTERM stop early and still print
 /// the report (a second one exits at once).
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", version)]
+#[command(name = "loadgen", version = ipcs_common::version!())]
 struct Args {
     /// The load balancer (or server) to load, as HOST:PORT.
     target: String,
 
     /// Requests per second to offer, sent on schedule whether or not
     /// earlier ones were answered.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    #[arg(short, long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     rps: u64,
 
     /// How long to measure (e.g. 10s, 500ms, 2m).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
 
     /// Load sent before measuring starts, at the same rate, not counted.
@@ -56,13 +56,14 @@ struct Args {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     timeout: Duration,
 
-    /// UDP sockets (client addresses) the load is spread over.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// UDP sockets (client addresses) the load is spread over: the
+    /// connections of wrk2 and hey.
+    #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     sockets: u32,
 
     /// Sending threads (each with its own receiving thread and its share of
     /// the sockets); at most --sockets.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     threads: u32,
 
     /// Operation mix as NAME=WEIGHT pairs (add, mul).
@@ -114,8 +115,9 @@ struct Args {
     /// Search for the highest rate that holds: step the rate up until fewer
     /// than --min-answered of the requests are answered in time or p99
     /// exceeds --p99-max, then bisect (halving first if even --start-rps
-    /// fails). --rps and --duration are ignored.
-    #[arg(long)]
+    /// fails). Giving --rps or --duration with it is an error (the steps
+    /// use --start-rps and --step-duration).
+    #[arg(long, conflicts_with_all = ["rps", "duration"])]
     find_max: bool,
 
     /// find-max: highest acceptable p99 latency.
@@ -175,7 +177,7 @@ fn print_progress(p: &Progress) {
 
 fn main() -> anyhow::Result<ExitCode> {
     ipcs_common::logging::init();
-    let args = Args::parse();
+    let args: Args = ipcs_common::cli::parse("IPCS_LOADGEN");
     let target = resolve_target(&args.target)?;
     anyhow::ensure!(
         args.threads <= args.sockets,

@@ -290,3 +290,84 @@ fn a_stall_of_loadgen_itself_shows_in_the_latency() {
     assert!(lag >= 150_000.0, "send lag {lag} µs: {v}");
     assert_eq!(v["answered"], v["scheduled"], "{v}");
 }
+
+fn loadgen_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = Command::new(LOADGEN)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("loadgen runs");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn short_flags_and_ipcs_loadgen_variables() {
+    let _guard = exclusive();
+    let target = responder(Faults::default());
+    let addr = target.addr().to_string();
+    // -r, -d, -c and -t as in wrk2 and hey; the mix comes from the environment.
+    let env = [("IPCS_LOADGEN_MIX", "add=1")];
+    let out = loadgen_env(
+        &[
+            "-r", "4000", "-d", "250ms", "-c", "2", "-t", "2", "--json", "-q", &addr,
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["offered_rps"], 4000.0);
+    assert_eq!(v["answered"], 1000);
+    assert_eq!(v["mix"], "add=1,mul=0");
+    // A bad value in the environment is a usage error naming the variable.
+    let out = loadgen_env(&["-q", &addr], &[("IPCS_LOADGEN_DURATION", "1 fortnight")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("IPCS_LOADGEN_DURATION"), "{stderr}");
+    // Durations: a unit is needed (only 0 may go without), hours are fine.
+    let out = loadgen(&["-d", "10", "127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no unit"));
+    let out = loadgen(&["--timeout", "1h", "--duration", "25h", "127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most a day"));
+    let help = String::from_utf8(loadgen(&["--help"]).stdout).unwrap();
+    for needle in [
+        "-r, --rps",
+        "-d, --duration",
+        "-c, --sockets",
+        "-t, --threads",
+        "[env: IPCS_LOADGEN_RPS=]",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from --help");
+    }
+}
+
+#[test]
+fn find_max_refuses_rps_and_duration() {
+    for args in [
+        &["--find-max", "--rps", "5000", "127.0.0.1:9"][..],
+        &["--find-max", "-d", "5s", "127.0.0.1:9"],
+    ] {
+        let out = loadgen(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("cannot be used with"), "{stderr}");
+    }
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = loadgen(&["--version"]);
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let hash = line
+        .strip_prefix(concat!("loadgen ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        hash == "unknown" || (hash.len() >= 7 && hash.chars().all(|c| c.is_ascii_hexdigit())),
+        "{line}"
+    );
+}

@@ -88,7 +88,7 @@ impl Config {
     /// Checks every limit is within what the registry can honour.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let size = |n: usize| n as u128;
-        check("ttl (ms)", self.ttl.as_millis(), 10, HOUR_MS)?;
+        check("--ttl (ms)", self.ttl.as_millis(), 10, HOUR_MS)?;
         check("max connections", size(self.max_connections), 1, 1_000_000)?;
         check(
             "max line bytes",
@@ -97,7 +97,7 @@ impl Config {
             size(MAX_LINE),
         )?;
         check(
-            "first line timeout (ms)",
+            "--first-line-timeout (ms)",
             self.first_line_timeout.as_millis(),
             10,
             HOUR_MS,
@@ -110,7 +110,7 @@ impl Config {
             64 << 20,
         )?;
         check(
-            "watch timeout (ms)",
+            "--watch-timeout (ms)",
             self.watch_timeout.as_millis(),
             10,
             HOUR_MS,

@@ -7,9 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use ipcs_common::cli::old_unit;
+use ipcs_common::duration::parse_duration;
 use ipcs_registry::cidr::Cidr;
 use ipcs_registry::config::Config;
 use ipcs_registry::reactor::Registry;
+
+/// The unit of the old `-ms` flags.
+const MS: Duration = Duration::from_millis(1);
 
 /// The IPCS registry: the source of truth for which servers are alive.
 ///
@@ -19,17 +24,21 @@ use ipcs_registry::reactor::Registry;
 /// prints the counters. The protocol is line-based ASCII, so `nc` works.
 /// Nothing is kept on disk: after a restart servers register again.
 #[derive(Debug, Parser)]
-#[command(name = "ipcs-registry", version)]
+#[command(name = "ipcs-registry", version = ipcs_common::version!())]
 struct Args {
     /// Address and port to listen on.
     #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:7070")]
     listen: SocketAddr,
 
-    /// A server that sends no BEAT for this many milliseconds is removed and
-    /// its connection closed (servers beat every 500 ms by default, so the
+    /// A server that sends no BEAT for this long is removed and its
+    /// connection closed (servers beat every 500ms by default, so the
     /// default tolerates two lost beats).
-    #[arg(long, value_name = "MS", default_value_t = 1500)]
-    ttl_ms: u64,
+    #[arg(long, value_name = "DURATION", default_value = "1500ms", value_parser = parse_duration)]
+    ttl: Duration,
+
+    /// Old spelling of --ttl, in milliseconds.
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "ttl")]
+    ttl_ms: Option<u64>,
 
     /// Only accept registrations (HELLO) from this network, e.g.
     /// 10.77.0.0/16 or a single address; repeat for several. Without it,
@@ -53,9 +62,18 @@ struct Args {
     max_line_bytes: usize,
 
     /// A connection that has not sent a valid line (HELLO, LIST, WATCH or
-    /// STATS) within this many milliseconds of connecting is closed.
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    first_line_timeout_ms: u64,
+    /// STATS) within this long of connecting is closed.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    first_line_timeout: Duration,
+
+    /// Old spelling of --first-line-timeout, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        hide = true,
+        conflicts_with = "first_line_timeout"
+    )]
+    first_line_timeout_ms: Option<u64>,
 
     /// Registered servers at most (1..=255: server ids are 1..=255). A HELLO
     /// beyond the cap gets `ERR registry full`.
@@ -69,9 +87,13 @@ struct Args {
     max_output_bytes: usize,
 
     /// A WATCH whose version is still current is answered (with the same
-    /// version) after this many milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 5000)]
-    watch_timeout_ms: u64,
+    /// version) after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    watch_timeout: Duration,
+
+    /// Old spelling of --watch-timeout, in milliseconds.
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "watch_timeout")]
+    watch_timeout_ms: Option<u64>,
 
     /// Address of the admin HTTP endpoint (GET /metrics in Prometheus text
     /// format, GET /healthz); "off" disables it. A busy port is a start-up
@@ -84,20 +106,20 @@ impl Args {
     fn config(self) -> Config {
         Config {
             listen: self.listen,
-            ttl: Duration::from_millis(self.ttl_ms),
+            ttl: old_unit(self.ttl, self.ttl_ms, MS),
             allow: self.allow,
             max_connections: self.max_connections,
             max_line: self.max_line_bytes,
-            first_line_timeout: Duration::from_millis(self.first_line_timeout_ms),
+            first_line_timeout: old_unit(self.first_line_timeout, self.first_line_timeout_ms, MS),
             max_servers: self.max_servers,
             max_output: self.max_output_bytes,
-            watch_timeout: Duration::from_millis(self.watch_timeout_ms),
+            watch_timeout: old_unit(self.watch_timeout, self.watch_timeout_ms, MS),
         }
     }
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args: Args = ipcs_common::cli::parse("IPCS_REGISTRY");
     ipcs_common::logging::init();
     let admin = args.admin.0;
     let mut registry = Registry::bind(args.config()).context("starting the registry")?;

@@ -16,7 +16,7 @@ pub const CONNECTIONS_REFUSED: &str = "connections_refused_total";
 pub const LINES_TOO_LONG: &str = "lines_too_long_total";
 /// Lines that did not parse or were not allowed in the connection's state.
 pub const BAD_LINES: &str = "bad_lines_total";
-/// Connections closed for sending no valid line within `--first-line-timeout-ms`.
+/// Connections closed for sending no valid line within `--first-line-timeout`.
 pub const FIRST_LINE_TIMEOUTS: &str = "first_line_timeouts_total";
 /// Connections closed because their unsent output exceeded `--max-output-bytes`.
 pub const OUTPUT_OVERFLOWS: &str = "output_overflows_total";

@@ -102,28 +102,29 @@ fn help_explains_every_flag_and_its_default() {
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
         "--listen",
-        "--ttl-ms",
+        "--ttl",
         "--allow",
         "--max-connections",
         "--max-line-bytes",
-        "--first-line-timeout-ms",
+        "--first-line-timeout",
         "--max-servers",
         "--max-output-bytes",
-        "--watch-timeout-ms",
+        "--watch-timeout",
         "--admin",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
     for default in [
         "[default: 0.0.0.0:7070]",
-        "[default: 1500]",
+        "[default: 1500ms]",
         "[default: 1000]",
         "[default: 256]",
-        "[default: 2000]",
+        "[default: 2s]",
         "[default: 255]",
         "[default: 65536]",
-        "[default: 5000]",
+        "[default: 5s]",
         "[default: 0.0.0.0:7072]",
+        "[env: IPCS_REGISTRY_TTL=]",
         "Default: none",
     ] {
         assert!(help.contains(default), "--help does not show {default}");
@@ -134,8 +135,10 @@ fn help_explains_every_flag_and_its_default() {
 fn bad_flags_are_refused() {
     for args in [
         &["--listen", "nowhere"][..],
-        &["--ttl-ms", "-5"],
-        &["--ttl-ms", "0"],
+        &["--ttl", "-5ms"],
+        &["--ttl", "1500"],
+        &["--ttl", "1s", "--ttl-ms", "1000"],
+        &["--ttl", "0ms"],
         &["--allow", "10.0.0.1/8"],
         &["--allow", "10.0.0.0/40"],
         &["--max-line-bytes", "100000"],
@@ -173,7 +176,7 @@ fn exits_cleanly_on_sigterm_and_sigint() {
 
 #[test]
 fn memory_stays_bounded_under_abuse() {
-    let (mut child, addr) = spawn(&["--max-connections", "1500", "--ttl-ms", "60000"]);
+    let (mut child, addr) = spawn(&["--max-connections", "1500", "--ttl", "1m"]);
     // Register some servers so lists are not trivial.
     let mut servers: Vec<Peer> = (1..=50u8)
         .map(|id| {

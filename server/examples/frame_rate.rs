@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     }
     let mut topology = Topology::builder().servers(1).build()?;
     let ns = topology.server(0).context("server slot")?.netns.clone();
-    let mut server_args: Vec<String> = ["--iface", "eth0", "--registry", "none"]
+    let mut server_args: Vec<String> = ["--iface", "eth0", "--registry", "off"]
         .iter()
         .map(|s| s.to_string())
         .collect();

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use ipcs_common::cli::{duration_in, old_unit};
 use ipcs_common::sys::Interface;
 use ipcs_common::wire::MacAddr;
 
@@ -20,7 +21,7 @@ pub const DEFAULT_REGISTRY: &str = "registry.batata:7070";
 /// IPCS calculation server: answers backend frames (EtherType 0x88B5) from
 /// the load balancer on a raw socket, and optionally plain HSMAP over UDP.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ipcs-server", version)]
+#[command(name = "ipcs-server", version = ipcs_common::version!())]
 pub struct Config {
     /// Backend interface. The raw socket is bound to it (EtherType 0x88B5
     /// only); the server's MAC and IPv4 address are read from it at start-up.
@@ -28,13 +29,13 @@ pub struct Config {
     pub iface: String,
 
     /// Registry to announce this server to, as host:port. A hostname is
-    /// resolved at start and again on every reconnect. `none` runs
+    /// resolved at start and again on every reconnect. `off` runs
     /// standalone (no heartbeat), e.g. for benchmarks.
-    #[arg(long, default_value = DEFAULT_REGISTRY, value_name = "HOST:PORT|none")]
+    #[arg(long, default_value = DEFAULT_REGISTRY, value_name = "HOST:PORT|off")]
     pub registry: RegistryTarget,
 
-    /// Run standalone, without a registry (same as `--registry none`).
-    #[arg(long, conflicts_with = "registry")]
+    /// Old spelling of `--registry off`.
+    #[arg(long, hide = true, conflicts_with = "registry")]
     pub no_registry: bool,
 
     /// Server id (1..=255) put in every reply. Default: the last octet of
@@ -50,16 +51,26 @@ pub struct Config {
     #[arg(long, value_name = "ADDR:PORT")]
     pub udp: Option<SocketAddr>,
 
-    /// Milliseconds between heartbeats (BEAT lines) to the registry.
-    #[arg(long, default_value_t = 500, value_name = "MS",
-          value_parser = clap::value_parser!(u64).range(10..=60_000))]
-    pub beat_ms: u64,
+    /// Time between heartbeats (BEAT lines) to the registry (10ms..=1m).
+    #[arg(long, default_value = "500ms", value_name = "DURATION",
+          value_parser = duration_in(Duration::from_millis(10), Duration::from_secs(60)))]
+    pub beat: Duration,
 
-    /// Seconds between stats lines in the log (frames answered, dropped by
-    /// reason).
-    #[arg(long, default_value_t = 10, value_name = "SECS",
+    /// Old spelling of --beat, in milliseconds.
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "beat",
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub beat_ms: Option<u64>,
+
+    /// Time between summary lines in the log (frames answered, dropped by
+    /// reason), 1s..=1h. The same flag as the load balancer's.
+    #[arg(long, default_value = "10s", value_name = "DURATION",
+          value_parser = duration_in(Duration::from_secs(1), Duration::from_secs(3600)))]
+    pub summary_every: Duration,
+
+    /// Old spelling of --summary-every, in seconds.
+    #[arg(long, value_name = "SECS", hide = true, conflicts_with = "summary_every",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub stats_secs: u64,
+    pub stats_secs: Option<u64>,
 
     /// Frames (or datagrams) moved per recvmmsg/sendmmsg call.
     #[arg(long, default_value_t = 64, value_name = "N",
@@ -102,7 +113,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Where to heartbeat to, with `--no-registry` applied.
+    /// Where to heartbeat to, with the old `--no-registry` applied.
     pub fn registry_target(&self) -> RegistryTarget {
         if self.no_registry {
             RegistryTarget::Disabled
@@ -112,11 +123,11 @@ impl Config {
     }
 
     pub fn beat_interval(&self) -> Duration {
-        Duration::from_millis(self.beat_ms)
+        old_unit(self.beat, self.beat_ms, Duration::from_millis(1))
     }
 
     pub fn stats_interval(&self) -> Duration {
-        Duration::from_secs(self.stats_secs)
+        old_unit(self.summary_every, self.stats_secs, Duration::from_secs(1))
     }
 }
 
@@ -130,10 +141,10 @@ pub enum RegistryTarget {
     Remote { host: String, port: u16 },
 }
 
-/// Why a `--registry` argument is not `host:port` or `none`.
+/// Why a `--registry` argument is not `host:port` or `off`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryTargetError {
-    #[error("expected host:port or none")]
+    #[error("expected host:port or off")]
     MissingPort,
     #[error("empty host")]
     EmptyHost,
@@ -145,7 +156,8 @@ impl FromStr for RegistryTarget {
     type Err = RegistryTargetError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.eq_ignore_ascii_case("none") {
+        // `none` is the old spelling of `off`.
+        if s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("none") {
             return Ok(RegistryTarget::Disabled);
         }
         let (host, port) = s.rsplit_once(':').ok_or(RegistryTargetError::MissingPort)?;
@@ -175,7 +187,7 @@ impl FromStr for RegistryTarget {
 impl fmt::Display for RegistryTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RegistryTarget::Disabled => f.write_str("none"),
+            RegistryTarget::Disabled => f.write_str("off"),
             RegistryTarget::Remote { host, port } if host.contains(':') => {
                 write!(f, "[{host}]:{port}")
             }
@@ -273,6 +285,16 @@ mod tests {
     }
 
     #[test]
+    fn durations_and_old_spellings() {
+        let new = Config::try_parse_from(["s", "--beat", "50ms", "--summary-every", "1h"]).unwrap();
+        assert_eq!(new.beat_interval(), Duration::from_millis(50));
+        assert_eq!(new.stats_interval(), Duration::from_secs(3600));
+        let old = Config::try_parse_from(["s", "--beat-ms", "50", "--stats-secs", "2"]).unwrap();
+        assert_eq!(old.beat_interval(), Duration::from_millis(50));
+        assert_eq!(old.stats_interval(), Duration::from_secs(2));
+    }
+
+    #[test]
     fn fault_injection_flags() {
         let config = Config::try_parse_from([
             "s",
@@ -290,7 +312,10 @@ mod tests {
     }
 
     #[test]
-    fn standalone_two_ways_but_not_both() {
+    fn standalone_three_ways_but_not_both() {
+        let off = Config::try_parse_from(["s", "--registry", "off"]).unwrap();
+        assert_eq!(off.registry_target(), RegistryTarget::Disabled);
+        assert_eq!(off.registry_target().to_string(), "off");
         let a = Config::try_parse_from(["s", "--registry", "none"]).unwrap();
         let b = Config::try_parse_from(["s", "--no-registry"]).unwrap();
         assert_eq!(a.registry_target(), RegistryTarget::Disabled);
@@ -310,6 +335,12 @@ mod tests {
             &["s", "--registry", "host:0"],
             &["s", "--registry", "host:70000"],
             &["s", "--beat-ms", "0"],
+            &["s", "--beat", "5ms"],
+            &["s", "--beat", "2m"],
+            &["s", "--beat", "500"],
+            &["s", "--summary-every", "0s"],
+            &["s", "--beat", "1s", "--beat-ms", "100"],
+            &["s", "--summary-every", "5s", "--stats-secs", "5"],
             &["s", "--batch", "0"],
             &["s", "--batch", "2000"],
             &["s", "--fault-delay", "fast"],

@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{anyhow, Context};
-use clap::Parser;
 use ipcs_common::sys::Interface;
 use ipcs_server::{
     Announcement, Config, FaultOptions, Identity, Reactor, ReactorOptions, Registration,
@@ -13,7 +12,7 @@ use ipcs_server::{
 use tracing::{info, warn};
 
 fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = ipcs_common::cli::parse("IPCS_SERVER");
     ipcs_common::logging::init();
 
     let iface = Interface::lookup(&config.iface)
@@ -28,7 +27,7 @@ fn main() -> anyhow::Result<()> {
         (_, None) => {
             return Err(anyhow!(
                 "interface {} has no IPv4 address to announce to the registry {target}; \
-                 give it one or run with --registry none",
+                 give it one or run with --registry off",
                 iface.name
             ))
         }

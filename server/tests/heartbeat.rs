@@ -18,7 +18,7 @@ use ipcs_testbed::{Signal, Topology};
 use support::{in_netns, mac_in, reply, root_or_skip, wait_for_log, wait_serving, Bridge};
 
 /// Long enough that a server leaving LIST quickly cannot be the TTL's doing.
-const TTL_MS: &str = "10000";
+const TTL: &str = "10s";
 
 /// Polls LIST from the core namespace until `done(list)` or `within`
 /// passes; returns the last list seen (if any) and when it was fetched.
@@ -70,7 +70,7 @@ fn listed_re_registers_after_registry_restart_and_leaves_at_once() {
     let mut topology = Topology::builder().servers(2).build().expect("topology");
     let registry = topology.registry_addr();
     let core = topology.core_netns().unwrap().to_owned();
-    let reg = topology.start_registry(&["--ttl-ms", TTL_MS]).unwrap();
+    let reg = topology.start_registry(&["--ttl", TTL]).unwrap();
     let a = start_server(&mut topology, 0, &["--udp", "0.0.0.0:9000"]);
     start_server(&mut topology, 1, &[]);
     let mac_a = mac_in(&topology.server(0).unwrap().netns);
@@ -116,7 +116,7 @@ fn listed_re_registers_after_registry_restart_and_leaves_at_once() {
 
     // Restarted, it learns both again within 2 s.
     let restarted = Instant::now();
-    topology.start_registry(&["--ttl-ms", TTL_MS]).unwrap();
+    topology.start_registry(&["--ttl", TTL]).unwrap();
     let (list, at) = wait_for_list(&core, registry, Duration::from_secs(5), |l| {
         l.servers.len() == 2
     });
@@ -165,7 +165,7 @@ fn serves_without_a_registry_and_registers_when_it_comes() {
     let registry = topology.registry_addr();
     let core = topology.core_netns().unwrap().to_owned();
     // No registry yet: start-up does not wait for it.
-    let server = start_server(&mut topology, 0, &["--beat-ms", "200"]);
+    let server = start_server(&mut topology, 0, &["--beat", "200ms"]);
     let mac = mac_in(&topology.server(0).unwrap().netns);
     in_netns(&core, move || {
         let mut lb = Bridge::open();
@@ -176,7 +176,7 @@ fn serves_without_a_registry_and_registers_when_it_comes() {
     assert!(wait_for_log(&topology, server, "cannot register", Duration::from_secs(3)).is_some());
 
     let started = Instant::now();
-    topology.start_registry(&["--ttl-ms", TTL_MS]).unwrap();
+    topology.start_registry(&["--ttl", TTL]).unwrap();
     let (list, at) = wait_for_list(&core, registry, Duration::from_secs(5), |l| {
         l.servers.len() == 1
     });

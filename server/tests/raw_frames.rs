@@ -25,7 +25,7 @@ fn replies_are_right_and_only_from_the_addressed_server() {
         return;
     }
     let mut topology = Topology::builder().servers(2).build().expect("topology");
-    let args = ["--iface", "eth0", "--registry", "none"];
+    let args = ["--iface", "eth0", "--registry", "off"];
     let first = start_server(&mut topology, 0, &args);
     let second = start_server(&mut topology, 1, &args);
     let mac_a = mac_in(&topology.server(0).unwrap().netns);
@@ -140,7 +140,7 @@ fn malformed_frames_get_no_reply_are_counted_and_do_not_stop_the_server() {
     let index = start_server(
         &mut topology,
         0,
-        &["--iface", "eth0", "--registry", "none", "--id", "77"],
+        &["--iface", "eth0", "--registry", "off", "--id", "77"],
     );
     let mac = mac_in(&topology.server(0).unwrap().netns);
     let core = topology.core_netns().unwrap().to_owned();
@@ -215,7 +215,7 @@ fn a_frame_of_70_requests_gets_64_replies_in_order_and_6_counted() {
     let index = start_server(
         &mut topology,
         0,
-        &["--iface", "eth0", "--registry", "none", "--id", "5"],
+        &["--iface", "eth0", "--registry", "off", "--id", "5"],
     );
     let mac = mac_in(&topology.server(0).unwrap().netns);
     let core = topology.core_netns().unwrap().to_owned();
@@ -259,7 +259,7 @@ fn two_load_balancers_share_a_server_and_each_gets_its_own_replies() {
         return;
     }
     let mut topology = Topology::builder().servers(1).build().expect("topology");
-    let index = start_server(&mut topology, 0, &["--iface", "eth0", "--registry", "none"]);
+    let index = start_server(&mut topology, 0, &["--iface", "eth0", "--registry", "off"]);
     let server = mac_in(&topology.server(0).unwrap().netns);
     let id = Topology::server_id(0);
     // One balancer on the bridge in the core, another on the registry

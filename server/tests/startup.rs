@@ -48,7 +48,7 @@ fn no_ipv4_and_no_id_is_refused_but_id_is_enough() {
         return;
     }
     let flush: &[&str] = &["addr", "flush", "dev", "eth0"];
-    let (ok, log) = run_in_server_ns(&[flush], &["--iface", "eth0", "--registry", "none"]);
+    let (ok, log) = run_in_server_ns(&[flush], &["--iface", "eth0", "--registry", "off"]);
     assert!(!ok, "{log}");
     assert!(log.contains("has no IPv4 address"), "{log}");
     assert!(log.contains("pass --id"), "{log}");
@@ -62,7 +62,7 @@ fn no_ipv4_and_no_id_is_refused_but_id_is_enough() {
         .status()
         .unwrap()
         .success());
-    let args: Vec<String> = ["--iface", "eth0", "--registry", "none", "--id", "9"]
+    let args: Vec<String> = ["--iface", "eth0", "--registry", "off", "--id", "9"]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -104,7 +104,7 @@ fn no_ipv4_and_no_id_is_refused_but_id_is_enough() {
     );
     assert!(!ok, "{log}");
     assert!(log.contains("no IPv4 address to announce"), "{log}");
-    assert!(log.contains("--registry none"), "{log}");
+    assert!(log.contains("--registry off"), "{log}");
 }
 
 #[test]
@@ -120,7 +120,7 @@ fn last_octet_zero_is_refused() {
             &["addr", "flush", "dev", "eth0"],
             &["addr", "add", "10.1.1.0/23", "dev", "eth0"],
         ],
-        &["--iface", "eth0", "--registry", "none"],
+        &["--iface", "eth0", "--registry", "off"],
     );
     assert!(!ok, "{log}");
     assert!(log.contains("last octet of 10.1.1.0"), "{log}");
@@ -130,7 +130,7 @@ fn last_octet_zero_is_refused() {
 #[test]
 fn unknown_interface_is_a_clear_error() {
     let output = Command::new(ipcs_testbed::binary("ipcs-server"))
-        .args(["--iface", "ipcs-nosuch0", "--registry", "none"])
+        .args(["--iface", "ipcs-nosuch0", "--registry", "off"])
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -156,11 +156,10 @@ fn bad_id_is_refused_and_help_explains_every_flag() {
     for flag in [
         "--iface",
         "--registry",
-        "--no-registry",
         "--id",
         "--udp",
-        "--beat-ms",
-        "--stats-secs",
+        "--beat",
+        "--summary-every",
         "--batch",
         "--admin",
     ] {

@@ -27,11 +27,11 @@ fn udp_server() -> (Topology, usize, SocketAddr, u8) {
             "--iface",
             "eth0",
             "--registry",
-            "none",
+            "off",
             "--udp",
             "0.0.0.0:9000",
-            "--stats-secs",
-            "1",
+            "--summary-every",
+            "1s",
         ],
     );
     let addr = SocketAddr::from((topology.server(0).unwrap().ip, PORT));

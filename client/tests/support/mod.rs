@@ -225,10 +225,21 @@ impl Drop for Reaper {
 /// Runs the real `calc` binary with `args`, feeding `stdin` (closed after)
 /// or the null device; panics if it runs longer than `limit`.
 pub fn run_calc(args: &[&str], stdin: Option<&str>, limit: Duration) -> Run {
+    run_calc_env(args, &[], stdin, limit)
+}
+
+/// [`run_calc`] with extra environment variables (`IPCS_CALC_*`).
+pub fn run_calc_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+    limit: Duration,
+) -> Run {
     let home = TempDir::new("run");
     let mut command = Command::new(env!("CARGO_BIN_EXE_calc"));
     command
         .args(args)
+        .envs(env.iter().copied())
         .env("HOME", home.path())
         .env("XDG_DATA_HOME", home.path().join("data"))
         .env_remove("RUST_LOG")

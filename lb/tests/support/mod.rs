@@ -64,7 +64,14 @@ impl Rig {
                 topo.start_server(i, &args).expect("server")
             })
             .collect();
-        let mut args = vec!["--listen", LISTEN, "--admin", ADMIN, "--summary-secs", "1"];
+        let mut args = vec![
+            "--listen",
+            LISTEN,
+            "--admin",
+            ADMIN,
+            "--summary-every",
+            "1s",
+        ];
         args.extend(lb_args);
         let lb = topo.start_lb(&args).expect("lb");
         topo.enter_core().expect("enter core namespace");
