@@ -8,9 +8,10 @@
 //! RFC 6298 alone follows the typical round trip, and a shared host's
 //! stalls (a container descheduled for 50 ms now and then) sit far outside
 //! it: every stall would fire a wave of needless retries. So the deadline
-//! is also at least a slowly decaying peak of the round trips seen
-//! ([`PeakEwma`], time constant [`PEAK_DECAY`]): a stall seen once keeps the
-//! deadline above it for some seconds, as a windowed maximum would.
+//! is also at least twice ([`PEAK_HEADROOM`]) a slowly decaying peak of the
+//! round trips seen ([`PeakEwma`], time constant [`PEAK_DECAY`]): a stall
+//! seen once keeps the deadline above it for some seconds, as a windowed
+//! maximum would, with room for the next one being longer.
 //!
 //! Samples come from every answer the load balancer can attribute to one
 //! send, late ones included (a late answer is exactly the sample that
@@ -52,6 +53,9 @@ impl TimeoutPolicy {
 
 /// How long the deadline remembers a round trip longer than the usual.
 pub const PEAK_DECAY: Duration = Duration::from_secs(10);
+/// The deadline is at least this many times the decaying peak: the next
+/// stall is rarely exactly as long as the last one.
+pub const PEAK_HEADROOM: f64 = 2.0;
 
 /// A latency average that jumps up to a higher sample at once and decays
 /// towards lower ones with time constant `tau` (Finagle's peak EWMA).
@@ -147,7 +151,7 @@ impl RttEstimator {
         let srtt = self.srtt_us.unwrap_or(r);
         let rto = srtt
             .saturating_add(self.rttvar_us.saturating_mul(4))
-            .max(self.peak.micros() as u64);
+            .max((self.peak.micros() * PEAK_HEADROOM) as u64);
         self.rto = Some(policy.clamp(Duration::from_micros(rto)));
     }
 
@@ -202,8 +206,9 @@ mod tests {
             let r = Duration::from_micros(31_000 + (i % 3) * 1_000);
             rtt.sample(r, t0 + MS * i as u32, &policy);
         }
+        // Twice the peak of 33 ms: room for the next, longer stall.
         let t = rtt.timeout(&policy);
-        assert!(t > 32 * MS && t < 40 * MS, "{t:?}");
+        assert!(t > 64 * MS && t < 70 * MS, "{t:?}");
     }
 
     #[test]
@@ -247,7 +252,7 @@ mod tests {
         // One 60 ms stall, then the usual 0.4 ms again.
         rtt.sample(60 * MS, t0 + 100 * MS, &policy);
         rtt.sample(Duration::from_micros(400), t0 + 101 * MS, &policy);
-        assert!(rtt.timeout(&policy) > 59 * MS);
+        assert!(rtt.timeout(&policy) > 119 * MS);
         // Five seconds of usual answers later it still covers most of it
         // (RFC 6298's variation alone would have forgotten it after a few
         // dozen answers); a minute later it is forgotten.
@@ -255,7 +260,7 @@ mod tests {
             rtt.sample(Duration::from_micros(400), t0 + (101 + i) * MS, &policy);
         }
         let t = rtt.timeout(&policy);
-        assert!(t > 30 * MS && t < 40 * MS, "{t:?}");
+        assert!(t > 60 * MS && t < 80 * MS, "{t:?}");
         rtt.sample(Duration::from_micros(400), t0 + 60_000 * MS, &policy);
         assert_eq!(rtt.timeout(&policy), 5 * MS);
     }
