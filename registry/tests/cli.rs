@@ -21,11 +21,13 @@ fn registry(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String
     (status.code(), text(stdout), text(stderr))
 }
 
-/// Starts the registry on a free loopback port and returns its first log
-/// line (which states its settings), then stops it.
+/// Starts the registry on a free loopback port, without its admin endpoint
+/// (the tests run in parallel and would fight over its port, and it would
+/// log first), and returns its first log line (which states its settings),
+/// then stops it.
 fn first_line(args: &[&str], env: &[(&str, &str)]) -> String {
     let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--admin", "off"])
         .args(args)
         .envs(env.iter().copied())
         .env("RUST_LOG", "info")
