@@ -92,6 +92,14 @@ impl PeakEwma {
     pub fn micros(&self) -> f64 {
         self.micros
     }
+
+    /// Starts the average at `value` as of `now`, if it has no sample yet.
+    pub fn seed(&mut self, value: Duration, now: Instant) {
+        if self.at.is_none() {
+            self.micros = value.as_secs_f64() * 1e6;
+            self.at = Some(now);
+        }
+    }
 }
 
 /// One server's round-trip estimate (all in microseconds).
@@ -135,6 +143,10 @@ impl RttEstimator {
 
     /// An answer that came `rtt` after its attempt was sent, at `now`.
     pub fn sample(&mut self, rtt: Duration, now: Instant, policy: &TimeoutPolicy) {
+        // Until a stall has been seen, assume one as long as the initial
+        // deadline (RFC 6298 starts conservative too), decaying from there:
+        // a fresh LB does not fire a wave of retries at its first stall.
+        self.peak.seed(policy.initial, now);
         self.peak.sample(rtt, now);
         let r = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
         match self.srtt_us {
@@ -187,10 +199,12 @@ mod tests {
         let mut rtt = RttEstimator::default();
         let t0 = Instant::now();
         rtt.sample(Duration::from_micros(400), t0, &policy);
-        // 400 + 4 * 200 = 1.2 ms, below the 5 ms floor.
-        assert_eq!(rtt.timeout(&policy), 5 * MS);
-        for _ in 0..50 {
-            rtt.sample(Duration::from_micros(400), t0, &policy);
+        // At first the peak is the initial 20 ms, twice over.
+        assert_eq!(rtt.timeout(&policy), 40 * MS);
+        // A minute of 400 us answers later: 400 + 4 * ~0 us, below the
+        // 5 ms floor.
+        for i in 1..=60 {
+            rtt.sample(Duration::from_micros(400), t0 + i * 1000 * MS, &policy);
         }
         assert_eq!(rtt.srtt(), Some(Duration::from_micros(400)));
         assert_eq!(rtt.timeout(&policy), 5 * MS);
@@ -236,8 +250,10 @@ mod tests {
         // An attempt sent after that back-off may double it again.
         assert!(rtt.back_off(t0 + 21 * MS, t0 + 61 * MS, &policy));
         assert_eq!(rtt.timeout(&policy), 80 * MS);
+        // A sample recomputes: 10 + 4 * 5 = 30 ms, but the peak starts at
+        // the initial 20 ms, twice over.
         rtt.sample(10 * MS, t0 + 62 * MS, &policy);
-        assert_eq!(rtt.timeout(&policy), 30 * MS);
+        assert_eq!(rtt.timeout(&policy), 40 * MS);
     }
 
     #[test]
@@ -246,9 +262,10 @@ mod tests {
         let mut rtt = RttEstimator::default();
         let t0 = Instant::now();
         for i in 0..100 {
-            rtt.sample(Duration::from_micros(400), t0 + i * MS, &policy);
+            rtt.sample(Duration::from_micros(400), t0 + i * 1000 * MS, &policy);
         }
         assert_eq!(rtt.timeout(&policy), 5 * MS);
+        let t0 = t0 + 100_000 * MS;
         // One 60 ms stall, then the usual 0.4 ms again.
         rtt.sample(60 * MS, t0 + 100 * MS, &policy);
         rtt.sample(Duration::from_micros(400), t0 + 101 * MS, &policy);
