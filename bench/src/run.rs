@@ -358,33 +358,19 @@ fn measure_target(
 /// The LB's ejection and retry counters from its admin endpoint, or `None`
 /// if it cannot be read (the row then shows none).
 fn lb_events(admin: SocketAddr) -> Option<LbEvents> {
-    match http_get(admin, "/metrics") {
+    let page = ipcs_common::admin_http::get(admin, "/metrics", Duration::from_secs(2)).and_then(
+        |(status, body)| match status {
+            200 => Ok(body),
+            _ => Err(std::io::Error::other(format!("status {status}"))),
+        },
+    );
+    match page {
         Ok(body) => LbEvents::from_metrics(&body),
         Err(e) => {
             eprintln!("ipcs-bench: could not read http://{admin}/metrics: {e}");
             None
         }
     }
-}
-
-/// A minimal HTTP/1.0 GET (the admin endpoint closes after one response).
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let timeout = Duration::from_secs(2);
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    if !head.starts_with("HTTP/1.") || head.split_whitespace().nth(1) != Some("200") {
-        return Err(std::io::Error::other(format!(
-            "unexpected response: {}",
-            head.lines().next().unwrap_or("")
-        )));
-    }
-    Ok(body.to_owned())
 }
 
 /// Polls with a tiny fixed-rate run until every request is answered (the

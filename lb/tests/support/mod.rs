@@ -6,8 +6,7 @@
 #![allow(dead_code)] // each test file uses part of this
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -96,14 +95,9 @@ impl Rig {
 
     /// GETs a path from the admin endpoint; `None` while it is not up.
     pub fn admin(&self, path: &str) -> Option<String> {
-        let mut s = TcpStream::connect(ADMIN).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-            .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let body = out.split_once("\r\n\r\n")?.1;
-        Some(body.to_owned())
+        let addr = ADMIN.parse().ok()?;
+        let (_, body) = ipcs_common::admin_http::get(addr, path, Duration::from_secs(2)).ok()?;
+        Some(body)
     }
 
     /// The value of the first metric sample whose line starts with
