@@ -32,6 +32,21 @@ macro_rules! version {
     };
 }
 
+/// The commit a `--version` line names: `NAME VERSION (COMMIT)` where
+/// COMMIT is a hex hash of 7 or more digits, or `unknown` outside a git
+/// checkout ([`version!`]). `None` when the line is not of that form.
+pub fn version_commit<'a>(line: &'a str, name: &str, version: &str) -> Option<&'a str> {
+    let hash = line
+        .trim()
+        .strip_prefix(name)?
+        .strip_prefix(' ')?
+        .strip_prefix(version)?
+        .strip_prefix(" (")?
+        .strip_suffix(')')?;
+    let is_hash = hash.len() >= 7 && hash.chars().all(|c| c.is_ascii_hexdigit());
+    (hash == "unknown" || is_hash).then_some(hash)
+}
+
 /// The environment variable of long flag `long` of the binary whose prefix
 /// is `prefix`: `env_name("IPCS_LB", "timeout-min")` is `IPCS_LB_TIMEOUT_MIN`.
 pub fn env_name(prefix: &str, long: &str) -> String {
@@ -164,6 +179,24 @@ pub fn old_unit(new: Duration, old: Option<u64>, unit: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_lines_name_a_commit_or_unknown() {
+        assert_eq!(
+            version_commit("lb 0.1.0 (abc1234)\n", "lb", "0.1.0"),
+            Some("abc1234")
+        );
+        assert_eq!(
+            version_commit("lb 0.1.0 (unknown)", "lb", "0.1.0"),
+            Some("unknown")
+        );
+        assert_eq!(version_commit("lb 0.1.0 (abc)", "lb", "0.1.0"), None);
+        assert_eq!(version_commit("lb 0.1.0", "lb", "0.1.0"), None);
+        assert_eq!(
+            version_commit("server 0.1.0 (abc1234)", "lb", "0.1.0"),
+            None
+        );
+    }
     use clap::Parser;
 
     #[derive(Debug, Parser)]
