@@ -74,6 +74,37 @@ pub fn spawn<F>(listener: TcpListener, name: &str, route: F) -> io::Result<()>
 where
     F: Fn(&str) -> Answer + Send + 'static,
 {
+    spawn_with_methods(listener, name, move |method, path| match method {
+        Method::Get => route(path),
+        Method::Post => ("405 Method Not Allowed", "only GET\n".into()),
+    })
+}
+
+/// The request methods the responder knows: `GET` reads, `POST` changes
+/// something (its parameters travel in the query string; a body is not
+/// read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl Method {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// Like [`spawn`], for a process whose admin endpoint also takes commands:
+/// `route(method, path)` answers both `GET` and `POST` (and must refuse
+/// with 405 what it does not take); other methods get 405.
+pub fn spawn_with_methods<F>(listener: TcpListener, name: &str, route: F) -> io::Result<()>
+where
+    F: Fn(Method, &str) -> Answer + Send + 'static,
+{
     thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -95,7 +126,7 @@ where
         .map(|_| ())
 }
 
-fn serve(mut stream: TcpStream, route: &dyn Fn(&str) -> Answer) -> io::Result<()> {
+fn serve(mut stream: TcpStream, route: &dyn Fn(Method, &str) -> Answer) -> io::Result<()> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     stream.set_write_timeout(Some(READ_TIMEOUT))?;
     let mut buf = [0u8; MAX_REQUEST];
@@ -122,17 +153,18 @@ fn serve(mut stream: TcpStream, route: &dyn Fn(&str) -> Answer) -> io::Result<()
 }
 
 /// Picks the answer for a request head.
-fn answer(head: &[u8], route: &dyn Fn(&str) -> Answer) -> Answer {
+fn answer(head: &[u8], route: &dyn Fn(Method, &str) -> Answer) -> Answer {
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_ascii_whitespace();
     let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
         return ("400 Bad Request", "bad request\n".into());
     };
-    if method != "GET" {
-        return ("405 Method Not Allowed", "only GET\n".into());
+    match method {
+        "GET" => route(Method::Get, path),
+        "POST" => route(Method::Post, path),
+        _ => ("405 Method Not Allowed", "only GET or POST\n".into()),
     }
-    route(path)
 }
 
 fn respond(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
@@ -148,10 +180,25 @@ fn respond(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
 /// A blocking `GET path` to an admin endpoint (for tests and tools):
 /// the status code and the body.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    request(addr, Method::Get, path, timeout)
+}
+
+/// A blocking `POST path` (no body) to an admin endpoint: the status code
+/// and the body.
+pub fn post(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    request(addr, Method::Post, path, timeout)
+}
+
+fn request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
+    stream.write_all(format!("{} {path} HTTP/1.0\r\n\r\n", method.as_str()).as_bytes())?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "not an HTTP answer");
