@@ -239,6 +239,9 @@ pub struct LoadOutcome {
     pub duplicates: u32,
     /// Error replies by status code (index = code).
     pub errors: [u32; 6],
+    /// How many of the first requests sent were all answered correctly
+    /// (request `answered_prefix` is the first without its answer).
+    pub answered_prefix: u32,
 }
 
 impl LoadOutcome {
@@ -327,8 +330,10 @@ pub fn paced_load(
     }
     done.store(true, Relaxed);
     receiver.join().unwrap();
-    let mut out = std::mem::take(&mut seen.lock().unwrap().1);
+    let (flags, out) = &mut *seen.lock().unwrap();
+    let mut out = std::mem::take(out);
     out.sent = sent;
+    out.answered_prefix = flags.iter().take_while(|f| **f).count() as u32;
     out
 }
 
