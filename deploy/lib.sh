@@ -215,17 +215,18 @@ lb_start() {
     say "load balancer started (pid $pid, log $log)"
 }
 
-# Stops the host LB: SIGTERM, then SIGKILL after 5 s. Always removes the pidfile.
+# Stops the host LB: SIGTERM (it answers what is in flight, within its
+# --drain-timeout of 5 s), then SIGKILL after 7 s. Always removes the pidfile.
 lb_stop() {
     local pid i
     if pid=$(lb_pid); then
         kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do
+        for ((i = 0; i < 70; i++)); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
         if kill -0 "$pid" 2>/dev/null; then
-            warn "ipcs-lb (pid $pid) ignored SIGTERM for 5 s; killing it"
+            warn "ipcs-lb (pid $pid) ignored SIGTERM for 7 s; killing it"
             kill -KILL "$pid" 2>/dev/null || true
         fi
         say "load balancer stopped (pid $pid)"
