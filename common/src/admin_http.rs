@@ -31,6 +31,9 @@ pub const DEFAULT_REGISTRY_ADMIN: &str = "0.0.0.0:7072";
 /// The server's default admin address: every interface of its own
 /// container or namespace (loopback there could not be scraped).
 pub const DEFAULT_SERVER_ADMIN: &str = "0.0.0.0:7073";
+/// The port of [`DEFAULT_SERVER_ADMIN`] (the registry's service discovery
+/// names servers' admin endpoints with it).
+pub const DEFAULT_SERVER_ADMIN_PORT: u16 = 7073;
 
 /// The version every process reports in `ipcs_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -298,7 +301,26 @@ pub fn spawn_loop_endpoint(
     state: LoopState,
     render: fn(&[(&'static str, u64)]) -> String,
 ) -> io::Result<()> {
-    let index = format!("{name}: GET /metrics, GET /healthz\n");
+    spawn_loop_endpoint_with(listener, name, state, render, &[], |_| None)
+}
+
+/// As [`spawn_loop_endpoint`], with more `GET` paths: `extra(path)` answers
+/// those it knows (`paths` names them in the index and the 404).
+pub fn spawn_loop_endpoint_with<F>(
+    listener: TcpListener,
+    name: &str,
+    state: LoopState,
+    render: fn(&[(&'static str, u64)]) -> String,
+    paths: &[&str],
+    extra: F,
+) -> io::Result<()>
+where
+    F: Fn(&str) -> Option<Answer> + Send + 'static,
+{
+    let mut known = vec!["/metrics", "/healthz"];
+    known.extend_from_slice(paths);
+    let index = format!("{name}: GET {}\n", known.join(", GET "));
+    let tried = known.join(" or ");
     spawn(listener, name, move |path| match path {
         "/metrics" => {
             let mut page = render(&state.counters());
@@ -307,7 +329,7 @@ pub fn spawn_loop_endpoint(
         }
         "/healthz" => state.healthz(),
         "/" => ("200 OK", index.clone()),
-        _ => not_found("/metrics or /healthz"),
+        _ => extra(path).unwrap_or_else(|| not_found(&tried)),
     })
 }
 
@@ -506,6 +528,12 @@ pub fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_admin_port_matches_its_default_address() {
+        let addr: SocketAddr = DEFAULT_SERVER_ADMIN.parse().unwrap();
+        assert_eq!(addr.port(), DEFAULT_SERVER_ADMIN_PORT);
+    }
 
     fn get(addr: SocketAddr, request: &[u8]) -> String {
         let mut s = TcpStream::connect(addr).unwrap();
