@@ -283,3 +283,25 @@ registry_list() {
         done
         exit 1' registry_list "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_PORT"
 }
+
+# --- the servers of a deployment ---------------------------------------------------------
+# Container ids of the running server replicas (Docker mode).
+server_containers() {
+    docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
+        --filter "label=com.docker.compose.service=server"
+}
+
+# "id pid" for each running server process of a netns deployment, from the
+# harness's machine-readable status (nothing when no topology answers).
+netns_server_pids() {
+    "$IPCS_BIN_DIR/ipcs-netns" --run-dir "$IPCS_RUN_DIR/netns" status --json 2>/dev/null |
+        python3 -c '
+import json, sys
+try:
+    processes = json.load(sys.stdin).get("processes", [])
+except ValueError:
+    processes = []
+for p in processes:
+    if p["role"] == "server" and p["running"]:
+        print(p["id"], p["pid"])'
+}

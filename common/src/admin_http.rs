@@ -172,12 +172,26 @@ fn answer(head: &[u8], route: &dyn Fn(Method, &str) -> Answer) -> Answer {
 
 fn respond(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
     let head = format!(
-        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.0 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        content_type(body),
         body.len()
     );
     stream.write_all(head.as_bytes())?;
     stream.write_all(body.as_bytes())?;
     stream.flush()
+}
+
+/// The `Content-Type` of an answer: JSON for a body that is a JSON object
+/// or array (`/servers?format=json`, the registry's `/sd/servers`, which
+/// Prometheus refuses under any other type), else the Prometheus text
+/// format (whose pages never start with `{` or `[`), which plain text
+/// answers are too.
+pub fn content_type(body: &str) -> &'static str {
+    if body.starts_with('{') || body.starts_with('[') {
+        "application/json"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    }
 }
 
 /// A blocking `GET path` to an admin endpoint (for tests and tools):
@@ -528,6 +542,14 @@ pub fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_bodies_are_served_as_json() {
+        assert_eq!(content_type("[]\n"), "application/json");
+        assert_eq!(content_type("{\"a\":1}\n"), "application/json");
+        assert!(content_type("# HELP x y\n").starts_with("text/plain; version=0.0.4"));
+        assert!(content_type("ok\n").starts_with("text/plain"));
+    }
 
     #[test]
     fn the_server_admin_port_matches_its_default_address() {
