@@ -747,15 +747,14 @@ impl Core {
             self.overrides = Guard::into_inner(overrides);
         }
         let current = self.shared.load();
-        if Arc::ptr_eq(&current, &self.snapshot) {
-            if new_overrides {
-                self.health.apply_overrides(&self.overrides, now);
-            }
-            return;
+        let new_list = !Arc::ptr_eq(&current, &self.snapshot);
+        if new_list {
+            self.snapshot = Guard::into_inner(current);
         }
-        self.snapshot = Guard::into_inner(current);
-        let changed = self.health.sync(&self.snapshot);
-        self.health.apply_overrides(&self.overrides, now);
+        let changed = new_list && self.health.sync(&self.snapshot);
+        if new_list || new_overrides {
+            self.health.apply_overrides(&self.overrides, now);
+        }
         if changed {
             let list = self
                 .health
