@@ -93,7 +93,10 @@ struct Args {
     registry_wait_ms: Option<u64>,
 
     /// Address of the admin HTTP endpoint (GET /metrics in Prometheus text
-    /// format, GET /servers, /healthz, /ready). "off" disables it.
+    /// format, GET /servers, /healthz, /ready, /logging; POST
+    /// /servers/<id|mac>/{drain,undrain,ready,eject} and
+    /// /logging?level=<filter> change things: keep it on loopback or behind
+    /// your own access control). "off" disables it.
     #[arg(long, value_name = "ADDR|off", default_value = ipcs_common::admin_http::DEFAULT_LB_ADMIN)]
     admin: String,
 
