@@ -140,6 +140,13 @@ impl KeepalivedConfig {
     ///   leave from the VIP; keepalived removes it with the address.
     /// * gratuitous ARP at once and 3 times on takeover, so the host's
     ///   neighbour entry for the VIP moves to the new master's MAC.
+    /// * `vrrp_priority -20`: the VRRP process runs at nice -20, so adverts
+    ///   and the takeover keep their 100 ms timing while the LBs, servers
+    ///   and load generator keep a small machine's CPUs busy. Not
+    ///   `vrrp_rt_priority` (SCHED_RR): under a 20k rps soak the kernel
+    ///   killed the real-time VRRP child for exceeding its RLIMIT_RTTIME
+    ///   ("exited due to signal 9 - has rlimit_rttime been exceeded?")
+    ///   on both nodes at once, and the address flapped.
     pub fn render(&self) -> String {
         let n = self.node;
         let me = lb_node_ip(n);
@@ -148,7 +155,8 @@ impl KeepalivedConfig {
             c,
             "# IPCS LB node {n} ({me}); rendered by ipcs-testbed (testbed/src/vrrp.rs).\n\
              global_defs {{\n    router_id ipcs-lb{n}\n    script_user root\n    enable_script_security\n    \
-             vrrp_garp_master_delay 0\n    vrrp_garp_master_repeat 3\n    vrrp_garp_master_refresh 0\n}}\n"
+             vrrp_garp_master_delay 0\n    vrrp_garp_master_repeat 3\n    vrrp_garp_master_refresh 0\n    \
+             vrrp_priority -20\n}}\n"
         );
         let _ = writeln!(
             c,
@@ -248,6 +256,7 @@ mod tests {
             "172.16.238.200/32 dev eth0",
             "172.16.238.1/32 dev eth0 src 172.16.238.200",
             "vrrp_garp_master_delay 0",
+            "vrrp_priority -20",
             "notify_master \"/bin/sh -c 'date +%s.%N >> /r/lb2.master'\"",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
