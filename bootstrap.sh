@@ -422,6 +422,8 @@ tier_up() {
     fi
     for ((n = 1; n <= lbs; n++)); do
         tier_start_node "$n"
+        tier_wait_node_up "$n" ||
+            warn "LB node $n did not answer on its address within 30 s (see $(tier_dir "$n")/lb.log)"
     done
 }
 

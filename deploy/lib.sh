@@ -285,8 +285,14 @@ tier_start_node() {
     local n=$1 dir pid
     dir=$(tier_dir "$n")
     if pid=$(tier_supervisor_pid "$n"); then
-        say "LB node $n already supervised (pid $pid)"
-        return 0
+        if [[ ! "$IPCS_BIN_DIR/ipcs-lb" -nt "$dir/supervisor.pid" ]]; then
+            say "LB node $n already supervised (pid $pid)"
+            return 0
+        fi
+        # Rebuilt since: one node at a time (bootstrap waits for each to
+        # answer again), so the VIP always has somewhere to go.
+        say "ipcs-lb was rebuilt: restarting LB node $n"
+        tier_stop_node "$n"
     fi
     mkdir -p "$dir"
     "$IPCS_BIN_DIR/ipcs-netns" vrrp-config --node "$n" --calc "$IPCS_BIN_DIR/calc" \
@@ -298,23 +304,42 @@ tier_start_node() {
     say "LB node $n: supervisor started (pid $!; ipcs-lb and keepalived in namespace ipcs-lb$n)"
 }
 
+# Stops node n's supervisor (SIGTERM: it stops its LB and keepalived, so
+# the VIP moves first if the node held it), SIGKILL after 5 s.
+tier_stop_node() {
+    local pid i
+    pid=$(tier_supervisor_pid "$1") || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Waits up to 30 s until node n's supervisor has marked it up (its LB
+# answered on the node's address).
+tier_wait_node_up() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        [[ "$(cat "$(tier_dir "$1")/down" 2>/dev/null)" == 0 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # Stops every node's supervisor (SIGTERM: it stops its LB and keepalived,
 # which gives the address up), SIGKILL after 5 s, and removes the node
 # directories. A keepalived left by a killed supervisor is stopped by its
 # pid file.
 tier_stop() {
-    local n pid dir i f kpid stopped=0
+    local n dir f kpid stopped=0
     [[ -e "$IPCS_RUN_DIR/lbs" ]] || return 0
     for ((n = 1; n <= $(tier_count); n++)); do
         dir=$(tier_dir "$n")
-        if pid=$(tier_supervisor_pid "$n"); then
+        if tier_supervisor_pid "$n" >/dev/null; then
             stopped=1
-            kill -TERM "$pid" 2>/dev/null || true
-            for ((i = 0; i < 50; i++)); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+            tier_stop_node "$n"
         fi
         for f in "$dir/lb.pid:ipcs-lb" "$dir/keepalived.pid:keepalived"; do
             if kpid=$(pid_of "${f%%:*}" "${f##*:}"); then
