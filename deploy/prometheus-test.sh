@@ -20,10 +20,12 @@ For each mode (Docker, then netns; Docker is skipped without an engine):
   2. prometheus (Debian's, from PATH) with deploy/prometheus/prometheus.yml
      and rules.yml, intervals cut to 1 s, on a free loopback port with a
      temporary storage directory;
-  3. waits (at most 30 s) until /api/v1/targets shows the LB, the registry
-     and 3 servers (found through the registry's /sd/servers), all up;
-  4. checks series from each (ipcs_build_info per job, ipcs_lb_requests_total,
-     ipcs_registry_servers, ipcs_server_frames_answered_total per server)
+  3. waits (at most 30 s) until /api/v1/targets shows every LB (found
+     through the file bootstrap.sh writes: 1 in Docker mode, the LB tier's
+     nodes in netns mode), the registry and 3 servers (found through the
+     registry's /sd/servers), all up;
+  4. checks series from each (ipcs_build_info per job, ipcs_lb_requests_total
+     per LB, ipcs_registry_servers, ipcs_server_frames_answered_total per server)
      and that every query of deploy/grafana/ipcs-dashboard.json returns data;
   5. freezes a server (docker pause / SIGSTOP) under loadgen load and waits
      (at most 30 s) for IPCSServerEjected to fire in /api/v1/alerts;
@@ -155,15 +157,17 @@ if check == "targets":
           f"up by job {got}, want {want}; " +
           "; ".join(f'{t["scrapeUrl"]} {t["health"]} {t["lastError"]}' for t in active))
 elif check == "series":
+    # args: the number of LBs.
+    lbs = int(args[0])
     problems = []
     builds = {r["metric"]["job"]: int(r["value"][1])
               for r in query("count by (job) (ipcs_build_info)")}
-    if builds != {"ipcs-lb": 1, "ipcs-registry": 1, "ipcs-server": 3}:
+    if builds != {"ipcs-lb": lbs, "ipcs-registry": 1, "ipcs-server": 3}:
         problems.append(f"ipcs_build_info by job: {builds}")
-    for expr, want in [("count(ipcs_lb_requests_total)", 1),
+    for expr, want in [("count(ipcs_lb_requests_total)", lbs),
                        ("ipcs_registry_servers", 3),
                        ("count(ipcs_server_frames_answered_total)", 3),
-                       ("count(ipcs_lb_server_requests_total)", 3)]:
+                       ("count(count by (id) (ipcs_lb_server_requests_total))", 3)]:
         got = query(expr)
         value = int(float(got[0]["value"][1])) if got else None
         if value != want:
@@ -191,12 +195,20 @@ PY
     return 1
 }
 
-# The shipped files, with the intervals cut to 1 s (scrape timeout under it).
+# The shipped files, with the intervals cut to 1 s (scrape timeout under it)
+# and the LB targets file in this run's directory instead of /run/ipcs.
 test_config() {
     cp "$PROM_DIR/prometheus.yml" "$PROM_DIR/rules.yml" "$work/"
     sed -E -i \
         -e 's/^( *(scrape|evaluation|refresh)_interval:).*/\1 1s/' \
-        -e 's/^( *scrape_timeout:).*/\1 900ms/' "$work/prometheus.yml"
+        -e 's/^( *scrape_timeout:).*/\1 900ms/' \
+        -e "s|/run/ipcs/|$IPCS_RUN_DIR/|" "$work/prometheus.yml"
+}
+
+# How many LB targets bootstrap.sh wrote for Prometheus.
+lb_target_count() {
+    python3 -c 'import json, sys; print(sum(len(g["targets"]) for g in json.load(open(sys.argv[1]))))' \
+        "$IPCS_RUN_DIR/prometheus/lb-targets.json"
 }
 
 # Freezes one running server; sets $frozen to what it froze.
@@ -226,23 +238,29 @@ run_mode() {
         return
     fi
     build=0
+    local lbs
+    if ! lbs=$(lb_target_count); then
+        fail "$mode: bootstrap.sh wrote no LB targets for Prometheus"
+        lbs=1
+    fi
     prom="127.0.0.1:$(free_port)"
     rm -rf "$work/data"
     prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
         --web.listen-address="$prom" >"$work/prometheus.log" 2>&1 &
     prom_pid=$!
-    if out=$(api_wait 30 targets ipcs-lb=1 ipcs-registry=1 ipcs-server=3); then
-        pass "$mode: every target up (LB, registry, 3 servers from /sd/servers)"
+    if out=$(api_wait 30 targets ipcs-lb="$lbs" ipcs-registry=1 ipcs-server=3); then
+        pass "$mode: every target up ($lbs LB, registry, 3 servers from /sd/servers)"
     else
         fail "$mode: targets: $out"
         tail -n 20 "$work/prometheus.log" | sed 's/^/  /'
     fi
     # Load, so the LB has traffic to record and a frozen server to notice.
     # Longer than every wait below; stopped when the mode is done.
+    # calc.batata: the host, or the LB tier's VIP (bootstrap's hosts entry).
     "$IPCS_BIN_DIR/loadgen" --rps 1000 --duration 120s --json \
-        "$IPCS_GATEWAY:$IPCS_LB_PORT" >"$work/load.json" 2>"$work/load.err" &
+        "$IPCS_CALC_HOST:$IPCS_LB_PORT" >"$work/load.json" 2>"$work/load.err" &
     load_pid=$!
-    if out=$(api_wait 20 series); then
+    if out=$(api_wait 20 series "$lbs"); then
         pass "$mode: series from the LB, the registry and each server"
     else
         fail "$mode: series: $out"
