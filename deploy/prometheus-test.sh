@@ -220,7 +220,8 @@ freeze_one() {
         docker pause "$c" >/dev/null
         frozen=$c
     else
-        read -r _ pid < <(netns_server_pids | head -n 1) || return 1
+        # (head closes the pipe early: the lister's broken pipe is no error.)
+        read -r _ pid < <(netns_server_pids 2>/dev/null | head -n 1) || return 1
         [[ -n $pid ]] || return 1
         kill -STOP "$pid"
         frozen=$pid
