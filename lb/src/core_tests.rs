@@ -5,8 +5,8 @@ use ipcs_common::wire::{FrameBody, FrameRepr};
 use ipcs_common::Op;
 
 use super::*;
-use crate::pending::TagLayout;
 use crate::snapshot::{shared_empty, Backend};
+use crate::tag::{LbSecret, TagLayout};
 
 pub(super) const LB: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 pub(super) const MS: Duration = Duration::from_millis(1);
@@ -45,6 +45,8 @@ pub(super) fn config() -> CoreConfig {
         error_rate: 1e6,
         error_burst: 1e6,
         max_records: 32,
+        secret: LbSecret::from_bytes([0x42; 32]),
+        source_share: 1.0,
     }
 }
 
@@ -123,7 +125,7 @@ pub(super) fn forwarded_to(action: Action) -> MacAddr {
     }
 }
 
-pub(super) fn tag_of(action: Action) -> u32 {
+pub(super) fn tag_of(action: Action) -> u64 {
     match action {
         Action::Forward { tag, .. } => tag,
         other => panic!("not a forward: {other:?}"),
@@ -426,12 +428,12 @@ fn replies_that_do_not_match_are_dropped_and_counted() {
     assert_eq!(count(&rig, DropReason::NotAReply), 1);
     // Tags of another worker and of a slot that does not exist.
     let mut foreign = good.clone();
-    foreign[18] = 7;
+    foreign[22] = 7;
     assert_eq!(rig.core.on_frame(&foreign, now), Action::None);
     assert_eq!(count(&rig, DropReason::ForeignTag), 1);
     let mut no_slot = good.clone();
-    let tag = TagLayout::new(48, 0).encode(50, 0);
-    no_slot[15..19].copy_from_slice(&tag.to_be_bytes());
+    let tag = TagLayout::new(48, 0).encode(50, 0, 0);
+    no_slot[15..23].copy_from_slice(&tag.to_be_bytes());
     assert_eq!(rig.core.on_frame(&no_slot, now), Action::None);
     assert_eq!(count(&rig, DropReason::UnknownTag), 1);
 
@@ -465,7 +467,7 @@ fn server_error_frame_retries_at_once() {
     assert_eq!(rig.server_counter(1, |c| c.failures.load(Relaxed)), 1);
     assert_eq!(rig.core.next_deadline(), Some(rig.at(1) + first_deadline()));
     // The same refusal again (already answered) changes nothing.
-    assert_eq!(rig.core.on_frame(&buf[..20], rig.at(2)), Action::None);
+    assert_eq!(rig.core.on_frame(&buf[..24], rig.at(2)), Action::None);
     assert_eq!(rig.stats.drop_count(DropReason::Stale).load(Relaxed), 1);
     assert_eq!(rig.core.in_flight(), 1);
     // When every server asked refused, the client is told at once.
@@ -686,7 +688,7 @@ fn records_of(action: Action) -> u8 {
 
 /// `frame` with a capability record announcing `max` appended.
 fn with_capability(mut frame: Vec<u8>, max: u8) -> Vec<u8> {
-    let mut record = [0u8; 6];
+    let mut record = [0u8; ipcs_common::wire::records::CAPABILITY_RECORD_LEN];
     ipcs_common::wire::records::emit_capability(&mut record, max);
     frame.extend_from_slice(&record);
     frame
