@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use ipcs_common::cli::old_unit;
 use ipcs_common::duration::parse_duration;
-use ipcs_common::sys::privs::{parse_user_flag, Credentials, DEFAULT_USER_FLAG};
+use ipcs_common::sys::privs::{UserFlag, DEFAULT_USER_FLAG};
 use ipcs_lb::balancer::{Config, LoadBalancer};
 use ipcs_lb::budget::BudgetPolicy;
 use ipcs_lb::outlier::EjectionPolicy;
@@ -310,9 +310,8 @@ struct Args {
     /// user; in every case it then clears all its capabilities and sets
     /// no-new-privs, so the rest of its life runs without privilege.
     /// "keep" changes nothing.
-    #[arg(long, value_name = "UID[:GID]|keep", default_value = DEFAULT_USER_FLAG,
-          value_parser = parse_user_flag)]
-    user: Option<Credentials>,
+    #[arg(long, value_name = "UID[:GID]|keep", default_value = DEFAULT_USER_FLAG)]
+    user: UserFlag,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -396,7 +395,7 @@ fn main() -> anyhow::Result<()> {
         reply_gso: !args.no_reply_gso,
         max_records: args.frame_records,
         source_share: f64::from(args.source_share) / 100.0,
-        user: args.user,
+        user: args.user.0,
     };
     let lb = LoadBalancer::start(config).context("ipcs-lb could not start")?;
     lb.wait()?;

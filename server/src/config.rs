@@ -119,9 +119,8 @@ pub struct Config {
     /// A --fault-delay-file must be readable by this user. "keep" changes
     /// nothing.
     #[arg(long, value_name = "UID[:GID]|keep",
-          default_value = ipcs_common::sys::privs::DEFAULT_USER_FLAG,
-          value_parser = ipcs_common::sys::privs::parse_user_flag)]
-    pub user: Option<ipcs_common::sys::privs::Credentials>,
+          default_value = ipcs_common::sys::privs::DEFAULT_USER_FLAG)]
+    pub user: ipcs_common::sys::privs::UserFlag,
 }
 
 impl Config {

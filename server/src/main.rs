@@ -58,7 +58,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     // Every socket is open: nothing below needs privilege, and every
     // thread (admin, heartbeat) is made after this and inherits the drop.
-    if let Some(user) = config.user {
+    if let Some(user) = config.user.0 {
         let dropped =
             drop_privileges(user).with_context(|| format!("cannot drop privileges to {user}"))?;
         info!(

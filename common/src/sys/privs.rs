@@ -76,11 +76,18 @@ impl FromStr for Credentials {
 }
 
 /// The `--user` flag of the IPCS daemons: `UID[:GID]`, or `keep` for no
-/// drop at all (`None`). One parser for every binary.
-pub fn parse_user_flag(s: &str) -> Result<Option<Credentials>, CredentialsParseError> {
-    match s {
-        "keep" => Ok(None),
-        user => user.parse().map(Some),
+/// drop at all. One parser for every binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserFlag(pub Option<Credentials>);
+
+impl FromStr for UserFlag {
+    type Err = CredentialsParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep" => Ok(UserFlag(None)),
+            user => user.parse().map(|c| UserFlag(Some(c))),
+        }
     }
 }
 
@@ -274,12 +281,12 @@ mod tests {
             );
         }
         assert_eq!(Credentials::NOBODY.to_string(), "65534:65534");
-        assert_eq!(parse_user_flag("keep"), Ok(None));
+        assert_eq!("keep".parse(), Ok(UserFlag(None)));
         assert_eq!(
-            parse_user_flag(DEFAULT_USER_FLAG),
-            Ok(Some(Credentials::NOBODY))
+            DEFAULT_USER_FLAG.parse(),
+            Ok(UserFlag(Some(Credentials::NOBODY)))
         );
-        assert!(parse_user_flag("root").is_err());
+        assert!("root".parse::<UserFlag>().is_err());
     }
 
     /// Runs in a child process: the drop is for good and would leave the
