@@ -184,7 +184,7 @@ fn generate(args: &Args, server: MacAddr, id: u8) -> anyhow::Result<Vec<u64>> {
                     let FrameBody::Reply(reply) = frame.body else {
                         bail!("not a reply: {frame:?}");
                     };
-                    if reply.server_id != id || reply.result != u64::from(frame.tag) * 3 {
+                    if reply.server_id != id || reply.result != u64::from(frame.tag as u32) * 3 {
                         bail!("wrong reply {frame:?}");
                     }
                     // Replies come in order; anything older was lost.

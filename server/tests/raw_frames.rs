@@ -241,7 +241,7 @@ fn a_frame_of_70_requests_gets_64_replies_in_order_and_6_counted() {
         bridge.send(&frame[..len]);
         let got = bridge.receive_until(64, Duration::from_secs(2));
         let want: Vec<FrameRepr> = (1..=64)
-            .map(|tag| reply(lb, mac, tag, u64::from(tag) * 3, 5))
+            .map(|tag| reply(lb, mac, tag, tag * 3, 5))
             .collect();
         assert_eq!(got, want);
     });
