@@ -58,6 +58,23 @@ fn assert_unprivileged(what: &str, pid: u32) -> usize {
     threads
 }
 
+/// The nice value of each `ipcs-lb-w*` thread of `pid`, by name.
+fn worker_nice(pid: u32) -> Vec<i64> {
+    let mut workers: Vec<(String, i64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // pid (comm) state ...: fields after the ')' start at 3; nice is 19.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_owned();
+            let nice = rest.split_whitespace().nth(19 - 3)?.parse().ok()?;
+            name.starts_with("ipcs-lb-w").then_some((name, nice))
+        })
+        .collect();
+    workers.sort();
+    workers.into_iter().map(|(_, nice)| nice).collect()
+}
+
 #[test]
 fn the_load_balancer_and_the_servers_run_without_root_or_capabilities() {
     if !root_or_skip(
