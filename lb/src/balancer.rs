@@ -141,12 +141,9 @@ impl LoadBalancer {
             source_share: config.source_share,
         };
         per_worker(0).validate()?;
-        if config.user.is_some() {
+        if let Some(user) = config.user {
             // Before any thread exists, so every thread has it.
-            privs::set_no_new_privs().map_err(|source| StartError::Privileges {
-                user: config.user.unwrap_or(Credentials::NOBODY),
-                source,
-            })?;
+            privs::set_no_new_privs().map_err(|source| StartError::Privileges { user, source })?;
         }
         // Before anything that takes time: a stop signal from now on is
         // held for the workers (the default action would kill the process).

@@ -634,19 +634,22 @@ const FORGED: u64 = 1_000_000;
 /// can be accounted for.
 const FORGED_QUEUE: u64 = 1 << 20;
 
-/// Bytes waiting in the receive queues of the packet sockets of the calling
-/// thread's network namespace owned by uid 65534: the LB's, once it has
-/// dropped privilege (`/proc/net/packet`, column `Rmem`).
+/// Bytes waiting in the receive queues of the IPCS packet sockets (protocol
+/// 0x88b5) of the calling thread's network namespace: in the core, only the
+/// LB's (`/proc/net/packet`, column `Rmem`; the test's own raw sockets live
+/// in other namespaces).
 fn lb_receive_queue() -> u64 {
     let table = std::fs::read_to_string("/proc/thread-self/net/packet").expect("/proc/net/packet");
-    table
+    let queues: Vec<u64> = table
         .lines()
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(7) == Some(&"65534")).then(|| f.get(6)?.parse::<u64>().ok())?
+            (f.get(3)?.eq_ignore_ascii_case("88b5")).then(|| f.get(6)?.parse::<u64>().ok())?
         })
-        .sum()
+        .collect();
+    assert!(!queues.is_empty(), "no IPCS packet socket here:\n{table}");
+    queues.iter().sum()
 }
 
 #[test]

@@ -299,9 +299,11 @@ mod tests {
         ) {
             return;
         }
-        // SAFETY: the child only makes system calls and reads /proc before
-        // _exit, no allocation-sensitive state of the parent's other
-        // threads is used (the harness's threads are not running in it).
+        // SAFETY: fork has no memory preconditions. The child of this
+        // multi-threaded harness has only the forking thread; it makes
+        // system calls, reads one /proc file (glibc's fork leaves malloc
+        // usable in the child) and leaves with _exit, never returning into
+        // the harness.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
