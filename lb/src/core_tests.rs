@@ -771,3 +771,119 @@ fn attempts_to_servers_that_left_do_not_count_and_need_no_budget() {
     assert_eq!(rig.stats.failovers.load(Relaxed), 3);
     assert_eq!(rig.stats.retries_over_budget.load(Relaxed), 0);
 }
+
+#[test]
+fn one_flooding_network_holds_its_share_of_slots_and_others_still_get_in() {
+    let mut rig = Rig::new(
+        CoreConfig {
+            capacity: 64,
+            source_share: 0.25,
+            ..config()
+        },
+        &[1],
+    );
+    let bytes = request(1, 2, Op::Add).to_bytes();
+    // One /24, many hosts and ports: one bucket.
+    let flooder = |i: u16| SocketAddr::from(([198, 51, 100, (i % 250) as u8], 1000 + i));
+    let actions: Vec<Action> = (0..100)
+        .map(|i| rig.core.on_request(flooder(i), &bytes, rig.t0))
+        .collect();
+    let forwarded = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Forward { .. }))
+        .count();
+    assert_eq!(forwarded, 16, "a quarter of 64 slots");
+    assert!(actions[16..].iter().all(|a| matches!(
+        a,
+        Action::Error {
+            status: Status::Overloaded,
+            ..
+        }
+    )));
+    assert_eq!(rig.stats.source_share_refusals.load(Relaxed), 84);
+    // Another network is not starved.
+    let other = SocketAddr::from(([203, 0, 113, 5], 4000));
+    assert!(matches!(
+        rig.core.on_request(other, &bytes, rig.t0),
+        Action::Forward { .. }
+    ));
+    // An answer frees the flooder's slot for it again.
+    rig.core.on_frame(&answer(actions[0], mac(1), 1), rig.at(1));
+    assert!(matches!(
+        rig.core.on_request(flooder(200), &bytes, rig.at(1)),
+        Action::Forward { .. }
+    ));
+}
+
+#[test]
+fn a_flood_of_bad_datagrams_does_not_silence_errors_to_other_networks() {
+    let mut rig = Rig::new(
+        CoreConfig {
+            error_rate: 100.0,
+            error_burst: 40.0,
+            source_share: 0.25,
+            ..config()
+        },
+        &[1],
+    );
+    let flooder = SocketAddr::from(([198, 51, 100, 7], 1000));
+    let sent = (0..1000)
+        .filter(|_| {
+            matches!(
+                rig.core.on_request(flooder, &[1, 2, 3], rig.t0),
+                Action::Error { .. }
+            )
+        })
+        .count();
+    assert_eq!(sent, 10, "a quarter of the burst");
+    let victim = SocketAddr::from(([203, 0, 113, 5], 4000));
+    assert_eq!(
+        rig.core.on_request(victim, &[1, 2, 3], rig.t0),
+        Action::Error {
+            client: victim,
+            status: Status::Malformed
+        }
+    );
+}
+
+#[test]
+fn forged_error_records_eject_nobody() {
+    let mut rig = Rig::new(config(), &[1, 2]);
+    let mut rng = fastrand::Rng::with_seed(16);
+    for round in 0..50u64 {
+        let now = rig.at(round * 10);
+        let a = rig
+            .core
+            .on_request(client(1), &request(1, 1, Op::Add).to_bytes(), now);
+        let server = forwarded_to(a);
+        // A storm of error records from the server's MAC with made-up checks
+        // on the real tag's slot, then the genuine reply.
+        for _ in 0..20 {
+            let forged = FrameRepr {
+                dst: LB,
+                src: server,
+                tag: tag_of(a) ^ (u64::from(rng.u32(1..)) << 32),
+                body: FrameBody::Error(Status::Overloaded),
+            };
+            let mut buf = [0u8; 64];
+            assert_eq!(
+                rig.core.on_frame(forged.emit_into(&mut buf), now),
+                Action::None
+            );
+        }
+        let id = if server == mac(1) { 1 } else { 2 };
+        assert!(matches!(
+            rig.core.on_frame(&answer(a, server, id), now + MS),
+            Action::Reply { .. }
+        ));
+        let mut out = Vec::new();
+        rig.core.on_tick(now + 5 * MS, |x| out.push(x));
+    }
+    assert_eq!(
+        rig.stats.drop_count(DropReason::BadTag).load(Relaxed),
+        50 * 20
+    );
+    assert_eq!(rig.stats.ejections.load(Relaxed), 0);
+    assert_eq!(rig.server_counter(1, |c| c.failures.load(Relaxed)), 0);
+    assert_eq!(rig.server_counter(2, |c| c.failures.load(Relaxed)), 0);
+}
