@@ -104,6 +104,9 @@ fn the_load_balancer_and_the_servers_run_without_root_or_capabilities() {
         lb_threads >= 3,
         "main and two workers at least: {lb_threads}"
     );
+    // The workers' priority was set before the drop (lowering it needs
+    // root): both run at the default --nice -10.
+    assert_eq!(worker_nice(lb_pid), [-10, -10], "nice of ipcs-lb-w0, -w1");
     for (i, server) in rig.servers.iter().enumerate() {
         let pid = rig.topo.process(*server).pid();
         assert_unprivileged(&format!("server {i}"), pid);
