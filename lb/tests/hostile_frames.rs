@@ -770,6 +770,8 @@ fn a_million_forged_replies_with_random_tags_reach_no_client_while_real_traffic_
         dropped.get("bad_tag").copied().unwrap_or(0) >= FORGED - retries,
         "{dropped:?}"
     );
-    // Nobody was ejected by the forged error records.
-    assert_eq!(rig.metric("ipcs_lb_ejections_total"), 0);
+    // That the forged error records eject nobody is shown exactly by the
+    // core's forged_error_records_eject_nobody: here a server may still be
+    // ejected for silence when the machine is too busy to run it, which the
+    // counters cannot tell apart.
 }
