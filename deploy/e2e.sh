@@ -341,8 +341,8 @@ unprivileged() {
     done
 }
 
-# "what pid" for the LB and every server of the current pass, as the host
-# sees them.
+# "what pid" for the LB (each LB of a netns tier) and every server of the
+# current pass, as the host sees them.
 daemon_pids() {
     local c
     if [[ $current != netns ]]; then
@@ -352,7 +352,14 @@ daemon_pids() {
                 "$(docker inspect -f '{{.State.Pid}}' "$c")"
         done
     else
-        printf 'ipcs-lb %s\n' "$(lb_pid)"
+        if (($(tier_count) > 1)); then
+            local n
+            for ((n = 1; n <= $(tier_count); n++)); do
+                printf 'ipcs-lb-node%s %s\n' "$n" "$(tier_lb_pid "$n")"
+            done
+        else
+            printf 'ipcs-lb %s\n' "$(lb_pid)"
+        fi
         netns_server_pids | awk '{ print "server" $1, $2 }'
     fi
 }
