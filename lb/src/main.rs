@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use ipcs_common::cli::old_unit;
 use ipcs_common::duration::parse_duration;
+use ipcs_common::sys::privs::{UserFlag, DEFAULT_USER_FLAG};
 use ipcs_lb::balancer::{Config, LoadBalancer};
 use ipcs_lb::budget::BudgetPolicy;
 use ipcs_lb::outlier::EjectionPolicy;
@@ -307,6 +308,24 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u8).range(1..=64))]
     frame_records: u8,
+
+    /// The most of each worker's requests in flight, and of its error
+    /// replies, that one client network (IPv4 /24, IPv6 /48) may take, in
+    /// percent (1..=100). A flood from one network then gets error 5
+    /// (overloaded) or no error replies, while other clients keep the rest.
+    /// 100 shares nothing out.
+    #[arg(long, value_name = "PERCENT", default_value_t = 25,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    source_share: u8,
+
+    /// Whom to run as after the sockets are open and the workers' priority
+    /// is set, as numeric UID[:GID] (names are not looked up: the images
+    /// have no /etc/passwd). When started as root the LB switches to this
+    /// user; in every case it then clears all its capabilities and sets
+    /// no-new-privs, so the rest of its life runs without privilege.
+    /// "keep" changes nothing.
+    #[arg(long, value_name = "UID[:GID]|keep", default_value = DEFAULT_USER_FLAG)]
+    user: UserFlag,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -390,6 +409,8 @@ fn main() -> anyhow::Result<()> {
         reply_gso: !args.no_reply_gso,
         max_records: args.frame_records,
         drain_timeout: args.drain_timeout,
+        source_share: f64::from(args.source_share) / 100.0,
+        user: args.user.0,
     };
     let lb = LoadBalancer::start(config).context("ipcs-lb could not start")?;
     lb.wait()?;

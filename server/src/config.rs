@@ -110,6 +110,17 @@ pub struct Config {
     #[arg(long, value_name = "ADDR:PORT|off",
           default_value = ipcs_common::admin_http::DEFAULT_SERVER_ADMIN)]
     pub admin: ipcs_common::admin_http::AdminAddr,
+
+    /// Whom to run as once the packet socket, the UDP socket and the admin
+    /// port are open, as numeric UID[:GID] (the images have no /etc/passwd
+    /// to look names up in). When started as root the server switches to
+    /// this user; in every case it then clears all its capabilities and
+    /// sets no-new-privs, so it answers frames without any privilege.
+    /// A --fault-delay-file must be readable by this user. "keep" changes
+    /// nothing.
+    #[arg(long, value_name = "UID[:GID]|keep",
+          default_value = ipcs_common::sys::privs::DEFAULT_USER_FLAG)]
+    pub user: ipcs_common::sys::privs::UserFlag,
 }
 
 impl Config {

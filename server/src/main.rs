@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{anyhow, Context};
+use ipcs_common::sys::privs::drop_privileges;
 use ipcs_common::sys::Interface;
 use ipcs_server::{
     Announcement, Config, FaultOptions, Identity, Reactor, ReactorOptions, Registration,
@@ -55,6 +56,16 @@ fn main() -> anyhow::Result<()> {
             },
         },
     )?;
+    // Every socket is open: nothing below needs privilege, and every
+    // thread (admin, heartbeat) is made after this and inherits the drop.
+    if let Some(user) = config.user.0 {
+        let dropped =
+            drop_privileges(user).with_context(|| format!("cannot drop privileges to {user}"))?;
+        info!(
+            "privileges dropped: running as {user} (switched: {}) with no capabilities",
+            dropped.switched_user
+        );
+    }
     if let Some(listener) = admin {
         info!(
             "admin endpoint on http://{}/metrics",

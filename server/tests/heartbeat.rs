@@ -102,7 +102,7 @@ fn listed_re_registers_after_registry_restart_and_leaves_at_once() {
         let mut lb = Bridge::open();
         for (i, mac) in [mac_a, mac_b].into_iter().enumerate() {
             for k in 0..5u32 {
-                let tag = (i as u32) << 8 | k;
+                let tag = (i as u64) << 8 | u64::from(k);
                 lb.request(mac, tag, k, 10, Op::Mul);
                 let got = lb.receive_until(tag, Duration::from_secs(2));
                 assert_eq!(
