@@ -51,6 +51,11 @@ pub struct SourceTable {
     hasher: SipHasher13,
     entries: Box<[Entry]>,
     max_in_flight: u32,
+    /// Requests in flight over every bucket, and the level from which the
+    /// shares apply: below it the table has room for everyone, and refusing
+    /// a busy client then would only waste capacity.
+    total_in_flight: u32,
+    contended_from: u32,
 }
 
 impl SourceTable {
@@ -67,6 +72,7 @@ impl SourceTable {
     ) -> SourceTable {
         let share = share.clamp(f64::MIN_POSITIVE, 1.0);
         let max_in_flight = ((capacity as f64 * share).ceil() as u32).max(1);
+        let contended_from = u32::try_from(capacity / 2).unwrap_or(u32::MAX);
         let errors = TokenBucket::new(error_rate * share, (error_burst * share).max(1.0), now);
         SourceTable {
             hasher: SipHasher13::new_with_key(key),
@@ -79,6 +85,8 @@ impl SourceTable {
             ]
             .into_boxed_slice(),
             max_in_flight,
+            total_in_flight: 0,
+            contended_from,
         }
     }
 
@@ -106,22 +114,31 @@ impl SourceTable {
         Bucket((hash % BUCKETS as u64) as u16)
     }
 
-    /// Takes a slot for a request from `bucket`, unless it holds its share.
+    /// Takes a slot for a request from `bucket`, unless the table is half
+    /// full or more and the bucket already holds its share. Work-conserving,
+    /// as a fair queue is: one busy client may use an idle table, but once
+    /// slots grow scarce every other prefix still finds half the table that
+    /// no over-share bucket can take.
     pub fn try_acquire(&mut self, bucket: Bucket) -> bool {
+        let contended = self.total_in_flight >= self.contended_from;
         let Some(entry) = self.entries.get_mut(usize::from(bucket.0)) else {
             return true;
         };
-        if entry.in_flight >= self.max_in_flight {
+        if contended && entry.in_flight >= self.max_in_flight {
             return false;
         }
         entry.in_flight += 1;
+        self.total_in_flight += 1;
         true
     }
 
     /// Gives back the slot of a finished request from `bucket`.
     pub fn release(&mut self, bucket: Bucket) {
         if let Some(entry) = self.entries.get_mut(usize::from(bucket.0)) {
-            entry.in_flight = entry.in_flight.saturating_sub(1);
+            if entry.in_flight > 0 {
+                entry.in_flight -= 1;
+                self.total_in_flight -= 1;
+            }
         }
     }
 
@@ -180,19 +197,30 @@ mod tests {
     }
 
     #[test]
-    fn a_flooder_fills_its_share_and_others_still_get_slots() {
+    fn a_flooder_fills_an_idle_half_then_only_its_share_and_others_still_get_slots() {
         let mut t = table(100, 0.25);
         assert_eq!(t.max_in_flight(), 25);
         let flooder = t.bucket(ip("192.0.2.7"));
+        // Alone, it may use the table up to half (50 slots): no one waits.
         let taken = (0..1000).filter(|_| t.try_acquire(flooder)).count();
-        assert_eq!(taken, 25);
+        assert_eq!(taken, 50);
         let victim = t.bucket(ip("198.51.100.7"));
         assert_ne!(flooder, victim);
         assert!(t.try_acquire(victim));
+        // Contended now (51 of 100): the victim, under its share, still gets
+        // slots; the flooder, over it, gets none.
+        assert!((0..19).all(|_| t.try_acquire(victim)));
         t.release(flooder);
-        assert_eq!(t.in_flight(flooder), 24);
-        assert!(t.try_acquire(flooder));
+        assert_eq!(t.in_flight(flooder), 49);
         assert!(!t.try_acquire(flooder));
+        // Back under half full (25 + 20 = 45), the flooder may take the room
+        // up to half again (5 slots), and no more.
+        for _ in 0..24 {
+            t.release(flooder);
+        }
+        assert_eq!(t.in_flight(flooder), 25);
+        let taken = (0..100).filter(|_| t.try_acquire(flooder)).count();
+        assert_eq!(taken, 5);
     }
 
     #[test]

@@ -311,9 +311,10 @@ struct Args {
 
     /// The most of each worker's requests in flight, and of its error
     /// replies, that one client network (IPv4 /24, IPv6 /48) may take, in
-    /// percent (1..=100). A flood from one network then gets error 5
-    /// (overloaded) or no error replies, while other clients keep the rest.
-    /// 100 shares nothing out.
+    /// percent (1..=100). The in-flight share applies once a worker's table
+    /// is half full (an idle table serves one busy client whole); a flood
+    /// from one network then gets error 5 (overloaded) or no error replies,
+    /// while other clients keep the rest. 100 shares nothing out.
     #[arg(long, value_name = "PERCENT", default_value_t = 25,
           value_parser = clap::value_parser!(u8).range(1..=100))]
     source_share: u8,
