@@ -198,11 +198,6 @@ fn main() -> anyhow::Result<()> {
     ipcs_common::logging::init();
     let admin = args.admin.0;
     let config = args.config().context("reading the key")?;
-    if config.auth.is_none() {
-        tracing::warn!(
-            "--insecure-no-auth: lines need no proof; anyone who reaches the port can register any server"
-        );
-    }
     let mut registry = Registry::bind(config).context("starting the registry")?;
     if let Some(addr) = admin {
         let listener = ipcs_common::admin_http::bind(addr)

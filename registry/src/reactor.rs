@@ -207,6 +207,9 @@ impl Registry {
             allow = ?self.config.allow.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             "registry listening"
         );
+        if self.config.auth.is_none() {
+            warn!("--insecure-no-auth: lines need no proof; anyone who reaches the port can register any server");
+        }
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();

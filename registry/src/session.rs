@@ -308,7 +308,7 @@ impl Sessions {
                 old,
                 b"ERR displaced: no valid line yet and too many waiting\n",
             );
-            self.close(old, Close::Evicted, false, now, out);
+            self.close(old, Close::Evicted, true, now, out);
         }
         self.next_conn += 1;
         self.counters.connections_accepted += 1;
@@ -414,7 +414,7 @@ impl Sessions {
                     warn!(conn = id, peer = %session.peer, "no valid line within the idle timeout, closing");
                 }
                 let _ = out.send(id, b"ERR idle timeout\n");
-                self.close(id, Close::Idle, false, now, out);
+                self.close(id, Close::Idle, true, now, out);
                 continue;
             }
             if session.idle_check == Some(at) {

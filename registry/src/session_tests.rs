@@ -357,7 +357,7 @@ fn connections_past_the_limit_are_refused_and_counted() {
                 ids[0],
                 "ERR displaced: no valid line yet and too many waiting\n".into()
             ),
-            Did::Close(ids[0], false)
+            Did::Close(ids[0], true)
         ]
     );
     // Once all four have spoken, the limit refuses.
@@ -616,7 +616,7 @@ fn an_idle_connection_is_closed_and_a_talking_one_kept() {
         rig.out.take(),
         [
             Did::Send(lb, "ERR idle timeout\n".into()),
-            Did::Close(lb, false)
+            Did::Close(lb, true)
         ]
     );
     assert_eq!(rig.sessions.counters().idle_timeouts, 1);

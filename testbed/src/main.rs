@@ -36,6 +36,11 @@ enum Cmd {
         /// Directory holding ipcs-registry and ipcs-server (default: beside this binary).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// The deployment key's file (64 hex digits), given to the registry
+        /// and the servers; made (mode 0600) if missing. Default:
+        /// `<run-dir>/key`.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// Add or remove servers until N run, leaving the registry, the bridge
     /// and the other servers alone (new servers take the lowest free ids from 11).
@@ -64,7 +69,11 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let state = Persisted::path(&cli.run_dir);
     match cli.command {
-        Cmd::Up { servers, bin_dir } => {
+        Cmd::Up {
+            servers,
+            bin_dir,
+            key_file,
+        } => {
             if state.exists() {
                 bail!(
                     "a topology is already up (state in {}); run `ipcs-netns down` first",
@@ -74,7 +83,8 @@ fn main() -> Result<()> {
             if let Some(dir) = bin_dir {
                 std::env::set_var("IPCS_BIN_DIR", dir);
             }
-            let up = persisted::up(&cli.prefix, servers, &cli.run_dir)
+            let key_file = key_file.unwrap_or_else(|| cli.run_dir.join("key"));
+            let up = persisted::up(&cli.prefix, servers, &cli.run_dir, &key_file)
                 .context("bringing the topology up")?;
             up.save(&state)?;
             up.wait_started(std::time::Duration::from_secs(3));
