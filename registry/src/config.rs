@@ -20,7 +20,7 @@ pub const MAX_LIST_BYTES: usize = 12 * 1024;
 pub const MIN_LINE: usize = 64;
 
 /// The shortest line limit that fits every line with a proof (the longest,
-/// a `HELLO` with its proof, is 172 bytes).
+/// a `HELLO` with its proof, is 173 bytes with the newline).
 pub const MIN_SIGNED_LINE: usize = 192;
 
 /// How lines prove they come from a holder of the deployment key.
