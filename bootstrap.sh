@@ -33,8 +33,9 @@ Commands:
                  'docker compose up -d --scale server=N' (or docker-compose)
                  brings the whole system up by itself
   key            make the deployment key ($IPCS_KEY_FILE) if there is none:
-                 32 random bytes, mode 0600, which the registry, servers and
-                 LB prove registrations and lists with (docs/SECURITY.md)
+                 32 random bytes (group $IPCS_KEY_GID, mode 0640) that the
+                 registry, servers and LB prove registrations and lists with
+                 (docs/SECURITY.md)
   scale N        run N servers, in place (Docker: compose --scale; netns:
                  ipcs-netns scale); the registry and the LB keep running
   status         show what runs: mode, LB, network, servers, registry list, hosts entries
@@ -54,6 +55,7 @@ Options:
 Environment:
   IPCS_RUN_DIR   pidfile, log and mode of the host LB (default /run/ipcs)
   IPCS_KEY_FILE  the deployment key (default \$IPCS_RUN_DIR/key)
+  IPCS_KEY_GID   its group, which the registry container joins (default 7070)
   IPCS_BIN_DIR   the static binaries (default target/static/$IPCS_TARGET/release)
   RUST_LOG       log level of every process (default info)
   IPCS_LB_NICE, IPCS_{LB,SERVER}_CPUSET, IPCS_{LB,SERVER,REGISTRY}_CGROUP_PARENT
@@ -117,7 +119,7 @@ bridge_new=0 # set when this run made the bridge (a running LB must rebind)
 
 # What survives the step to sudo: the directories, the log level and the CPU
 # placement compose.yaml reads.
-PRESERVE_ENV=IPCS_RUN_DIR,IPCS_KEY_FILE,IPCS_BIN_DIR,IPCS_HOSTS_FILE,RUST_LOG,IPCS_LB_NICE
+PRESERVE_ENV=IPCS_RUN_DIR,IPCS_KEY_FILE,IPCS_KEY_GID,IPCS_BIN_DIR,IPCS_HOSTS_FILE,RUST_LOG,IPCS_LB_NICE
 PRESERVE_ENV+=,IPCS_LB_CPUSET,IPCS_SERVER_CPUSET
 PRESERVE_ENV+=,IPCS_LB_CGROUP_PARENT,IPCS_SERVER_CGROUP_PARENT,IPCS_REGISTRY_CGROUP_PARENT
 

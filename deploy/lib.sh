@@ -35,12 +35,17 @@ IPCS_IMAGES=(registry server lb)
 
 IPCS_RUN_DIR=${IPCS_RUN_DIR:-/run/ipcs}
 # The deployment key (docs/SECURITY.md): 32 random bytes as 64 hex digits,
-# mode 0600, made once by ensure_key (./bootstrap.sh up, build or key) and
-# removed by ./bootstrap.sh down. The registry, the servers and the LB read
-# it from this file (compose mounts it as the secret ipcs_key); it is never
-# on a command line or in an image. Exported: compose.yaml reads it too.
+# owner root, group IPCS_KEY_GID, mode 0640, made once by ensure_key
+# (./bootstrap.sh up, build or key) and removed by ./bootstrap.sh down. The
+# registry, the servers and the LB read it from this file (compose mounts it
+# as the secret ipcs_key); it is never on a command line or in an image.
+# The group: the registry's image runs as nobody (65534), and a compose
+# secret is a bind mount keeping the host's owner and mode, so the registry
+# container joins this otherwise unused group (compose.yaml group_add) to
+# read it; the servers and the LB start as root. Exported: compose reads both.
 IPCS_KEY_FILE=${IPCS_KEY_FILE:-$IPCS_RUN_DIR/key}
-export IPCS_KEY_FILE
+IPCS_KEY_GID=${IPCS_KEY_GID:-7070}
+export IPCS_KEY_FILE IPCS_KEY_GID
 IPCS_HOSTS_FILE=${IPCS_HOSTS_FILE:-/etc/hosts}
 # Statically linked release binaries: the same files go into the scratch
 # images and run on the host (LB, calc, loadgen) and in the namespaces.
@@ -101,21 +106,23 @@ build_binaries() {
 }
 
 # Makes the deployment key unless it exists: 32 bytes from /dev/urandom as
-# 64 hex digits, mode 0600 from the start (umask), written whole or not at
-# all (rename). An existing key is kept, so running processes keep theirs.
+# 64 hex digits, readable by nobody else from the start (mktemp makes 0600),
+# then group IPCS_KEY_GID and mode 0640, written whole or not at all
+# (rename). An existing key is kept, so running processes keep theirs.
 ensure_key() {
     [[ -s $IPCS_KEY_FILE ]] && return 0
     local dir tmp
     dir=$(dirname "$IPCS_KEY_FILE")
     mkdir -p "$dir" || return 1
-    tmp=$(umask 077 && mktemp "$dir/.key.XXXXXX") || return 1
+    tmp=$(mktemp "$dir/.key.XXXXXX") || return 1
     if ! { od -An -tx1 -N32 /dev/urandom | tr -d ' \n' && echo; } >"$tmp" ||
-        [[ $(wc -c <"$tmp") != 65 ]]; then
+        [[ $(wc -c <"$tmp") != 65 ]] ||
+        ! chgrp "$IPCS_KEY_GID" "$tmp" || ! chmod 0640 "$tmp"; then
         rm -f "$tmp"
         return 1
     fi
     mv -f "$tmp" "$IPCS_KEY_FILE"
-    say "made the deployment key $IPCS_KEY_FILE (mode 0600)"
+    say "made the deployment key $IPCS_KEY_FILE (group $IPCS_KEY_GID, mode 0640)"
 }
 
 # Fails unless every named binary is in IPCS_BIN_DIR.
