@@ -2,13 +2,15 @@
 //! faults runs (a server killed and restarted, one frozen past the registry's
 //! TTL, the registry restarted, servers added and removed, one server's link
 //! cut; in runs of 30 s or more also one server slowed and then all of them,
-//! a "brownout"), then the account: every request must be answered
-//! correctly, and for each fault that takes a server out, how long traffic
-//! still went to it; for each slowness fault, what the LB did meanwhile.
+//! a "brownout"; with an LB tier, the LB holding the VIP killed), then the
+//! account: every request must be answered correctly (with an LB tier, or
+//! be lost inside the measured failover window), and for each fault that
+//! takes a server out, how long traffic still went to it; for each slowness
+//! fault, what the LB did meanwhile.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,11 +18,17 @@ use std::time::{Duration, Instant};
 
 use ipcs_testbed::{binary, Signal, Topology};
 
+use crate::lb_tier::{Failover, LbTier, RESTART_DELAY};
 use crate::loadgen::{Loadgen, Measurement};
 
-/// The admin address of the load balancer under test (in the core).
+/// The admin address of the single load balancer under test (in the core).
 const ADMIN: &str = "127.0.0.1:7071";
 const LISTEN: &str = "127.0.0.1:8080";
+/// Slack on each side of the measured failover window inside which lost
+/// requests are accepted: requests in flight at the killed LB (scheduled
+/// just before the kill), and loadgen's clock, which starts a few
+/// milliseconds after the soak's.
+pub const FAILOVER_MARGIN: Duration = Duration::from_millis(100);
 /// The per-server request counter the fault timings are read from.
 const SERVER_REQUESTS: &str = "ipcs_lb_server_requests_total";
 /// LB totals reported over each slowness fault's window (absent from an LB
@@ -45,6 +53,9 @@ pub struct ChaosConfig {
     pub duration: Duration,
     pub rps: u64,
     pub servers: usize,
+    /// Load balancers: 1, the single LB in the core; 2 or more, an LB tier
+    /// sharing the VIP (keepalived), whose active LB the schedule kills.
+    pub lbs: usize,
     pub out_dir: PathBuf,
 }
 
@@ -67,6 +78,10 @@ pub enum Fault {
     /// Every server answers [`SLOW_DELAY`] late.
     Brownout,
     BrownoutOver,
+    /// SIGKILL the LB holding the VIP (LB tier only).
+    KillActiveLb,
+    /// Its supervisor starts it again; it rejoins as standby.
+    RestartLb,
 }
 
 impl Fault {
@@ -97,8 +112,15 @@ impl Fault {
 /// [`MIN_SLOW_FAULTS_RUN`] on, one server is slowed for [`SLOW_FOR`] between
 /// the thaw and the registry's restart, and all are (the brownout, for
 /// [`BROWNOUT_FOR`]) after the link is restored; shorter runs have no room
-/// for them beside the other faults.
-pub fn schedule(duration: Duration) -> Vec<(Duration, Fault)> {
+/// for them beside the other faults. With `lb_tier`, the LB holding the VIP
+/// is killed at 50 % and restarted [`RESTART_DELAY`] later, as its
+/// supervisor does: nothing else happens within 300 ms before to 400 ms
+/// after, and the registry's list is right by then (no server taken out in
+/// the 1.8 s before, longer than its TTL; no registry restart in the 3.5 s
+/// before, longer than the LB's resync), so the standby, which has sent
+/// nothing yet and knows the servers only from the registry, takes over a
+/// true list: the failover is measured alone.
+pub fn schedule(duration: Duration, lb_tier: bool) -> Vec<(Duration, Fault)> {
     let at = |f: f64| duration.mul_f64(f);
     let mut plan = vec![
         (at(0.10), Fault::KillServer(0)),
@@ -112,6 +134,12 @@ pub fn schedule(duration: Duration) -> Vec<(Duration, Fault)> {
         (at(0.78), Fault::CutLink(3)),
         (at(0.78) + Duration::from_secs(2), Fault::RestoreLink(3)),
     ];
+    if lb_tier {
+        plan.extend([
+            (at(0.50), Fault::KillActiveLb),
+            (at(0.50) + RESTART_DELAY, Fault::RestartLb),
+        ]);
+    }
     if duration >= MIN_SLOW_FAULTS_RUN {
         plan.extend([
             (at(0.45), Fault::SlowServer(3)),
@@ -182,15 +210,42 @@ pub struct SlownessRecord {
 pub struct ChaosReport {
     pub load: Measurement,
     pub faults: Vec<FaultRecord>,
+    /// With an LB tier: the failover the kill caused, and when it started
+    /// (from the start of loadgen's measured phase).
+    pub failover: Option<(Duration, Failover)>,
 }
 
 impl ChaosReport {
-    /// Zero wrong, zero lost, zero error replies (timed-out included).
+    /// The window of loadgen's measured phase inside which requests may be
+    /// lost: from the kill to the new master, [`FAILOVER_MARGIN`] wider on
+    /// each side. `None` without a failover.
+    pub fn failover_window(&self) -> Option<(Duration, Duration)> {
+        self.failover.map(|(at, f)| {
+            (
+                at.saturating_sub(FAILOVER_MARGIN),
+                at + f.after + FAILOVER_MARGIN,
+            )
+        })
+    }
+
+    /// Zero wrong, zero error replies (timed-out included), and every
+    /// request answered, or lost inside the failover window.
     pub fn clean(&self) -> bool {
-        self.load.wrong == 0
-            && self.load.lost == 0
-            && self.load.errors == 0
-            && self.load.answered == self.load.sent
+        let m = &self.load;
+        if m.wrong != 0 || m.errors != 0 {
+            return false;
+        }
+        if m.lost == 0 {
+            return m.answered == m.sent;
+        }
+        match (self.failover_window(), m.loss_window) {
+            (Some((from, to)), Some((first, last))) => {
+                // Sends the kernel refused (ICMP from the dying LB's node)
+                // are lost requests too, so lost may exceed sent - answered.
+                first >= from && last <= to && m.answered + m.lost >= m.sent
+            }
+            _ => false,
+        }
     }
 
     pub fn render(&self) -> String {
@@ -199,6 +254,22 @@ impl ChaosReport {
             "sent {} answered {} wrong {} lost {} error replies {} | p50 {:.0} us p99 {:.0} us p99.9 {:.0} us max {:.0} us\n",
             m.sent, m.answered, m.wrong, m.lost, m.errors, m.p50_us, m.p99_us, m.p999_us, m.max_us
         );
+        if let Some((at, f)) = &self.failover {
+            s.push_str(&format!(
+                "  failover: LB node {} killed at {:.3} s, node {} master {} ms later; losses allowed {:?}, loadgen's loss window {}\n",
+                f.killed,
+                at.as_secs_f64(),
+                f.took_over,
+                f.after.as_millis(),
+                self.failover_window().map(|(a, b)| (a.as_secs_f64(), b.as_secs_f64())),
+                m.loss_window.map_or("none".to_owned(), |(a, b)| format!(
+                    "{:.3}-{:.3} s ({} ms)",
+                    a.as_secs_f64(),
+                    b.as_secs_f64(),
+                    (b - a).as_millis()
+                ))
+            ));
+        }
         for f in &self.faults {
             let id = f
                 .server_id
@@ -255,31 +326,39 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     for slot in topology.server_slots() {
         server_procs.insert(slot, start_server(&mut topology, slot)?);
     }
-    topology.start_lb(&["--listen", LISTEN, "--admin", ADMIN])?;
+    let (mut tier, target, admins) = if config.lbs >= 2 {
+        let tier = LbTier::start(&mut topology, config.lbs)?;
+        let admins = tier.admins();
+        (Some(tier), LbTier::target(), admins)
+    } else {
+        topology.start_lb(&["--listen", LISTEN, "--admin", ADMIN])?;
+        (None, LISTEN.parse()?, vec![ADMIN.parse()?])
+    };
     let loadgen = Loadgen {
         program: binary("loadgen"),
         netns: topology.core_netns().map(str::to_owned),
         sockets: 4,
         threads: 1,
     };
-    wait_until_serving(&loadgen, &config.out_dir, config.servers)?;
+    wait_until_serving(&loadgen, target, &config.out_dir, config.servers)?;
 
     // The metrics poller: per-server request counters every 10 ms.
     let samples: Arc<Mutex<Samples>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let poller = {
-        let (samples, stop, core) = (
+        let (samples, stop, core, admins) = (
             samples.clone(),
             stop.clone(),
             topology.core_netns().map(str::to_owned),
+            admins.clone(),
         );
         std::thread::spawn(move || {
             if let Some(ns) = core {
                 enter_netns(&ns);
             }
             while !stop.load(Ordering::Relaxed) {
-                if let Some(counts) = scrape() {
+                if let Some(counts) = scrape(&admins) {
                     samples
                         .lock()
                         .expect("poller lock")
@@ -298,9 +377,7 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
             config.duration,
             config.out_dir.join("chaos.hgrm"),
         );
-        std::thread::spawn(move || {
-            loadgen.fixed(LISTEN.parse().expect("listen addr"), rps, duration, &hgrm)
-        })
+        std::thread::spawn(move || loadgen.fixed(target, rps, duration, &hgrm))
     };
     // loadgen warms up for 1 s before its measured run starts.
     let load_start = start + Duration::from_secs(1);
@@ -308,7 +385,8 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let mut records = Vec::new();
     // Per record: the server ids a slowness fault slowed.
     let mut slowed_ids: Vec<Vec<u8>> = Vec::new();
-    for (at, fault) in schedule(config.duration) {
+    let mut killed_at = None;
+    for (at, fault) in schedule(config.duration, tier.is_some()) {
         let when = load_start + at;
         if let Some(wait) = when.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
@@ -350,6 +428,17 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
                     .clone();
                 topology.set_link(&host, true)?;
             }
+            Fault::KillActiveLb | Fault::RestartLb => {
+                let tier = tier
+                    .as_mut()
+                    .ok_or_else(|| anyhow::anyhow!("{fault:?} without an LB tier"))?;
+                if fault == Fault::KillActiveLb {
+                    tier.kill_active(&mut topology)?;
+                    killed_at = Some(when.saturating_duration_since(load_start));
+                } else {
+                    tier.restart_killed(&mut topology)?;
+                }
+            }
             Fault::SlowServer(s) => topology.set_server_delay(s, SLOW_DELAY)?,
             Fault::SpeedRestored(s) => topology.set_server_delay(s, Duration::ZERO)?,
             Fault::Brownout | Fault::BrownoutOver => {
@@ -389,9 +478,14 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let samples = samples.lock().expect("poller lock").clone();
     fill_traffic_stops(&mut records, &samples);
     fill_slowness(&mut records, &slowed_ids, &samples);
+    let failover = match (&tier, killed_at) {
+        (Some(tier), Some(at)) => tier.failover(&topology).map(|f| (at, f)),
+        _ => None,
+    };
     let report = ChaosReport {
         load,
         faults: records,
+        failover,
     };
     if !report.clean() {
         // The topology (and its log directory) goes with this function.
@@ -505,11 +599,28 @@ fn enter_netns(ns: &str) {
     }
 }
 
-/// `GET /metrics` from the LB's admin address: per-server request counts
-/// and the totals slowness faults report.
-fn scrape() -> Option<Scrape> {
-    let mut stream =
-        TcpStream::connect_timeout(&ADMIN.parse().ok()?, Duration::from_millis(200)).ok()?;
+/// `GET /metrics` from every LB's admin address, summed: per-server
+/// request counts and the totals slowness faults report. `None` when no LB
+/// answered (a dead LB's counters are simply missing from the sum).
+fn scrape(admins: &[SocketAddr]) -> Option<Scrape> {
+    let mut sum: Option<Scrape> = None;
+    for admin in admins {
+        let Some(one) = scrape_one(*admin) else {
+            continue;
+        };
+        let total = sum.get_or_insert_with(Scrape::default);
+        for (id, n) in one.per_server {
+            *total.per_server.entry(id).or_default() += n;
+        }
+        for (name, n) in one.totals {
+            *total.totals.entry(name).or_default() += n;
+        }
+    }
+    sum
+}
+
+fn scrape_one(admin: SocketAddr) -> Option<Scrape> {
+    let mut stream = TcpStream::connect_timeout(&admin, Duration::from_millis(200)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .ok()?;
@@ -572,13 +683,14 @@ pub fn parse_server_requests(text: &str) -> BTreeMap<u8, u64> {
 
 fn wait_until_serving(
     loadgen: &Loadgen,
+    target: SocketAddr,
     dir: &std::path::Path,
     servers: usize,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     let probe = dir.join("probe.hgrm");
     loop {
-        if let Ok(m) = loadgen.fixed(LISTEN.parse()?, 500, Duration::from_secs(1), &probe) {
+        if let Ok(m) = loadgen.fixed(target, 500, Duration::from_secs(1), &probe) {
             if m.sent > 0 && m.answered == m.sent && m.per_server.len() >= servers {
                 return Ok(());
             }
@@ -591,191 +703,5 @@ fn wait_until_serving(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schedule_is_ordered_and_inside_the_run() {
-        for secs in [10, 60] {
-            let d = Duration::from_secs(secs);
-            let plan = schedule(d);
-            assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0));
-            assert!(plan.iter().all(|(t, _)| *t < d));
-            let freeze = plan
-                .iter()
-                .find(|(_, f)| *f == Fault::FreezeServer(1))
-                .unwrap()
-                .0;
-            let thaw = plan
-                .iter()
-                .find(|(_, f)| *f == Fault::ThawServer(1))
-                .unwrap()
-                .0;
-            assert!(
-                thaw - freeze > Duration::from_millis(1500),
-                "frozen longer than the TTL"
-            );
-        }
-    }
-
-    /// The windows in which `plan` has a server out (killed, frozen, cut; a
-    /// removal as an instant) or, with `slow`, slowed.
-    fn windows(plan: &[(Duration, Fault)], slow: bool) -> Vec<(Duration, Duration)> {
-        let end_of = |f: Fault| match f {
-            Fault::KillServer(s) => Some(Fault::RestartServer(s)),
-            Fault::FreezeServer(s) => Some(Fault::ThawServer(s)),
-            Fault::CutLink(s) => Some(Fault::RestoreLink(s)),
-            Fault::RemoveServer(_) => Some(f),
-            _ => None,
-        };
-        plan.iter()
-            .filter_map(|&(t, f)| {
-                let undo = if slow { f.slowness_undo() } else { end_of(f) }?;
-                let end = plan.iter().find(|(u, g)| *g == undo && *u >= t)?.0;
-                Some((t, end))
-            })
-            .collect()
-    }
-
-    #[test]
-    fn slowness_faults_need_thirty_seconds_and_overlap_no_outage() {
-        assert!(windows(&schedule(Duration::from_secs(10)), true).is_empty());
-        assert!(windows(&schedule(Duration::from_secs(29)), true).is_empty());
-        for secs in [30, 45, 60, 120, 600] {
-            let d = Duration::from_secs(secs);
-            let plan = schedule(d);
-            assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0));
-            assert!(plan.iter().all(|(t, _)| *t < d), "{secs} s");
-            let slow = windows(&plan, true);
-            assert_eq!(slow.len(), 2, "{secs} s");
-            assert_eq!(slow[0].1 - slow[0].0, SLOW_FOR);
-            assert_eq!(slow[1].1 - slow[1].0, BROWNOUT_FOR);
-            // Half a second clear of every outage, either side.
-            let margin = Duration::from_millis(500);
-            for &(a, b) in &slow {
-                for &(c, d) in &windows(&plan, false) {
-                    assert!(
-                        b + margin <= c || d + margin <= a,
-                        "{secs} s: {a:?}-{b:?} vs {c:?}-{d:?}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn slowness_window_counts_traffic_and_lb_totals() {
-        let ms = Duration::from_millis;
-        let scrape = |a: u64, b: u64, retries: u64| Scrape {
-            per_server: BTreeMap::from([(11u8, a), (14u8, b)]),
-            totals: BTreeMap::from([(RETRIES, retries)]),
-        };
-        let samples = vec![
-            (ms(90), scrape(0, 0, 0)),
-            (ms(100), scrape(10, 10, 1)),
-            (ms(200), scrape(20, 15, 4)),
-            (ms(300), scrape(30, 15, 9)),
-            (ms(400), scrape(40, 15, 9)),
-            (ms(700), scrape(90, 90, 90)),
-        ];
-        let record = |at, fault| FaultRecord {
-            at,
-            fault,
-            server_id: None,
-            traffic_stopped_after: None,
-            slowness: None,
-        };
-        let mut records = vec![
-            record(ms(100), Fault::SlowServer(3)),
-            record(ms(400), Fault::SpeedRestored(3)),
-        ];
-        fill_slowness(&mut records, &[vec![14], vec![]], &samples);
-        let w = records[0].slowness.clone().unwrap();
-        assert_eq!(w.window, ms(300));
-        assert_eq!((w.to_slowed, w.to_all), (5, 35));
-        assert_eq!(w.starved, vec![14]);
-        assert_eq!(w.retries, Some(8));
-        assert_eq!(w.ejections, None);
-        assert_eq!(records[1].slowness, None);
-    }
-
-    #[test]
-    fn schedule_renders_for_scripts() {
-        let text = render_schedule(&schedule(Duration::from_secs(30)));
-        assert!(text.contains("13.500 SlowServer 3 30ms\n"), "{text}");
-        assert!(text.contains("16.000 SpeedRestored 3 0\n"), "{text}");
-        assert!(text.contains("27.000 Brownout 30ms\n"), "{text}");
-        assert!(text.contains("29.000 BrownoutOver 0\n"), "{text}");
-        assert!(text.contains("3.000 KillServer 0\n"), "{text}");
-        assert_eq!(
-            text.lines().count(),
-            schedule(Duration::from_secs(30)).len()
-        );
-    }
-
-    #[test]
-    fn reads_lb_totals_when_exported() {
-        let text = "ipcs_lb_retries_total 12\n\
-                    ipcs_lb_retries_total_extra 99\n\
-                    ipcs_lb_ejections_total{reason=\"timeouts\"} 2\n\
-                    ipcs_lb_ejections_total{reason=\"other\"} 1\n\
-                    ipcs_lb_server_requests_total{id=\"11\"} 5\n";
-        let s = parse_scrape(text);
-        assert_eq!(s.totals.get(RETRIES), Some(&12));
-        assert_eq!(s.totals.get(EJECTIONS), Some(&3));
-        assert_eq!(s.totals.get(ATTEMPT_TIMEOUTS), None);
-        assert_eq!(s.per_server.get(&11), Some(&5));
-    }
-
-    #[test]
-    fn reads_per_server_counters() {
-        let text = "# TYPE ipcs_lb_server_requests_total counter\n\
-                    ipcs_lb_server_requests_total{id=\"11\",mac=\"02:00:00:00:00:0b\"} 120\n\
-                    ipcs_lb_server_requests_total{id=\"12\",mac=\"02:00:00:00:00:0c\"} 7\n\
-                    ipcs_lb_requests_total 127\n";
-        let m = parse_server_requests(text);
-        assert_eq!(m.get(&11), Some(&120));
-        assert_eq!(m.get(&12), Some(&7));
-        assert_eq!(m.len(), 2);
-    }
-
-    #[test]
-    fn traffic_stop_is_the_last_growth_before_the_undo() {
-        let ms = Duration::from_millis;
-        let mut records = vec![
-            FaultRecord {
-                at: ms(100),
-                fault: Fault::KillServer(0),
-                server_id: Some(11),
-                traffic_stopped_after: None,
-                slowness: None,
-            },
-            FaultRecord {
-                at: ms(500),
-                fault: Fault::RestartServer(0),
-                server_id: None,
-                traffic_stopped_after: None,
-                slowness: None,
-            },
-        ];
-        let sample = |t: u64, c: u64| {
-            (
-                ms(t),
-                Scrape {
-                    per_server: BTreeMap::from([(11u8, c)]),
-                    totals: BTreeMap::new(),
-                },
-            )
-        };
-        let samples = vec![
-            sample(90, 10),
-            sample(110, 12),
-            sample(130, 13),
-            sample(150, 13),
-            sample(600, 20),
-        ];
-        fill_traffic_stops(&mut records, &samples);
-        assert_eq!(records[0].traffic_stopped_after, Some(ms(30)));
-        assert_eq!(records[1].traffic_stopped_after, None);
-    }
-}
+#[path = "chaos_tests.rs"]
+mod tests;

@@ -21,6 +21,7 @@ pub mod binaries;
 pub mod persisted;
 pub mod process;
 pub mod topology;
+pub mod vrrp;
 
 pub use binaries::binary;
 pub use process::{ChildProcess, Signal};
