@@ -43,11 +43,10 @@ struct Args {
     ttl_ms: Option<u64>,
 
     /// Only accept registrations (HELLO) from this network, e.g.
-    /// 10.77.0.0/16 or a single address; repeat for several. Without it,
-    /// anyone who can reach the port can register any MAC and IP and so have
-    /// the load balancer send requests there. LIST/WATCH/STATS stay open to
-    /// all; restrict those with a firewall if the list is secret. Default:
-    /// none, everyone may register.
+    /// 10.77.0.0/16 or a single address; repeat for several. With a key
+    /// a HELLO also needs a valid proof and its own address; without one
+    /// (--insecure-no-auth) this is the only check on who registers.
+    /// Default: none, any address may register.
     #[arg(long, value_name = "CIDR")]
     allow: Vec<Cidr>,
 
