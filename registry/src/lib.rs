@@ -17,7 +17,9 @@
 //! * [`change_rate`]: the per-address bound on list changes.
 //! * [`metrics`]: the counters `STATS` reports, their names, and their
 //!   Prometheus names, kinds and help.
-//! * [`admin`]: the admin HTTP endpoint's views (`/metrics`, `/healthz`).
+//! * [`admin`]: the admin HTTP endpoint's views (`/metrics`, `/healthz`,
+//!   `/sd/servers`).
+//! * [`discovery`]: the live list as Prometheus HTTP service discovery.
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +28,7 @@ pub mod change_rate;
 pub mod cidr;
 pub mod config;
 pub mod conn;
+pub mod discovery;
 pub mod gate;
 pub mod metrics;
 pub mod reactor;

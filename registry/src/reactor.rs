@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use crate::admin::LoopState;
 use crate::config::{Config, ConfigError};
 use crate::conn::Conn;
+use crate::discovery::Discovery;
 use crate::session::{Admission, Close, Outbox, OutputFull, Sessions, WarnLimiter};
 use crate::state::ConnId;
 
@@ -80,6 +81,10 @@ pub struct Registry {
     /// Where each turn of the loop publishes its numbers for the admin
     /// endpoint.
     admin: LoopState,
+    /// Where the live list goes for service discovery, and the version
+    /// published there last.
+    discovery: Discovery,
+    discovery_version: Option<u64>,
 }
 
 /// The [`Outbox`] the session state machine writes to: the connections'
@@ -162,6 +167,8 @@ impl Registry {
             conns: HashMap::new(),
             warn_limiter: WarnLimiter::default(),
             admin: LoopState::default(),
+            discovery: Discovery::default(),
+            discovery_version: None,
         })
     }
 
@@ -180,6 +187,11 @@ impl Registry {
     /// What the admin endpoint reads: the loop's numbers and liveness.
     pub fn admin_state(&self) -> LoopState {
         self.admin.clone()
+    }
+
+    /// What `/sd/servers` reads: the live list.
+    pub fn discovery(&self) -> Discovery {
+        self.discovery.clone()
     }
 
     /// Makes SIGINT and SIGTERM stop the loop cleanly.
@@ -215,6 +227,11 @@ impl Registry {
             let now = Instant::now();
             self.on_tick(now);
             self.admin.publish(self.sessions.stats(), true);
+            let membership = self.sessions.membership();
+            if self.discovery_version != Some(membership.version()) {
+                self.discovery_version = Some(membership.version());
+                self.discovery.publish(membership.list());
+            }
             // Turn at least every second, so a stuck loop shows in /healthz.
             let timeout = self
                 .next_timeout(now)
