@@ -93,7 +93,9 @@ have python3 || die "python3 is needed to read loadgen's JSON report"
 # A run directory of our own, so a concurrent run elsewhere never shares
 # pidfiles or logs with this one.
 IPCS_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ipcs-e2e.$$.XXXXXX")
-export IPCS_RUN_DIR
+# Its own deployment key too (bootstrap.sh makes it, down removes it).
+IPCS_KEY_FILE=$IPCS_RUN_DIR/key
+export IPCS_RUN_DIR IPCS_KEY_FILE
 work=$IPCS_RUN_DIR.work
 mkdir -p "$work"
 BOOTSTRAP=$IPCS_REPO/bootstrap.sh
@@ -430,6 +432,7 @@ step_down() {
     fi
     ip link show "$IPCS_BRIDGE" >/dev/null 2>&1 && left+=("interface $IPCS_BRIDGE")
     hosts_has_tagged && left+=("tagged lines in $IPCS_HOSTS_FILE")
+    [[ -e $IPCS_KEY_FILE ]] && left+=("the deployment key $IPCS_KEY_FILE")
     [[ -n $before ]] && kill -0 "$before" 2>/dev/null && left+=("the LB process $before")
     local holder
     holder=$(udp_port_holder) && [[ -n $holder ]] && left+=("a listener on UDP $IPCS_LB_PORT ($holder)")

@@ -2,6 +2,7 @@
 //! parts live in the library (`ipcs_lb`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -43,6 +44,14 @@ struct Args {
     /// Registry address (host:port); the host is resolved at each connect.
     #[arg(long, value_name = "HOST:PORT", default_value = "registry.batata:7070")]
     registry: String,
+
+    /// File holding the deployment key (64 hex digits, as `./bootstrap.sh
+    /// key` makes it): every LIST and WATCH carries a proof made with it,
+    /// which a registry with the key requires (docs/SECURITY.md). Read once
+    /// at start. Without it the LB asks without proof, which only a
+    /// registry run with --insecure-no-auth answers.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
 
     /// Least time between two questions to the registry. The LB asks with
     /// WATCH, so a change of the list arrives as soon as the registry has it.
@@ -360,7 +369,19 @@ fn main() -> anyhow::Result<()> {
     if !args.error_rate.is_finite() || args.error_rate < 0.0 {
         anyhow::bail!("--error-rate must be a number >= 0");
     }
+    // Read first, while the process may still read a root-only file.
+    let key = args
+        .key_file
+        .as_deref()
+        .map(ipcs_common::registry_auth::Key::load)
+        .transpose()?;
+    if key.is_none() {
+        tracing::warn!(
+            "no --key-file: asking the registry without proof; a registry with a key refuses that"
+        );
+    }
     let registry = RegistryLinkConfig {
+        key,
         interval: old_unit(args.registry_interval, args.registry_interval_ms, MS),
         answer_timeout: old_unit(args.registry_timeout, args.registry_timeout_ms, MS),
         resync_grace: old_unit(args.registry_resync, args.registry_resync_ms, MS),

@@ -38,6 +38,14 @@ pub struct Config {
     #[arg(long, hide = true, conflicts_with = "registry")]
     pub no_registry: bool,
 
+    /// File holding the deployment key (64 hex digits, as `./bootstrap.sh
+    /// key` makes it): the HELLO carries a proof made with it, which a
+    /// registry with the key requires (docs/SECURITY.md). Read once at
+    /// start. Without it the server registers without proof, which only a
+    /// registry run with --insecure-no-auth takes.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
     /// Server id (1..=255) put in every reply. Default: the last octet of
     /// the interface's IPv4 address, unique on a /24 without per-replica
     /// configuration.

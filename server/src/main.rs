@@ -15,6 +15,12 @@ use tracing::{info, warn};
 fn main() -> anyhow::Result<()> {
     let config: Config = ipcs_common::cli::parse("IPCS_SERVER");
     ipcs_common::logging::init();
+    // Read first, while the process may still read a root-only file.
+    let key = config
+        .key_file
+        .as_deref()
+        .map(ipcs_common::registry_auth::Key::load)
+        .transpose()?;
 
     let iface = Interface::lookup(&config.iface)
         .with_context(|| format!("backend interface {:?}", config.iface))?;
@@ -110,13 +116,18 @@ fn main() -> anyhow::Result<()> {
         }
         Some(ip) => {
             info!("announcing to registry {target}");
+            if key.is_none() {
+                warn!(
+                    "no --key-file: registering without proof; a registry with a key refuses that"
+                );
+            }
             let announcement = Announcement {
                 id: identity.id,
                 mac: identity.mac,
                 ip,
                 udp: udp.map(|a| a.port()),
             };
-            Registration::start(&target, announcement, config.beat_interval())
+            Registration::start(&target, announcement, config.beat_interval(), key)
         }
     };
 
