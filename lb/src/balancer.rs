@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipcs_common::sys::{set_thread_nice, set_udp_segment, Interface};
+use ipcs_common::wire::records::requests_within;
 
 use crate::admin::{self, AdminView};
 use crate::budget::BudgetPolicy;
@@ -106,6 +107,10 @@ impl LoadBalancer {
         if !(1..=MAX_WORKERS).contains(&n) {
             return Err(StartError::Workers(n));
         }
+        let iface = Interface::lookup(&config.iface).map_err(|source| StartError::Interface {
+            name: config.iface.clone(),
+            source,
+        })?;
         let per_worker = |w: usize| CoreConfig {
             worker: w as u8,
             capacity: config.capacity.div_ceil(n),
@@ -119,6 +124,7 @@ impl LoadBalancer {
             error_rate: config.error_rate / n as f64,
             error_burst: burst(config.error_rate / n as f64),
             max_records: config.max_records,
+            link_mtu: iface.mtu,
         };
         per_worker(0).validate()?;
         // Before anything that takes time: a stop signal from now on is
@@ -128,10 +134,12 @@ impl LoadBalancer {
             signals
                 .push(stop_signals().map_err(|source| StartError::Worker { worker: w, source })?);
         }
-        let iface = Interface::lookup(&config.iface).map_err(|source| StartError::Interface {
-            name: config.iface.clone(),
-            source,
-        })?;
+        tracing::info!(
+            "{} has MTU {}: at most {} requests per frame",
+            iface.name,
+            iface.mtu,
+            config.max_records.min(requests_within(iface.mtu))
+        );
 
         // Sockets first. The UDP sockets queue requests while the list loads.
         let mut udp = Vec::with_capacity(n);

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::Guard;
 use hdrhistogram::Histogram;
-use ipcs_common::wire::records::{records, Record, MAX_RECORDS};
+use ipcs_common::wire::records::{records, requests_within, Record, MAX_RECORDS};
 use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, Status};
 
 use crate::budget::{BudgetPolicy, RetryBudget};
@@ -73,6 +73,9 @@ pub struct CoreConfig {
     /// The most request records this worker puts in one frame to a server
     /// that reads that many (1: one request per frame).
     pub max_records: u8,
+    /// The backend interface's MTU, as read from the kernel: no frame is
+    /// packed past it (see [`requests_within`]).
+    pub link_mtu: usize,
 }
 
 /// Why a configuration cannot be used.
@@ -675,6 +678,20 @@ impl Core {
         );
     }
 
+    /// The most request records one frame may carry: what `--frame-records`
+    /// allows and what fits the link's MTU, whichever is fewer.
+    pub fn frame_records(&self) -> u8 {
+        self.config
+            .max_records
+            .min(requests_within(self.config.link_mtu))
+    }
+
+    /// Follows a change of the backend interface's MTU: frames packed from
+    /// now on fit the new one.
+    pub fn set_link_mtu(&mut self, mtu: usize) {
+        self.config.link_mtu = mtu;
+    }
+
     fn send_attempt(&mut self, handle: Handle, server: MacAddr, now: Instant) -> Action {
         let request_deadline = self.request_deadline(self.table.get(handle));
         let mut records = 1;
@@ -682,7 +699,11 @@ impl Core {
         if let Some(state) = self.health.get_mut(server) {
             bump(&state.counters.requests);
             state.in_flight = state.in_flight.saturating_add(1);
-            records = state.max_records.min(self.config.max_records).max(1);
+            records = state
+                .max_records
+                .min(self.config.max_records)
+                .min(requests_within(self.config.link_mtu))
+                .max(1);
             timeout = state.rtt.timeout(&self.config.timeout);
         }
         // Rounded up to its lane's duration, so each lane stays in order.
