@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use ipcs_bench::chaos::{render_schedule, run, schedule, ChaosConfig};
+use ipcs_bench::chaos::{render_schedule, run, schedule_for, ChaosConfig};
 
 #[derive(Parser)]
 #[command(
     version,
     about = "Steady load through ipcs-lb while servers are killed, frozen, added, removed and cut off and the \
-             registry restarts (and, in runs of 30 s or more, one server and then all are slowed by 30 ms); \
+             registry restarts (and, in runs of 30 s or more, one server and then all are slowed by 30 ms; \
+             with --far-servers, the tunnel to the second host is cut for 2 s); \
              fails unless every request is answered correctly"
 )]
 struct Cli {
@@ -27,6 +28,11 @@ struct Cli {
     /// Servers at the start (one more is added and one removed during the run).
     #[arg(long, default_value_t = 4)]
     servers: usize,
+    /// Servers on a second (simulated) host, whose bridge is joined to the
+    /// first's by a VXLAN tunnel over a veth "wire"; with any, the schedule
+    /// also cuts that wire for 2 s. 0: one host.
+    #[arg(long, default_value_t = 0)]
+    far_servers: usize,
     /// Directory for loadgen's latency histogram.
     #[arg(long, default_value = "target/chaos")]
     out_dir: PathBuf,
@@ -43,7 +49,10 @@ fn main() -> Result<()> {
     if cli.print_schedule {
         print!(
             "{}",
-            render_schedule(&schedule(Duration::from_secs(cli.duration_s)))
+            render_schedule(&schedule_for(
+                Duration::from_secs(cli.duration_s),
+                cli.far_servers > 0
+            ))
         );
         return Ok(());
     }
@@ -51,6 +60,7 @@ fn main() -> Result<()> {
         duration: Duration::from_secs(cli.duration_s),
         rps: cli.rps,
         servers: cli.servers,
+        far_servers: cli.far_servers,
         out_dir: cli.out_dir,
     })?;
     print!("{}", report.render());
