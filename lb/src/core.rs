@@ -695,15 +695,12 @@ impl Core {
     fn send_attempt(&mut self, handle: Handle, server: MacAddr, now: Instant) -> Action {
         let request_deadline = self.request_deadline(self.table.get(handle));
         let mut records = 1;
+        let frame_records = self.frame_records();
         let mut timeout = self.config.timeout.initial;
         if let Some(state) = self.health.get_mut(server) {
             bump(&state.counters.requests);
             state.in_flight = state.in_flight.saturating_add(1);
-            records = state
-                .max_records
-                .min(self.config.max_records)
-                .min(requests_within(self.config.link_mtu))
-                .max(1);
+            records = state.max_records.min(frame_records).max(1);
             timeout = state.rtt.timeout(&self.config.timeout);
         }
         // Rounded up to its lane's duration, so each lane stays in order.
