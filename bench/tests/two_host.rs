@@ -4,7 +4,7 @@
 //! in full, the far servers taken out and back; a reply frame packed to the
 //! link's MTU crosses the tunnel whole, and the load balancer packs to it.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipcs_bench::chaos::{run_with, ChaosConfig, Fault};
@@ -17,6 +17,10 @@ use ipcs_common::Op;
 use ipcs_testbed::topology::BRIDGE;
 use ipcs_testbed::{binary, Topology};
 
+/// The tests measure timing-sensitive behaviour on a small machine: one at
+/// a time, not side by side.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn steady_load_across_two_hosts_survives_a_cut_tunnel() {
     if !root_or_skip(
@@ -25,10 +29,11 @@ fn steady_load_across_two_hosts_survives_a_cut_tunnel() {
     ) {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out_dir = std::env::temp_dir().join(format!("ipcs-two-host-{}", std::process::id()));
     let config = ChaosConfig {
         duration: Duration::from_secs(8),
-        rps: 10_000,
+        rps: 5_000,
         servers: 2,
         far_servers: 2,
         out_dir: out_dir.clone(),
@@ -44,7 +49,7 @@ fn steady_load_across_two_hosts_survives_a_cut_tunnel() {
         let _ = std::fs::remove_dir_all(&out_dir);
     }
     let load = &report.load;
-    assert!(load.sent >= 70_000, "loadgen offered the load: {load:?}");
+    assert!(load.sent >= 35_000, "loadgen offered the load: {load:?}");
     assert_eq!(
         (load.answered, load.wrong, load.lost, load.errors),
         (load.sent, 0, 0, 0),
@@ -54,7 +59,7 @@ fn steady_load_across_two_hosts_survives_a_cut_tunnel() {
     // Servers 11, 12 near, 13, 14 far: all of them answered.
     for id in 11..=14u8 {
         assert!(
-            load.per_server.get(&id).copied().unwrap_or(0) > 1000,
+            load.per_server.get(&id).copied().unwrap_or(0) > 500,
             "server {id}: {:?}",
             load.per_server
         );
@@ -87,6 +92,7 @@ fn frames_packed_to_the_mtu_cross_the_tunnel() {
     ) {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // 300 bytes: 21 request records (294 bytes) fit; so do 21 replies and
     // the capability record (300 bytes, exactly the limit).
     const MTU: usize = 300;
@@ -212,7 +218,7 @@ fn frames_packed_to_the_mtu_cross_the_tunnel() {
         assert!(Instant::now() < deadline, "{}", topology.logs());
     }
     let m = loadgen
-        .fixed(target, 20_000, Duration::from_secs(2), &hgrm)
+        .fixed(target, 10_000, Duration::from_secs(2), &hgrm)
         .expect("loadgen");
     let _ = std::fs::remove_file(&hgrm);
     assert_eq!(
