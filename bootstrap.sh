@@ -16,7 +16,7 @@ IPCS_LOG_PREFIX="bootstrap"
 
 usage() {
     cat <<EOF
-Usage: ./bootstrap.sh [up] [--servers N] [--docker | --netns | --swarm] [--no-build] [--timeout S]
+Usage: ./bootstrap.sh [up] [--servers N] [--lbs N] [--docker | --netns | --swarm] [--no-build] [--timeout S]
        ./bootstrap.sh build [--no-build]
        ./bootstrap.sh scale N
        ./bootstrap.sh status
@@ -41,6 +41,12 @@ Commands:
 
 Options:
   --servers N    number of servers for 'up' (default 3)
+  --lbs N        load balancers (netns mode; default 2): with 2 or more, each
+                 runs in a namespace of its own (172.16.238.201, .202, ...)
+                 with keepalived, and $IPCS_CALC_HOST names the virtual address
+                 $IPCS_VIP that one of them holds at a time (VRRP); a killed LB
+                 is restarted and rejoins as standby. 1: the single LB on the
+                 host at $IPCS_GATEWAY. Docker mode runs 1.
   --docker       use Docker (default when the Docker engine is reachable)
   --netns        use network namespaces (default when it is not); uses the
                  testbed's ipcs-netns harness, no Docker needed
@@ -67,7 +73,7 @@ Environment:
 
 Needs: root or sudo (hosts file, raw socket, namespaces); cargo unless
 --no-build; Docker mode: a reachable Docker engine and docker compose or
-docker-compose; netns mode: iproute2 (ip).
+docker-compose; netns mode: iproute2 (ip), and keepalived for --lbs 2+.
 EOF
 }
 
@@ -79,6 +85,7 @@ build=1
 timeout_s=60
 remove_images=0
 scale_to=""
+lbs=""
 orig_args=("$@")
 
 positive_int() { [[ "$1" =~ ^[0-9]+$ ]] && (($1 >= 1 && $1 <= 60)); }
@@ -97,6 +104,12 @@ while (($#)); do
         (($# >= 2)) || die "--servers needs a value"
         servers=$2
         positive_int "$servers" || die "--servers: '$servers' is not a number in 1..60"
+        shift
+        ;;
+    --lbs)
+        (($# >= 2)) || die "--lbs needs a value"
+        lbs=$2
+        [[ "$lbs" =~ ^[0-9]+$ ]] && ((lbs >= 1 && lbs <= 54)) || die "--lbs: '$lbs' is not a number of load balancers in 1..54"
         shift
         ;;
     --docker) mode=docker ;;
@@ -152,6 +165,9 @@ check_prereqs() {
     else
         have ip || missing+=("ip (iproute2), for the namespaces and veth pairs")
         have python3 || missing+=("python3, to read ipcs-netns status --json")
+        if ((lbs > 1)) && ! have keepalived && [[ ! -x /usr/sbin/keepalived ]]; then
+            missing+=("keepalived, for the LB tier's VRRP (apt install keepalived; or --lbs 1)")
+        fi
     fi
     if ((${#missing[@]})); then
         printf '%s\n' "bootstrap: cannot stand up IPCS ($want_mode mode); missing:" >&2
@@ -169,6 +185,12 @@ choose_mode() {
     else
         mode=netns
         say "mode: netns (no Docker engine reachable; network namespaces joined to $IPCS_BRIDGE)"
+    fi
+    if [[ -z $lbs ]]; then
+        if [[ $mode == netns ]]; then lbs=2; else lbs=1; fi
+    fi
+    if [[ $mode != netns ]] && ((lbs > 1)); then
+        die "--lbs $lbs: the LB tier (VRRP) runs in netns mode only so far; $mode mode runs one LB"
     fi
     local other
     other=$(recorded_mode)
@@ -343,7 +365,8 @@ try:
 except ValueError:
     sys.exit(1)
 ok = s.get("registry_running") is True and s.get("servers_running") == int(sys.argv[1])
-sys.exit(0 if ok else 1)' "$1"
+ok = ok and len(s.get("lb_nodes", [])) == int(sys.argv[2])
+sys.exit(0 if ok else 1)' "$1" "$2"
 }
 
 # Docker sets the FORWARD policy to DROP and loads br_netfilter, so traffic
@@ -369,17 +392,19 @@ netns_is_up() { [[ -e "$IPCS_RUN_DIR/netns/state" ]]; }
 
 # Starts the topology, or keeps it when it already runs N servers.
 netns_start() {
-    local n=$1
+    local n=$1 nodes=0
+    ((lbs > 1)) && nodes=$lbs
     if netns_is_up; then
-        if netns_runs "$n"; then
-            say "the netns topology already runs the registry and $n servers"
+        if netns_runs "$n" "$nodes"; then
+            say "the netns topology already runs the registry and $n servers ($nodes LB nodes)"
             return 0
         fi
-        say "the netns topology differs (wants $n servers running): recreating it"
+        say "the netns topology differs (wants $n servers running, $nodes LB nodes): recreating it"
+        tier_stop
         netns down
     fi
     bridge_new=1
-    netns up --servers "$n" --bin-dir "$IPCS_BIN_DIR"
+    netns up --servers "$n" --lbs "$nodes" --bin-dir "$IPCS_BIN_DIR"
 }
 
 netns_up() {
@@ -387,10 +412,33 @@ netns_up() {
     if ! netns_is_up && ip link show "$IPCS_BRIDGE" >/dev/null 2>&1; then
         die "interface $IPCS_BRIDGE already exists (the Docker network '$IPCS_NET', or another harness run): ./bootstrap.sh down first"
     fi
-    hosts_add
     netns_forward_allow
     say "starting the registry and $servers servers in network namespaces (ipcs-netns)"
     netns_start "$servers"
+    # The node count first: calc.batata's address (hosts_add) follows it.
+    if ((lbs > 1)); then
+        lb_stop
+        printf '%s\n' "$lbs" >"$IPCS_RUN_DIR/lbs"
+    else
+        tier_stop
+    fi
+    hosts_add
+}
+
+# The LB tier: a supervisor per node (deploy/lb-node.sh) runs its ipcs-lb
+# and keepalived; one node takes the VIP once its LB answers.
+tier_up() {
+    require_binaries ipcs-lb calc ipcs-netns
+    local n
+    if ((bridge_new)); then
+        tier_stop # their namespaces were made anew
+        printf '%s\n' "$lbs" >"$IPCS_RUN_DIR/lbs"
+    fi
+    for ((n = 1; n <= lbs; n++)); do
+        tier_start_node "$n"
+        tier_wait_node_up "$n" ||
+            warn "LB node $n did not answer on its address within 30 s (see $(tier_dir "$n")/lb.log)"
+    done
 }
 
 # Runs the harness's own `down` unless a Docker deployment is recorded (then
@@ -433,37 +481,53 @@ ensure_lb() {
 # The commands wait_for_answer uses to tell a dead LB, to show its log and
 # to tell that calc.batata is on this machine.
 lb_alive_cmd() {
-    case $mode in
-    docker) echo compose_lb_alive ;;
-    swarm) echo swarm_lb_alive ;;
-    *) echo lb_pid ;;
-    esac
+    if [[ $mode == docker ]]; then
+        echo compose_lb_alive
+    elif [[ $mode == swarm ]]; then
+        echo swarm_lb_alive
+    elif (($(tier_count) > 1)); then
+        echo tier_alive
+    else
+        echo lb_pid
+    fi
 }
 lb_log_cmd() {
-    case $mode in
-    docker) echo compose_lb_log ;;
-    swarm) echo swarm_lb_log ;;
-    *) echo lb_log_tail ;;
-    esac
+    if [[ $mode == docker ]]; then
+        echo compose_lb_log
+    elif [[ $mode == swarm ]]; then
+        echo swarm_lb_log
+    elif (($(tier_count) > 1)); then
+        echo tier_log_tail
+    else
+        echo lb_log_tail
+    fi
 }
 target_local_cmd() { if [[ $mode == swarm ]]; then echo swarm_target_local; else echo bridge_is_local; fi; }
 lb_log_where() {
-    case $mode in
-    docker) printf '%s\n' "'${COMPOSE[*]} logs lb'" ;;
-    swarm) printf '%s\n' "'docker service logs ${IPCS_STACK}_lb'" ;;
-    *) lb_logfile ;;
-    esac
+    if [[ $mode == docker ]]; then
+        printf '%s\n' "'${COMPOSE[*]} logs lb'"
+    elif [[ $mode == swarm ]]; then
+        printf '%s\n' "'docker service logs ${IPCS_STACK}_lb'"
+    elif (($(tier_count) > 1)); then
+        printf '%s\n' "$IPCS_RUN_DIR/lb<n>/{lb,keepalived,supervisor}.log"
+    else
+        lb_logfile
+    fi
 }
 
 print_usage_hint() {
-    local bin=$IPCS_BIN_DIR t=$IPCS_CALC_HOST:$IPCS_LB_PORT
+    local bin=$IPCS_BIN_DIR t=$IPCS_CALC_HOST:$IPCS_LB_PORT admin=$IPCS_LB_ADMIN what="load balancer"
     if [[ $mode == swarm ]]; then
         printf '\nIPCS is up (swarm mode): stack %s, registry, %s servers and the load balancer on overlay %s,\nclients on %s (log: %s).\n\n' \
             "$IPCS_STACK" "$servers" "$IPCS_SWARM_NET" "$t" "$(lb_log_where)"
     else
-        printf '\nIPCS is up (%s mode): registry %s (%s:%s), %s servers on %s,\nload balancer on %s (log: %s, metrics: http://%s/metrics).\n\n' \
+        if (($(tier_count) > 1)); then
+            what="$(tier_count) load balancers sharing $IPCS_VIP (VRRP)"
+            admin="172.16.238.20<n>:7071"
+        fi
+        printf '\nIPCS is up (%s mode): registry %s (%s:%s), %s servers on %s,\n%s on %s (log: %s, metrics: http://%s/metrics).\n\n' \
             "$mode" "$IPCS_REGISTRY_HOST" "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_PORT" "$servers" \
-            "$IPCS_BRIDGE" "$t" "$(lb_log_where)" "$IPCS_LB_ADMIN"
+            "$IPCS_BRIDGE" "$what" "$t" "$(lb_log_where)" "$admin"
     fi
     hint() { printf '  %-44s # %s\n' "$1" "$2"; }
     printf "  export PATH=\"%s:\$PATH\"\n" "$bin"
@@ -485,12 +549,20 @@ cmd_up() {
     require_binaries ipcs-registry ipcs-server ipcs-lb calc
     mkdir -p "$IPCS_RUN_DIR"
     case $mode in
-    docker) docker_up ;;
-    swarm) swarm_up ;;
+    docker)
+        rm -f "$IPCS_RUN_DIR/lbs"
+        docker_up
+        ;;
+    swarm)
+        rm -f "$IPCS_RUN_DIR/lbs"
+        swarm_up
+        ;;
     *) netns_up ;;
     esac
     printf '%s\n' "$mode" >"$(mode_file)"
-    [[ $mode == netns ]] && ensure_lb
+    if [[ $mode == netns ]]; then
+        if ((lbs > 1)); then tier_up; else ensure_lb; fi
+    fi
     say "waiting up to ${timeout_s}s for an answer through $IPCS_CALC_HOST:$IPCS_LB_PORT"
     wait_for_answer "$timeout_s" "$(lb_alive_cmd)" "$(lb_log_cmd)" "$(target_local_cmd)" ||
         die "no answer to 1+1 through $IPCS_CALC_HOST:$IPCS_LB_PORT within ${timeout_s}s (see ./bootstrap.sh status and $(lb_log_where))"
@@ -515,7 +587,7 @@ cmd_scale() {
         # Adds or removes servers in place: the registry, the bridge and the
         # LB keep running, and the LB learns the change from the registry.
         netns scale "$scale_to" --bin-dir "$IPCS_BIN_DIR" >/dev/null
-        wait_for_answer "$timeout_s" ||
+        wait_for_answer "$timeout_s" "$(lb_alive_cmd)" "$(lb_log_cmd)" ||
             die "no answer through $IPCS_CALC_HOST:$IPCS_LB_PORT within ${timeout_s}s after scaling"
     fi
     say "$scale_to servers requested; the LB learns them from the registry within its poll interval"
@@ -527,6 +599,7 @@ cmd_down() {
         exec sudo --preserve-env="$PRESERVE_ENV" "$0" "${orig_args[@]}"
     fi
     lb_stop
+    tier_stop
     # Every mode is taken down whatever was recorded, so a half-made
     # deployment (mode file never written) is cleaned too.
     swarm_down
@@ -542,7 +615,14 @@ cmd_status() {
     local m pid
     m=$(recorded_mode)
     echo "mode:          ${m:-none (not up)}"
-    if pid=$(lb_pid); then
+    if (($(tier_count) > 1)); then
+        local n holder
+        holder=$(netns status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("vip_holder") or "none")' 2>/dev/null || echo unknown)
+        echo "load balancers: $(tier_count) nodes sharing $IPCS_CALC_HOST ($IPCS_VIP:$IPCS_LB_PORT); held by node $holder"
+        for ((n = 1; n <= $(tier_count); n++)); do
+            echo "  node $n: 172.16.238.$((200 + n)), supervisor $(tier_supervisor_pid "$n" || echo gone), ipcs-lb $(tier_lb_pid "$n" || echo gone), down file $(cat "$(tier_dir "$n")/down" 2>/dev/null || echo -), logs $(tier_dir "$n")"
+        done
+    elif pid=$(lb_pid); then
         echo "load balancer: running on the host, pid $pid, $IPCS_CALC_HOST:$IPCS_LB_PORT, log $(lb_logfile)"
     elif docker_reachable && find_compose && compose_lb_alive; then
         echo "load balancer: running as compose service lb (container $(lb_container | cut -c1-12), host network), $IPCS_CALC_HOST:$IPCS_LB_PORT"

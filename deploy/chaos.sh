@@ -114,7 +114,9 @@ say "bringing IPCS up in Docker with 4 servers"
 bridge_is_local || die "$IPCS_BRIDGE with $IPCS_GATEWAY is missing: not sending load"
 
 [[ -x $IPCS_BIN_DIR/ipcs-chaos ]] || die "$IPCS_BIN_DIR/ipcs-chaos is missing (build it, or drop --no-build)"
-"$IPCS_BIN_DIR/ipcs-chaos" --print-schedule --duration-s "$seconds" >"$work/schedule" ||
+# --lbs 1: the Docker deployment runs one LB (the LB tier, whose active LB
+# the netns soak kills, runs in netns mode only so far).
+"$IPCS_BIN_DIR/ipcs-chaos" --print-schedule --lbs 1 --duration-s "$seconds" >"$work/schedule" ||
     die "ipcs-chaos --print-schedule failed"
 mapfile -t servers < <(containers_of server)
 ((${#servers[@]} >= 4)) || die "expected 4 server containers, found ${#servers[@]}"
@@ -166,6 +168,9 @@ while read -r -u 3 t fault rest; do
         for c in "${browned[@]}"; do set_delay "$c" "$delay"; done
         log_fault "brownout over"
         ;;
+    # Not in the --lbs 1 schedule: the LB tier runs in netns mode only so far.
+    KillActiveLb) die "KillActiveLb needs the LB tier, which Docker mode does not run yet" ;;
+    RestartLb) die "RestartLb needs the LB tier, which Docker mode does not run yet" ;;
     *) die "ipcs-chaos's schedule has a fault this script does not know: $fault" ;;
     esac
 done 3<"$work/schedule"

@@ -23,7 +23,15 @@ Runs ./bootstrap.sh in Docker mode and then in netns mode, and in each:
   3. scales down to 2 under steady load: every request answered;
   4. kills a server (docker kill / SIGKILL) under load: every request answered;
   5. freezes one (docker pause / SIGSTOP) under load: every request answered;
-  6. ./bootstrap.sh down leaves no container, network, bridge, hosts entry or LB.
+  6. (netns, where bootstrap runs the LB tier: two LBs sharing the VIP
+     $IPCS_VIP through keepalived) SIGKILLs the LB holding the VIP under
+     steady load and a calc script: the other node must hold the VIP within
+     1 s (its keepalived's notify time minus the kill time), calc must get
+     every answer, loadgen's loss window (the gap) is reported and must be
+     under 1 s with nothing wrong, and the killed LB must be restarted by its
+     supervisor and rejoin as standby (the VIP stays where it moved);
+  7. ./bootstrap.sh down leaves no container, network, bridge, hosts entry, LB
+     or keepalived.
 "Every request answered" is loadgen --json at R rps for S s with
 lost == 0, wrong == 0 and errors == 0.
 
@@ -145,9 +153,11 @@ preflight() {
 deployed=0
 loadgen_pid=""
 swarm_before="" # the node's swarm state before the swarm pass
+calc_pid=""
 cleanup() {
     local rc=$?
     [[ -n $loadgen_pid ]] && kill "$loadgen_pid" 2>/dev/null
+    [[ -n $calc_pid ]] && kill "$calc_pid" 2>/dev/null
     if ((deployed)); then
         if ((rc != 0 || failed != 0)); then
             diagnostics
@@ -171,6 +181,7 @@ diagnostics() {
     "$BOOTSTRAP" status 2>&1 | sed 's/^/  /' || true
     say "--- last lines of the LB log ---"
     lb_log_tail 30 | sed 's/^/  /' || true
+    tier_log_tail 15 | sed 's/^/  /' || true
     if [[ $current == swarm ]]; then
         docker stack ps "$IPCS_STACK" 2>&1 | head -n 20 | sed 's/^/  /' || true
         local service
@@ -445,6 +456,8 @@ step_down() {
         ip netns list 2>/dev/null | grep -qE '^ipcs-' && left+=("namespaces ipcs-*")
         ip -br link 2>/dev/null | grep -qE '^ipcs-' && left+=("links ipcs-* (veth ends)")
         iptables -S FORWARD 2>/dev/null | grep -q ipcs-bootstrap && left+=("the FORWARD rule for $IPCS_BRIDGE")
+        pgrep -f "$IPCS_RUN_DIR/lb" >/dev/null && left+=("LB tier processes (keepalived, lb-node.sh) of $IPCS_RUN_DIR")
+        [[ -e $IPCS_RUN_DIR/lb1 || -e $IPCS_RUN_DIR/lbs ]] && left+=("LB tier files in $IPCS_RUN_DIR")
     fi
     if ((${#left[@]})); then
         fail "down left behind: ${left[*]}"
@@ -452,6 +465,109 @@ step_down() {
         pass "down left nothing behind (containers, network, $IPCS_BRIDGE, hosts entries, LB)"
     fi
 }
+
+# --- the LB tier: the VIP survives the loss of the LB holding it ----------------------
+# The node holding the VIP now, from the harness's machine-readable status.
+vip_holder() {
+    "$IPCS_BIN_DIR/ipcs-netns" --run-dir "$IPCS_RUN_DIR/netns" status --json 2>/dev/null |
+        python3 -c 'import json, sys; print(json.load(sys.stdin).get("vip_holder") or "")'
+}
+
+# Waits up to `limit` seconds until `cmd` succeeds.
+wait_until() {
+    local limit=$1 t0
+    shift
+    t0=$SECONDS
+    until "$@"; do
+        ((SECONDS - t0 < limit)) || return 1
+        sleep 0.1
+    done
+}
+
+step_lb_failover() {
+    local holder other lbpid out=$work/failover.json calc_out=$work/failover.calc i
+    local killed_at took_at ms want counts sent answered lost wrong errors window
+    holder=$(vip_holder)
+    if [[ -z $holder ]] || ! lbpid=$(tier_lb_pid "$holder"); then
+        fail "LB tier: no node holds $IPCS_VIP (holder '$holder')"
+        return
+    fi
+    other=$((holder == 1 ? 2 : 1))
+    "$LOADGEN" --rps "$rps" --duration 4s --json --quiet "$TARGET" >"$out" 2>"$out.err" &
+    loadgen_pid=$!
+    # A calc script through the failover: 80 expressions 40 ms apart.
+    for ((i = 1; i <= 80; i++)); do
+        echo "$i+$i"
+        sleep 0.04
+    done | "$CALC" --timeout 300ms --attempts 5 "$TARGET" >"$calc_out" 2>"$calc_out.err" &
+    calc_pid=$!
+    sleep 1.5
+    killed_at=$(date +%s.%N)
+    kill -KILL "$lbpid"
+    say "SIGKILLed ipcs-lb (pid $lbpid) of LB node $holder, which held $IPCS_VIP"
+    local calc_rc=0 load_rc=0
+    wait "$calc_pid" || calc_rc=$?
+    calc_pid=""
+    wait "$loadgen_pid" || load_rc=$?
+    loadgen_pid=""
+    # The new master's keepalived appends the time it took the VIP.
+    took_at=$(awk -v k="$killed_at" '$1 > k { print $1; exit }' "$(tier_dir "$other")/master.log" 2>/dev/null)
+    if [[ -n $took_at ]]; then
+        ms=$(python3 -c "print(round(($took_at - $killed_at) * 1000))")
+        if ((ms < 1000)) && [[ $(vip_holder) == "$other" ]]; then
+            pass "LB failover: node $other holds $IPCS_VIP ${ms} ms after node $holder's LB was killed"
+        else
+            fail "LB failover: node $other took the VIP after ${ms} ms (holder now: $(vip_holder))"
+        fi
+    else
+        fail "LB failover: node $other never became master after the kill (holder now: $(vip_holder))"
+    fi
+    want=$(for ((i = 1; i <= 80; i++)); do echo $((2 * i)); done)
+    if ((calc_rc == 0)) && [[ "$(cat "$calc_out")" == "$want" ]]; then
+        pass "LB failover: a calc script through it got all 80 answers, right"
+    else
+        fail "LB failover: calc exited $calc_rc with $(wc -l <"$calc_out") of 80 answers: $(tail -n 3 "$calc_out.err" | tr '\n' ' ')"
+    fi
+    if ((load_rc != 0)) || ! counts=$(python3 - "$out" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+w = r.get("loss_window")
+span = "none" if w is None else f"{w['span_ms']:.0f} ms (requests due {w['first_s']:.3f}-{w['last_s']:.3f} s)"
+print(r["sent"], r["answered"], r["lost"], r["wrong"], sum(r["errors"].values()), 0 if w is None else round(w["span_ms"]), span)
+PY
+    ); then
+        fail "LB failover: loadgen exited $load_rc: $(tail -n 2 "$out.err" | tr '\n' ' ')"
+    else
+        read -r sent answered lost wrong errors ms window <<<"$counts"
+        if ((wrong == 0 && errors == 0 && ms < 1000 && answered + lost == sent)); then
+            pass "LB failover: loadgen sent $sent, answered $answered, lost $lost (the gap: $window), wrong 0"
+        else
+            fail "LB failover: loadgen sent $sent answered $answered lost $lost wrong $wrong errors $errors, loss window $window"
+        fi
+    fi
+    # Its supervisor restarts the killed LB; the node rejoins as standby.
+    local t0=$SECONDS newpid
+    if wait_until 10 tier_node_back "$holder" "$lbpid"; then
+        newpid=$(tier_lb_pid "$holder")
+        sleep 1 # several adverts: a node that wanted the VIP back would take it now
+        if [[ $(vip_holder) == "$other" ]] && answers_on "172.16.238.$((200 + holder)):$IPCS_LB_PORT"; then
+            pass "LB failover: node $holder's LB restarted by its supervisor (pid $newpid) within $((SECONDS - t0 + 1)) s, answering, standby"
+        else
+            fail "LB failover: after the restart the VIP is on node '$(vip_holder)' (want $other: a restarted node must stay standby)"
+        fi
+    else
+        fail "LB failover: node $holder's LB did not come back within 10 s"
+    fi
+}
+
+# Whether node $1 runs an LB other than pid $2 and its supervisor has
+# marked it up (it answered on the node's address).
+tier_node_back() {
+    local pid
+    pid=$(tier_lb_pid "$1") && [[ $pid != "$2" ]] && [[ "$(cat "$(tier_dir "$1")/down" 2>/dev/null)" == 0 ]]
+}
+
+answers_on() { [[ "$(timeout 3 "$CALC" --timeout 300ms "$1" 1+1 2>/dev/null)" == 2 ]]; }
 
 run_pass() {
     current=$1
@@ -480,6 +596,10 @@ run_pass() {
     # Three servers before each fault, so the fault takes one of several.
     scale_to 3 && under_load "a server killed under load" kill_one
     scale_to 3 && under_load "a server frozen under load" pause_one
+    unfreeze_all
+    if [[ $current == netns ]] && (($(tier_count) > 1)); then
+        step_lb_failover
+    fi
     ((failed)) && diagnostics
     unfreeze_all
     step_down

@@ -7,7 +7,8 @@ usage() {
   cat <<'USAGE'
 Usage: deploy/install-deps.sh [--help]
 Checks for, and installs when missing (Debian packages via apt-get):
-  ip (iproute2), kill/ps (procps), Rust's rustfmt and clippy components.
+  ip (iproute2), kill/ps (procps), tmux, python3, keepalived (the LB tier's
+  VRRP), Rust's rustfmt and clippy components.
 Docker and a Compose tool cannot be installed from here (no image registry);
 their absence is reported, and the Docker end-to-end test is then skipped.
 USAGE
@@ -29,6 +30,8 @@ need_pkg ip iproute2
 need_pkg ps procps
 need_pkg tmux tmux
 need_pkg python3 python3
+# The LB tier's VRRP (bootstrap.sh --netns, testbed/tests/vrrp.rs, the chaos soak).
+need_pkg keepalived keepalived
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is missing; install the Rust toolchain (rustup) first" >&2

@@ -113,12 +113,24 @@ missing_images() {
 }
 
 # --- /etc/hosts ----------------------------------------------------------------
+# The address calc.batata names: IPCS_CALC_ADDR if set (swarm mode: the
+# node's address), the VIP while an LB tier runs (tier_count above 1), else
+# the host's address on the bridge, where the one LB listens.
+calc_ip() {
+    if [[ -n ${IPCS_CALC_ADDR:-} ]]; then
+        printf '%s\n' "$IPCS_CALC_ADDR"
+    elif (($(tier_count) > 1)); then
+        printf '%s\n' "$IPCS_VIP"
+    else
+        printf '%s\n' "$IPCS_GATEWAY"
+    fi
+}
+
 # The lines bootstrap adds, each tagged so `down` removes exactly them.
-# calc.batata names IPCS_CALC_ADDR (default: the bridge's host address; swarm
-# mode sets the node's address); IPCS_HOSTS_REGISTRY=0 (swarm mode, where the
-# registry is on the overlay) leaves registry.batata out.
+# IPCS_HOSTS_REGISTRY=0 (swarm mode, where the registry is on the overlay)
+# leaves registry.batata out.
 hosts_lines() {
-    printf '%s %s %s\n' "${IPCS_CALC_ADDR:-$IPCS_GATEWAY}" "$IPCS_CALC_HOST" "$IPCS_HOSTS_TAG"
+    printf '%s %s %s\n' "$(calc_ip)" "$IPCS_CALC_HOST" "$IPCS_HOSTS_TAG"
     if [[ ${IPCS_HOSTS_REGISTRY:-1} == 1 ]]; then
         printf '%s %s %s\n' "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_HOST" "$IPCS_HOSTS_TAG"
     fi
@@ -236,6 +248,122 @@ lb_stop() {
         say "load balancer stopped (pid $pid)"
     fi
     rm -f "$(lb_pidfile)"
+}
+
+# --- the LB tier (netns mode: LB nodes sharing the VIP through keepalived) ---------
+# Each node n has a directory $IPCS_RUN_DIR/lb<n> with its keepalived.conf,
+# down file, pid files and logs, and a supervisor (deploy/lb-node.sh) whose
+# pid is in supervisor.pid. $IPCS_RUN_DIR/lbs holds the number of nodes.
+tier_count() { cat "$IPCS_RUN_DIR/lbs" 2>/dev/null || echo 1; }
+tier_dir() { printf '%s\n' "$IPCS_RUN_DIR/lb$1"; }
+
+# Prints the pid in file $1 if it names a live process whose command line
+# contains $2 (a stale file, or a reused pid, is not ours).
+pid_of() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2" || return 1
+    printf '%s\n' "$pid"
+}
+tier_supervisor_pid() { pid_of "$(tier_dir "$1")/supervisor.pid" lb-node.sh; }
+tier_lb_pid() { pid_of "$(tier_dir "$1")/lb.pid" ipcs-lb; }
+
+# Whether any node's supervisor runs (wait_for_answer's liveness check).
+tier_alive() {
+    local n
+    for ((n = 1; n <= $(tier_count); n++)); do
+        tier_supervisor_pid "$n" >/dev/null && return 0
+    done
+    return 1
+}
+
+# The last lines of every node's logs.
+tier_log_tail() {
+    local n f
+    for ((n = 1; n <= $(tier_count); n++)); do
+        for f in supervisor lb keepalived; do
+            [[ -r "$(tier_dir "$n")/$f.log" ]] || continue
+            printf -- '--- lb%s %s.log\n' "$n" "$f"
+            grep -vE '^ +(at |[0-9]+: )' "$(tier_dir "$n")/$f.log" | tail -n "${1:-10}"
+        done
+    done
+}
+
+# Starts node n's supervisor, detached, unless one runs. Needs the node's
+# namespace (ipcs-netns up --lbs) and writes its keepalived.conf first.
+tier_start_node() {
+    local n=$1 dir pid
+    dir=$(tier_dir "$n")
+    if pid=$(tier_supervisor_pid "$n"); then
+        if [[ ! "$IPCS_BIN_DIR/ipcs-lb" -nt "$dir/supervisor.pid" ]]; then
+            say "LB node $n already supervised (pid $pid)"
+            return 0
+        fi
+        # Rebuilt since: one node at a time (bootstrap waits for each to
+        # answer again), so the VIP always has somewhere to go.
+        say "ipcs-lb was rebuilt: restarting LB node $n"
+        tier_stop_node "$n"
+    fi
+    mkdir -p "$dir"
+    "$IPCS_BIN_DIR/ipcs-netns" vrrp-config --node "$n" --calc "$IPCS_BIN_DIR/calc" \
+        --down-file "$dir/down" --master-log "$dir/master.log" >"$dir/keepalived.conf"
+    setsid bash "$IPCS_REPO/deploy/lb-node.sh" --node "$n" --netns "ipcs-lb$n" --dir "$dir" \
+        --bin-dir "$IPCS_BIN_DIR" --registry "$IPCS_REGISTRY_IP:$IPCS_REGISTRY_PORT" \
+        </dev/null >>"$dir/supervisor.log" 2>&1 &
+    printf '%s\n' "$!" >"$dir/supervisor.pid"
+    say "LB node $n: supervisor started (pid $!; ipcs-lb and keepalived in namespace ipcs-lb$n)"
+}
+
+# Stops node n's supervisor (SIGTERM: it stops its LB and keepalived, so
+# the VIP moves first if the node held it), SIGKILL after 5 s.
+tier_stop_node() {
+    local pid i
+    pid=$(tier_supervisor_pid "$1") || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Waits up to 30 s until node n's supervisor has marked it up (its LB
+# answered on the node's address).
+tier_wait_node_up() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        [[ "$(cat "$(tier_dir "$1")/down" 2>/dev/null)" == 0 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Stops every node's supervisor (SIGTERM: it stops its LB and keepalived,
+# which gives the address up), SIGKILL after 5 s, and removes the node
+# directories. A keepalived left by a killed supervisor is stopped by its
+# pid file.
+tier_stop() {
+    local n dir f kpid stopped=0
+    [[ -e "$IPCS_RUN_DIR/lbs" ]] || return 0
+    for ((n = 1; n <= $(tier_count); n++)); do
+        dir=$(tier_dir "$n")
+        if tier_supervisor_pid "$n" >/dev/null; then
+            stopped=1
+            tier_stop_node "$n"
+        fi
+        for f in "$dir/lb.pid:ipcs-lb" "$dir/keepalived.pid:keepalived"; do
+            if kpid=$(pid_of "${f%%:*}" "${f##*:}"); then
+                kill -TERM "$kpid" 2>/dev/null || true
+                sleep 0.5
+                kill -KILL "$kpid" 2>/dev/null || true
+            fi
+        done
+        rm -rf -- "$dir"
+    done
+    rm -f "$IPCS_RUN_DIR/lbs"
+    ((stopped)) && say "LB tier stopped"
+    return 0
 }
 
 # Whether this namespace holds the bridge with the host's address on it. Every

@@ -2,16 +2,18 @@
 //! faults runs (a server killed and restarted, one frozen past the registry's
 //! TTL, the registry restarted, servers added and removed, one server's link
 //! cut; in runs of 30 s or more also one server slowed and then all of them,
-//! a "brownout"; on the two-host topology also the tunnel between the hosts
-//! cut for 2 s), then the account: every request must be answered
-//! correctly, and for each fault that takes a server out, how long traffic
-//! still went to it; for each slowness fault, what the LB did meanwhile; for
-//! a tunnel cut, how long traffic still went to the far servers and how soon
-//! after the repair it reached them again.
+//! a "brownout"; with an LB tier, the LB holding the VIP killed; on the
+//! two-host topology, the tunnel between the hosts cut for 2 s), then the
+//! account: every request must be answered correctly (with an LB tier, or
+//! be lost inside the measured failover window), and for each fault that
+//! takes a server out, how long traffic still went to it; for each slowness
+//! fault, what the LB did meanwhile; for a tunnel cut, how long traffic
+//! still went to the far servers and how soon after the repair it reached
+//! them again.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,11 +21,17 @@ use std::time::{Duration, Instant};
 
 use ipcs_testbed::{binary, Signal, Topology};
 
+use crate::lb_tier::{Failover, LbTier, RESTART_DELAY};
 use crate::loadgen::{Loadgen, Measurement};
 
-/// The admin address of the load balancer under test (in the core).
+/// The admin address of the single load balancer under test (in the core).
 const ADMIN: &str = "127.0.0.1:7071";
 const LISTEN: &str = "127.0.0.1:8080";
+/// Slack on each side of the measured failover window inside which lost
+/// requests are accepted: requests in flight at the killed LB (scheduled
+/// just before the kill), and loadgen's clock, which starts a few
+/// milliseconds after the soak's.
+pub const FAILOVER_MARGIN: Duration = Duration::from_millis(100);
 /// The per-server request counter the fault timings are read from.
 const SERVER_REQUESTS: &str = "ipcs_lb_server_requests_total";
 /// LB totals reported over each slowness fault's window (absent from an LB
@@ -53,6 +61,9 @@ pub struct ChaosConfig {
     /// Servers on a second host, joined to the first by a VXLAN tunnel
     /// (`ipcs_testbed::two_host`); 0: one host.
     pub far_servers: usize,
+    /// Load balancers: 1, the single LB in the core; 2 or more, an LB tier
+    /// sharing the VIP (keepalived), whose active LB the schedule kills.
+    pub lbs: usize,
     pub out_dir: PathBuf,
 }
 
@@ -78,6 +89,10 @@ pub enum Fault {
     /// The wire between the two hosts cut: every far server unreachable.
     CutTunnel,
     RestoreTunnel,
+    /// SIGKILL the LB holding the VIP (LB tier only).
+    KillActiveLb,
+    /// Its supervisor starts it again; it rejoins as standby.
+    RestartLb,
 }
 
 impl Fault {
@@ -108,8 +123,15 @@ impl Fault {
 /// [`MIN_SLOW_FAULTS_RUN`] on, one server is slowed for [`SLOW_FOR`] between
 /// the thaw and the registry's restart, and all are (the brownout, for
 /// [`BROWNOUT_FOR`]) after the link is restored; shorter runs have no room
-/// for them beside the other faults.
-pub fn schedule(duration: Duration) -> Vec<(Duration, Fault)> {
+/// for them beside the other faults. With `lb_tier`, the LB holding the VIP
+/// is killed at 50 % and restarted [`RESTART_DELAY`] later, as its
+/// supervisor does: nothing else happens within 300 ms before to 400 ms
+/// after, and the registry's list is right by then (no server taken out in
+/// the 1.8 s before, longer than its TTL; no registry restart in the 3.5 s
+/// before, longer than the LB's resync), so the standby, which has sent
+/// nothing yet and knows the servers only from the registry, takes over a
+/// true list: the failover is measured alone.
+pub fn schedule(duration: Duration, lb_tier: bool) -> Vec<(Duration, Fault)> {
     let at = |f: f64| duration.mul_f64(f);
     let mut plan = vec![
         (at(0.10), Fault::KillServer(0)),
@@ -123,6 +145,12 @@ pub fn schedule(duration: Duration) -> Vec<(Duration, Fault)> {
         (at(0.78), Fault::CutLink(3)),
         (at(0.78) + Duration::from_secs(2), Fault::RestoreLink(3)),
     ];
+    if lb_tier {
+        plan.extend([
+            (at(0.50), Fault::KillActiveLb),
+            (at(0.50) + RESTART_DELAY, Fault::RestartLb),
+        ]);
+    }
     if duration >= MIN_SLOW_FAULTS_RUN {
         plan.extend([
             (at(0.45), Fault::SlowServer(3)),
@@ -137,9 +165,10 @@ pub fn schedule(duration: Duration) -> Vec<(Duration, Fault)> {
 
 /// The schedule of a run: [`schedule`], and on two hosts the tunnel cut for
 /// [`TUNNEL_CUT_FOR`] early in the run (beside the first server kill,
-/// before the freeze: never with most servers out at once).
-pub fn schedule_for(duration: Duration, two_hosts: bool) -> Vec<(Duration, Fault)> {
-    let mut plan = schedule(duration);
+/// before the freeze: never with most servers out at once; well before an
+/// LB tier's failover at 50 %).
+pub fn schedule_for(duration: Duration, lb_tier: bool, two_hosts: bool) -> Vec<(Duration, Fault)> {
+    let mut plan = schedule(duration, lb_tier);
     if two_hosts {
         let cut = duration.mul_f64(0.08);
         plan.extend([
@@ -225,15 +254,42 @@ pub struct SlownessRecord {
 pub struct ChaosReport {
     pub load: Measurement,
     pub faults: Vec<FaultRecord>,
+    /// With an LB tier: the failover the kill caused, and when it started
+    /// (from the start of loadgen's measured phase).
+    pub failover: Option<(Duration, Failover)>,
 }
 
 impl ChaosReport {
-    /// Zero wrong, zero lost, zero error replies (timed-out included).
+    /// The window of loadgen's measured phase inside which requests may be
+    /// lost: from the kill to the new master, [`FAILOVER_MARGIN`] wider on
+    /// each side. `None` without a failover.
+    pub fn failover_window(&self) -> Option<(Duration, Duration)> {
+        self.failover.map(|(at, f)| {
+            (
+                at.saturating_sub(FAILOVER_MARGIN),
+                at + f.after + FAILOVER_MARGIN,
+            )
+        })
+    }
+
+    /// Zero wrong, zero error replies (timed-out included), and every
+    /// request answered, or lost inside the failover window.
     pub fn clean(&self) -> bool {
-        self.load.wrong == 0
-            && self.load.lost == 0
-            && self.load.errors == 0
-            && self.load.answered == self.load.sent
+        let m = &self.load;
+        if m.wrong != 0 || m.errors != 0 {
+            return false;
+        }
+        if m.lost == 0 {
+            return m.answered == m.sent;
+        }
+        match (self.failover_window(), m.loss_window) {
+            (Some((from, to)), Some((first, last))) => {
+                // Sends the kernel refused (ICMP from the dying LB's node)
+                // are lost requests too, so lost may exceed sent - answered.
+                first >= from && last <= to && m.answered + m.lost >= m.sent
+            }
+            _ => false,
+        }
     }
 
     pub fn render(&self) -> String {
@@ -242,6 +298,22 @@ impl ChaosReport {
             "sent {} answered {} wrong {} lost {} error replies {} | p50 {:.0} us p99 {:.0} us p99.9 {:.0} us max {:.0} us\n",
             m.sent, m.answered, m.wrong, m.lost, m.errors, m.p50_us, m.p99_us, m.p999_us, m.max_us
         );
+        if let Some((at, f)) = &self.failover {
+            s.push_str(&format!(
+                "  failover: LB node {} killed at {:.3} s, node {} master {} ms later; losses allowed {:?}, loadgen's loss window {}\n",
+                f.killed,
+                at.as_secs_f64(),
+                f.took_over,
+                f.after.as_millis(),
+                self.failover_window().map(|(a, b)| (a.as_secs_f64(), b.as_secs_f64())),
+                m.loss_window.map_or("none".to_owned(), |(a, b)| format!(
+                    "{:.3}-{:.3} s ({} ms)",
+                    a.as_secs_f64(),
+                    b.as_secs_f64(),
+                    (b - a).as_millis()
+                ))
+            ));
+        }
         for f in &self.faults {
             let id = f
                 .server_id
@@ -301,11 +373,11 @@ pub struct Scrape {
 type Samples = Vec<(Duration, Scrape)>;
 
 /// Runs the soak on a fresh netns topology, with [`schedule_for`] its
-/// length and number of hosts.
+/// length, LB tier and number of hosts.
 pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     run_with(
         config,
-        &schedule_for(config.duration, config.far_servers > 0),
+        &schedule_for(config.duration, config.lbs >= 2, config.far_servers > 0),
     )
 }
 
@@ -323,7 +395,14 @@ pub fn run_with(config: &ChaosConfig, plan: &[(Duration, Fault)]) -> anyhow::Res
     for slot in topology.server_slots() {
         server_procs.insert(slot, start_server(&mut topology, slot)?);
     }
-    topology.start_lb(&["--listen", LISTEN, "--admin", ADMIN])?;
+    let (mut tier, target, admins) = if config.lbs >= 2 {
+        let tier = LbTier::start(&mut topology, config.lbs)?;
+        let admins = tier.admins();
+        (Some(tier), LbTier::target(), admins)
+    } else {
+        topology.start_lb(&["--listen", LISTEN, "--admin", ADMIN])?;
+        (None, LISTEN.parse()?, vec![ADMIN.parse()?])
+    };
     let loadgen = Loadgen {
         program: binary("loadgen"),
         netns: topology.core_netns().map(str::to_owned),
@@ -332,6 +411,7 @@ pub fn run_with(config: &ChaosConfig, plan: &[(Duration, Fault)]) -> anyhow::Res
     };
     wait_until_serving(
         &loadgen,
+        target,
         &config.out_dir,
         config.servers + config.far_servers,
     )?;
@@ -341,17 +421,18 @@ pub fn run_with(config: &ChaosConfig, plan: &[(Duration, Fault)]) -> anyhow::Res
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let poller = {
-        let (samples, stop, core) = (
+        let (samples, stop, core, admins) = (
             samples.clone(),
             stop.clone(),
             topology.core_netns().map(str::to_owned),
+            admins.clone(),
         );
         std::thread::spawn(move || {
             if let Some(ns) = core {
                 enter_netns(&ns);
             }
             while !stop.load(Ordering::Relaxed) {
-                if let Some(counts) = scrape() {
+                if let Some(counts) = scrape(&admins) {
                     samples
                         .lock()
                         .expect("poller lock")
@@ -370,9 +451,7 @@ pub fn run_with(config: &ChaosConfig, plan: &[(Duration, Fault)]) -> anyhow::Res
             config.duration,
             config.out_dir.join("chaos.hgrm"),
         );
-        std::thread::spawn(move || {
-            loadgen.fixed(LISTEN.parse().expect("listen addr"), rps, duration, &hgrm)
-        })
+        std::thread::spawn(move || loadgen.fixed(target, rps, duration, &hgrm))
     };
     // loadgen warms up for 1 s before its measured run starts.
     let load_start = start + Duration::from_secs(1);
@@ -380,6 +459,7 @@ pub fn run_with(config: &ChaosConfig, plan: &[(Duration, Fault)]) -> anyhow::Res
     let mut records = Vec::new();
     // Per record: the server ids a slowness fault slowed.
     let mut slowed_ids: Vec<Vec<u8>> = Vec::new();
+    let mut killed_at = None;
     for &(at, fault) in plan {
         let when = load_start + at;
         if let Some(wait) = when.checked_duration_since(Instant::now()) {
@@ -424,6 +504,17 @@ pub fn run_with(config: &ChaosConfig, plan: &[(Duration, Fault)]) -> anyhow::Res
             }
             Fault::CutTunnel => topology.set_tunnel(false)?,
             Fault::RestoreTunnel => topology.set_tunnel(true)?,
+            Fault::KillActiveLb | Fault::RestartLb => {
+                let tier = tier
+                    .as_mut()
+                    .ok_or_else(|| anyhow::anyhow!("{fault:?} without an LB tier"))?;
+                if fault == Fault::KillActiveLb {
+                    tier.kill_active(&mut topology)?;
+                    killed_at = Some(when.saturating_duration_since(load_start));
+                } else {
+                    tier.restart_killed(&mut topology)?;
+                }
+            }
             Fault::SlowServer(s) => topology.set_server_delay(s, SLOW_DELAY)?,
             Fault::SpeedRestored(s) => topology.set_server_delay(s, Duration::ZERO)?,
             Fault::Brownout | Fault::BrownoutOver => {
@@ -474,9 +565,14 @@ pub fn run_with(config: &ChaosConfig, plan: &[(Duration, Fault)]) -> anyhow::Res
     fill_traffic_stops(&mut records, &samples);
     fill_slowness(&mut records, &slowed_ids, &samples);
     fill_tunnel(&mut records, &samples);
+    let failover = match (&tier, killed_at) {
+        (Some(tier), Some(at)) => tier.failover(&topology).map(|f| (at, f)),
+        _ => None,
+    };
     let report = ChaosReport {
         load,
         faults: records,
+        failover,
     };
     if !report.clean() {
         // The topology (and its log directory) goes with this function.
@@ -632,11 +728,28 @@ fn enter_netns(ns: &str) {
     }
 }
 
-/// `GET /metrics` from the LB's admin address: per-server request counts
-/// and the totals slowness faults report.
-fn scrape() -> Option<Scrape> {
-    let mut stream =
-        TcpStream::connect_timeout(&ADMIN.parse().ok()?, Duration::from_millis(200)).ok()?;
+/// `GET /metrics` from every LB's admin address, summed: per-server
+/// request counts and the totals slowness faults report. `None` when no LB
+/// answered (a dead LB's counters are simply missing from the sum).
+fn scrape(admins: &[SocketAddr]) -> Option<Scrape> {
+    let mut sum: Option<Scrape> = None;
+    for admin in admins {
+        let Some(one) = scrape_one(*admin) else {
+            continue;
+        };
+        let total = sum.get_or_insert_with(Scrape::default);
+        for (id, n) in one.per_server {
+            *total.per_server.entry(id).or_default() += n;
+        }
+        for (name, n) in one.totals {
+            *total.totals.entry(name).or_default() += n;
+        }
+    }
+    sum
+}
+
+fn scrape_one(admin: SocketAddr) -> Option<Scrape> {
+    let mut stream = TcpStream::connect_timeout(&admin, Duration::from_millis(200)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .ok()?;
@@ -699,13 +812,14 @@ pub fn parse_server_requests(text: &str) -> BTreeMap<u8, u64> {
 
 fn wait_until_serving(
     loadgen: &Loadgen,
+    target: SocketAddr,
     dir: &std::path::Path,
     servers: usize,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     let probe = dir.join("probe.hgrm");
     loop {
-        if let Ok(m) = loadgen.fixed(LISTEN.parse()?, 500, Duration::from_secs(1), &probe) {
+        if let Ok(m) = loadgen.fixed(target, 500, Duration::from_secs(1), &probe) {
             if m.sent > 0 && m.answered == m.sent && m.per_server.len() >= servers {
                 return Ok(());
             }

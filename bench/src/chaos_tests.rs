@@ -1,10 +1,12 @@
+//! Tests of the chaos soak's schedule and accounting (`chaos.rs`).
+
 use super::*;
 
 #[test]
 fn schedule_is_ordered_and_inside_the_run() {
     for secs in [10, 60] {
         let d = Duration::from_secs(secs);
-        let plan = schedule(d);
+        let plan = schedule(d, false);
         assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0));
         assert!(plan.iter().all(|(t, _)| *t < d));
         let freeze = plan
@@ -45,11 +47,11 @@ fn windows(plan: &[(Duration, Fault)], slow: bool) -> Vec<(Duration, Duration)> 
 
 #[test]
 fn slowness_faults_need_thirty_seconds_and_overlap_no_outage() {
-    assert!(windows(&schedule(Duration::from_secs(10)), true).is_empty());
-    assert!(windows(&schedule(Duration::from_secs(29)), true).is_empty());
+    assert!(windows(&schedule(Duration::from_secs(10), false), true).is_empty());
+    assert!(windows(&schedule(Duration::from_secs(29), false), true).is_empty());
     for secs in [30, 45, 60, 120, 600] {
         let d = Duration::from_secs(secs);
-        let plan = schedule(d);
+        let plan = schedule(d, false);
         assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0));
         assert!(plan.iter().all(|(t, _)| *t < d), "{secs} s");
         let slow = windows(&plan, true);
@@ -107,8 +109,76 @@ fn slowness_window_counts_traffic_and_lb_totals() {
 }
 
 #[test]
+fn the_lb_kill_is_clear_of_every_server_and_registry_outage() {
+    let ms = Duration::from_millis;
+    for secs in [10, 30, 60, 120] {
+        let d = Duration::from_secs(secs);
+        assert!(!schedule(d, false)
+            .iter()
+            .any(|(_, f)| matches!(f, Fault::KillActiveLb | Fault::RestartLb)));
+        let plan = schedule(d, true);
+        assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0));
+        let at = |want: Fault| plan.iter().find(|(_, f)| *f == want).unwrap().0;
+        let kill = at(Fault::KillActiveLb);
+        assert_eq!(at(Fault::RestartLb) - kill, RESTART_DELAY);
+        // Nothing else from 300 ms before the kill to 400 ms after it (a
+        // failover takes ~150 ms here).
+        let (from, to) = (kill - ms(300), kill + ms(400));
+        for &(t, f) in &plan {
+            let lb = matches!(f, Fault::KillActiveLb | Fault::RestartLb);
+            assert!(
+                lb || t < from || t > to,
+                "{secs} s: {f:?} at {t:?}, kill at {kill:?}"
+            );
+            // The registry's list is right when the standby takes over.
+            if f.takes_out().is_some() {
+                assert!(t + ms(1800) < kill || t > kill, "{secs} s: {f:?} at {t:?}");
+            }
+            if f == Fault::RestartRegistry {
+                assert!(t + ms(3500) < kill || t > kill, "{secs} s: {f:?} at {t:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn losses_count_only_inside_the_failover_window() {
+    let ms = Duration::from_millis;
+    let load = Measurement {
+        sent: 1000,
+        answered: 990,
+        lost: 10,
+        loss_window: Some((ms(5050), ms(5100))),
+        ..Measurement::default()
+    };
+    let failover = Failover {
+        killed: 1,
+        took_over: 2,
+        after: ms(150),
+        at: Instant::now(),
+    };
+    let mut report = ChaosReport {
+        load,
+        faults: Vec::new(),
+        failover: Some((ms(5000), failover)),
+    };
+    assert_eq!(report.failover_window(), Some((ms(4900), ms(5250))));
+    assert!(report.clean());
+    report.load.loss_window = Some((ms(5050), ms(5300)));
+    assert!(!report.clean(), "a loss after the window");
+    report.failover = None;
+    report.load.loss_window = Some((ms(5050), ms(5100)));
+    assert!(!report.clean(), "losses without a failover");
+    report.load.lost = 0;
+    report.load.answered = 1000;
+    assert!(report.clean());
+    report.load.wrong = 1;
+    assert!(!report.clean());
+}
+
+#[test]
 fn schedule_renders_for_scripts() {
-    let text = render_schedule(&schedule(Duration::from_secs(30)));
+    let text = render_schedule(&schedule(Duration::from_secs(30), false));
     assert!(text.contains("13.500 SlowServer 3 30ms\n"), "{text}");
     assert!(text.contains("16.000 SpeedRestored 3 0\n"), "{text}");
     assert!(text.contains("27.000 Brownout 30ms\n"), "{text}");
@@ -116,7 +186,7 @@ fn schedule_renders_for_scripts() {
     assert!(text.contains("3.000 KillServer 0\n"), "{text}");
     assert_eq!(
         text.lines().count(),
-        schedule(Duration::from_secs(30)).len()
+        schedule(Duration::from_secs(30), false).len()
     );
 }
 
@@ -191,12 +261,12 @@ fn traffic_stop_is_the_last_growth_before_the_undo() {
 #[test]
 fn two_hosts_cut_the_tunnel_for_two_seconds_inside_the_run() {
     assert_eq!(
-        schedule_for(Duration::from_secs(10), false),
-        schedule(Duration::from_secs(10))
+        schedule_for(Duration::from_secs(10), true, false),
+        schedule(Duration::from_secs(10), true)
     );
     for secs in [10, 60] {
         let d = Duration::from_secs(secs);
-        let plan = schedule_for(d, true);
+        let plan = schedule_for(d, false, true);
         assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0));
         assert!(plan.iter().all(|(t, _)| *t < d));
         let at = |fault| plan.iter().find(|(_, f)| *f == fault).unwrap().0;
@@ -261,7 +331,8 @@ fn tunnel_record_has_when_far_traffic_stopped_and_came_back() {
     assert_eq!(records[0].tunnel.as_ref().unwrap().traffic_back_after, None);
     assert!(ChaosReport {
         load: Measurement::default(),
-        faults: records
+        faults: records,
+        failover: None,
     }
     .render()
     .contains("far servers [13, 14]: traffic stopped after 60 ms, back never"));

@@ -23,6 +23,7 @@
 
 pub mod chaos;
 pub mod cpu;
+pub mod lb_tier;
 pub mod loadgen;
 pub mod nginx;
 pub mod plot;

@@ -35,6 +35,9 @@ pub struct Measurement {
     pub max_us: f64,
     /// Correct replies per server id.
     pub per_server: BTreeMap<u8, u64>,
+    /// Scheduled times (into the measured phase) of the first and the last
+    /// lost request; `None` when nothing was lost.
+    pub loss_window: Option<(Duration, Duration)>,
 }
 
 impl Measurement {
@@ -85,6 +88,10 @@ impl Measurement {
                         .collect()
                 })
                 .unwrap_or_default(),
+            loss_window: v.get("loss_window").and_then(|w| {
+                let s = |k: &str| w.get(k)?.as_f64().map(Duration::from_secs_f64);
+                Some((s("first_s")?, s("last_s")?))
+            }),
         })
     }
 }
@@ -199,6 +206,18 @@ mod tests {
         assert_eq!(m.per_server.get(&12), Some(&498));
         assert_eq!(m.p99_us, 80.5);
         assert!((m.answered_pct() - 99.8).abs() < 1e-9);
+        assert_eq!(m.loss_window, None);
+        let v: Value = serde_json::from_str(
+            r#"{"offered_rps":1,"achieved_rps":1,"sent":1,"answered":1,"lost":2,"wrong":0,"errors":{},
+                "loss_window":{"first_s":1.5,"last_s":1.625,"span_ms":125},
+                "latency_us":{"p50":1,"p99":1,"p999":1,"max":1}}"#,
+        )
+        .unwrap();
+        let w = Measurement::from_json(&v).unwrap().loss_window.unwrap();
+        assert_eq!(
+            w,
+            (Duration::from_millis(1500), Duration::from_millis(1625))
+        );
         let broken: Value = serde_json::from_str(r#"{"sent":1}"#).unwrap();
         assert!(Measurement::from_json(&broken).is_err());
     }

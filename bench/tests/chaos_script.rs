@@ -12,8 +12,9 @@ fn chaos_sh_has_a_case_for_every_fault_of_the_schedule() {
     let script =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/chaos.sh"))
             .expect("deploy/chaos.sh is readable");
-    // The long run has every kind of fault (the short one lacks slowness).
-    let text = render_schedule(&schedule(Duration::from_secs(60)));
+    // The long run with an LB tier has every kind of fault (the short one
+    // lacks slowness).
+    let text = render_schedule(&schedule(Duration::from_secs(60), true));
     for line in text.lines() {
         let fault = line.split_whitespace().nth(1).expect("SECONDS FAULT ...");
         let case = format!("    {fault})");

@@ -36,6 +36,7 @@ fn steady_load_across_two_hosts_survives_a_cut_tunnel() {
         rps: 5_000,
         servers: 2,
         far_servers: 2,
+        lbs: 1,
         out_dir: out_dir.clone(),
     };
     let cut = Duration::from_secs(2);

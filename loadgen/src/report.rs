@@ -11,7 +11,7 @@ use ipcs_common::wire::Status;
 use serde::Serialize;
 
 use crate::findmax::FindMaxReport;
-use crate::stats::{LatencySummary, SIGNIFICANT_DIGITS};
+use crate::stats::{LatencySummary, LossWindow, SIGNIFICANT_DIGITS};
 
 /// Everything one run measured. Serialises as the `--json` object.
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +51,8 @@ pub struct Report {
     pub send_lag_us: LatencySummary,
     pub per_server: BTreeMap<u8, u64>,
     pub wrong_per_server: BTreeMap<u8, u64>,
+    /// When the lost requests were scheduled (`null` when none was lost).
+    pub loss_window: Option<LossWindowReport>,
     /// Stopped early by SIGINT/SIGTERM.
     pub interrupted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,6 +99,26 @@ impl Report {
     /// The report as one line of JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a report always serialises")
+    }
+}
+
+/// [`LossWindow`] for the report: seconds into the measured phase of the
+/// first and the last lost request's scheduled time, and the span between
+/// them in milliseconds (the length of an outage, when losses come from one).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LossWindowReport {
+    pub first_s: f64,
+    pub last_s: f64,
+    pub span_ms: f64,
+}
+
+impl From<LossWindow> for LossWindowReport {
+    fn from(w: LossWindow) -> LossWindowReport {
+        LossWindowReport {
+            first_s: w.first.as_secs_f64(),
+            last_s: w.last.as_secs_f64(),
+            span_ms: (w.last - w.first).as_secs_f64() * 1000.0,
+        }
     }
 }
 
@@ -172,6 +194,13 @@ impl fmt::Display for Report {
             self.late,
             self.duplicate
         )?;
+        if let Some(w) = &self.loss_window {
+            writeln!(
+                f,
+                "  losses    scheduled from {:.3} s to {:.3} s into the run ({:.0} ms)",
+                w.first_s, w.last_s, w.span_ms
+            )?;
+        }
         writeln!(
             f,
             "  wrong     {:>10}  ({} during warm-up, {} malformed datagrams)",

@@ -370,6 +370,7 @@ fn assemble(cfg: &RunConfig, plan: &Plan, stats: Stats, senders: Vec<SenderSumma
         send_lag_us: LatencySummary::of(&send.lag),
         per_server: stats.per_server,
         wrong_per_server: stats.wrong_per_server,
+        loss_window: stats.loss_window.map(Into::into),
         interrupted: interrupted_at.is_some(),
         find_max: None,
         latency: stats.latency,

@@ -57,6 +57,31 @@ pub struct Stats {
     pub wrong_per_server: BTreeMap<u8, u64>,
     /// Latency of answered requests, from the time each was *scheduled*.
     pub latency: Histogram<u64>,
+    /// When the lost requests were scheduled, if any was lost.
+    pub loss_window: Option<LossWindow>,
+}
+
+/// The scheduled times of the first and the last lost request, measured
+/// from the start of the measured phase. Every lost request was due in
+/// `first..=last`: an outage of the target (a load balancer failing over)
+/// shows as a window about as long as the outage, scattered losses as a
+/// wide one with few requests in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossWindow {
+    pub first: Duration,
+    pub last: Duration,
+}
+
+impl LossWindow {
+    fn widen(this: &mut Option<LossWindow>, first: Duration, last: Duration) {
+        *this = Some(match *this {
+            None => LossWindow { first, last },
+            Some(w) => LossWindow {
+                first: w.first.min(first),
+                last: w.last.max(last),
+            },
+        });
+    }
 }
 
 impl Default for Stats {
@@ -74,6 +99,7 @@ impl Default for Stats {
             per_server: BTreeMap::new(),
             wrong_per_server: BTreeMap::new(),
             latency: new_histogram(),
+            loss_window: None,
         }
     }
 }
@@ -92,6 +118,12 @@ impl Stats {
             self.wrong += 1;
             *self.wrong_per_server.entry(server_id).or_default() += 1;
         }
+    }
+
+    /// A measured request scheduled `at` into the measured phase is lost.
+    pub fn record_lost(&mut self, at: Duration) {
+        self.lost += 1;
+        LossWindow::widen(&mut self.loss_window, at, at);
     }
 
     pub fn record_error(&mut self, code: u8) {
@@ -120,6 +152,9 @@ impl Stats {
         self.latency
             .add(&other.latency)
             .expect("histograms share bounds");
+        if let Some(w) = other.loss_window {
+            LossWindow::widen(&mut self.loss_window, w.first, w.last);
+        }
     }
 
     /// Whether any reply proved the system under test wrong.
@@ -209,7 +244,18 @@ mod tests {
         b.record_wrong(3, false);
         b.record_wrong(3, true);
         b.record_error(5);
+        a.record_lost(Duration::from_millis(700));
+        b.record_lost(Duration::from_millis(300));
+        b.record_lost(Duration::from_millis(500));
         a.merge(&b);
+        assert_eq!(
+            a.loss_window,
+            Some(LossWindow {
+                first: Duration::from_millis(300),
+                last: Duration::from_millis(700)
+            })
+        );
+        a.lost -= 3;
         assert_eq!(a.answered, 3);
         assert_eq!(a.lost, 2);
         assert_eq!(a.wrong, 1);

@@ -177,7 +177,10 @@ impl Tracker {
                     break;
                 }
                 if plan.schedule.is_measured(k) {
-                    stats.lost += 1;
+                    stats.record_lost(
+                        plan.due_at(k)
+                            .saturating_duration_since(plan.measure_start()),
+                    );
                 }
             }
             self.swept += 1;
@@ -332,6 +335,9 @@ mod tests {
         assert_eq!(late, Outcome::Late);
         t.sweep(&plan, plan.start + 1000 * MS, issued, &mut stats);
         assert_eq!(stats.lost, 5, "10, 20, 30, 40, 50");
+        // Measured from the 10 ms warm-up's end: due at 10 ms and 50 ms.
+        let w = stats.loss_window.unwrap();
+        assert_eq!((w.first, w.last), (Duration::ZERO, 40 * MS));
         assert_eq!((stats.late, stats.duplicate), (2, 1));
         assert!(t.is_resolved(issued));
         assert_eq!(

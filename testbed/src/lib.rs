@@ -28,6 +28,7 @@ pub mod persisted;
 pub mod process;
 pub mod topology;
 pub mod two_host;
+pub mod vrrp;
 
 pub use binaries::binary;
 pub use process::{ChildProcess, Signal};

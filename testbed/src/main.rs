@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ipcs_testbed::persisted::{self, Persisted};
+use ipcs_testbed::vrrp;
 
 #[derive(Parser)]
 #[command(
@@ -33,9 +34,33 @@ enum Cmd {
         /// How many servers to start.
         #[arg(long, default_value_t = 3)]
         servers: usize,
+        /// How many LB nodes of the LB tier to make: namespaces `<prefix>-lb1`,
+        /// ... with eth0 on the bridge at 172.16.238.201, ... (the VIP is
+        /// 172.16.238.200). Nothing is started in them: bootstrap.sh runs an
+        /// LB and keepalived in each (see `vrrp-config`). 0: no tier.
+        #[arg(long, default_value_t = 0)]
+        lbs: usize,
         /// Directory holding ipcs-registry and ipcs-server (default: beside this binary).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+    },
+    /// Print the keepalived configuration of LB node N (the one every
+    /// deployment of the LB tier uses; testbed/src/vrrp.rs explains it).
+    VrrpConfig {
+        /// The LB node (from 1).
+        #[arg(long)]
+        node: usize,
+        /// The `calc` binary the health check runs.
+        #[arg(long)]
+        calc: PathBuf,
+        /// The file the node's supervisor keeps at 0 while its LB answers
+        /// and sets to 1 when the LB dies.
+        #[arg(long)]
+        down_file: PathBuf,
+        /// Append the time (seconds since the epoch) to this file each time
+        /// the node becomes master.
+        #[arg(long)]
+        master_log: Option<PathBuf>,
     },
     /// Add or remove servers until N run, leaving the registry, the bridge
     /// and the other servers alone (new servers take the lowest free ids from 11).
@@ -54,7 +79,9 @@ enum Cmd {
         /// and nothing else when no topology is up), `bridge`,
         /// `bridge_made`, `netns`, `processes` (each `label`, `role`
         /// "registry" or "server", `id` (servers; else null), `pid`,
-        /// `running`), `registry_running`, `servers_running`, `log_dir`.
+        /// `running`), `registry_running`, `servers_running`, `log_dir`,
+        /// `lb_nodes` (each `node`, `netns`, `ip`), `vip`, `vip_holder` (the
+        /// node holding the VIP now, or null).
         #[arg(long)]
         json: bool,
     },
@@ -64,7 +91,24 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let state = Persisted::path(&cli.run_dir);
     match cli.command {
-        Cmd::Up { servers, bin_dir } => {
+        Cmd::VrrpConfig {
+            node,
+            calc,
+            down_file,
+            master_log,
+        } => {
+            if !(1..=vrrp::MAX_LB_NODES).contains(&node) {
+                bail!("--node {node}: LB nodes are 1..={}", vrrp::MAX_LB_NODES);
+            }
+            let mut config = vrrp::KeepalivedConfig::new(node, &calc, &down_file);
+            config.master_log = master_log;
+            print!("{}", config.render());
+        }
+        Cmd::Up {
+            servers,
+            lbs,
+            bin_dir,
+        } => {
             if state.exists() {
                 bail!(
                     "a topology is already up (state in {}); run `ipcs-netns down` first",
@@ -74,7 +118,10 @@ fn main() -> Result<()> {
             if let Some(dir) = bin_dir {
                 std::env::set_var("IPCS_BIN_DIR", dir);
             }
-            let up = persisted::up(&cli.prefix, servers, &cli.run_dir)
+            if lbs > vrrp::MAX_LB_NODES {
+                bail!("--lbs {lbs}: at most {} LB nodes", vrrp::MAX_LB_NODES);
+            }
+            let up = persisted::up(&cli.prefix, servers, lbs, &cli.run_dir)
                 .context("bringing the topology up")?;
             up.save(&state)?;
             up.wait_started(std::time::Duration::from_secs(3));
@@ -107,7 +154,7 @@ fn main() -> Result<()> {
         },
         Cmd::Status { json } => match (Persisted::load(&state)?, json) {
             (Some(up), false) => println!("{}", up.describe()),
-            (Some(up), true) => println!("{}", up.to_json()),
+            (Some(up), true) => println!("{}", up.to_json(&cli.prefix)),
             (None, false) => println!("no netns topology is up"),
             (None, true) => println!("{}", serde_json::json!({ "up": false })),
         },

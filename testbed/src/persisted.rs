@@ -14,6 +14,7 @@ use crate::topology::{
     bridge_port_name, make_host, remove_host, run, server_args, Core, Topology, TopologyError,
     BRIDGE, FIRST_SERVER_OCTET, MAX_SERVERS,
 };
+use crate::vrrp;
 
 /// What `up` made: namespaces, processes, and whether it made the bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,12 @@ pub struct Persisted {
 
 /// Builds the topology with its core in this namespace and starts the
 /// registry and `servers` servers, detached.
-pub fn up(prefix: &str, servers: usize, run_dir: &Path) -> Result<Persisted, TopologyError> {
+pub fn up(
+    prefix: &str,
+    servers: usize,
+    lbs: usize,
+    run_dir: &Path,
+) -> Result<Persisted, TopologyError> {
     let log_dir = run_dir.join("logs");
     let mut topology = Topology::builder()
         .core(Core::Root)
@@ -35,6 +41,9 @@ pub fn up(prefix: &str, servers: usize, run_dir: &Path) -> Result<Persisted, Top
         .log_dir(&log_dir)
         .detached(true)
         .build()?;
+    for _ in 0..lbs {
+        topology.add_lb_node()?;
+    }
     topology.start_registry(&[])?;
     for slot in topology.server_slots() {
         topology.start_server(slot, &[])?;
@@ -46,6 +55,7 @@ pub fn up(prefix: &str, servers: usize, run_dir: &Path) -> Result<Persisted, Top
                 .iter()
                 .filter_map(|i| topology.server(*i).map(|h| h.netns.clone())),
         )
+        .chain((1..=lbs).filter_map(|n| topology.lb_node(n).map(|h| h.netns.clone())))
         .collect();
     let processes = topology.persist();
     Ok(Persisted {
@@ -132,6 +142,39 @@ impl Persisted {
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// LB nodes in the topology, from the namespace names `<prefix>-lb<n>`.
+    pub fn lb_nodes(&self, prefix: &str) -> Vec<usize> {
+        let head = format!("{prefix}-lb");
+        let mut nodes: Vec<usize> = self
+            .netns
+            .iter()
+            .filter_map(|ns| ns.strip_prefix(&head)?.parse().ok())
+            .collect();
+        nodes.sort_unstable();
+        nodes
+    }
+
+    /// The LB node whose `eth0` holds the VIP now, if any.
+    pub fn vip_holder(&self, prefix: &str) -> Option<usize> {
+        self.lb_nodes(prefix).into_iter().find(|n| {
+            Command::new("ip")
+                .args([
+                    "-n",
+                    &format!("{prefix}-lb{n}"),
+                    "-4",
+                    "-o",
+                    "addr",
+                    "show",
+                    "dev",
+                    "eth0",
+                ])
+                .output()
+                .is_ok_and(|o| {
+                    String::from_utf8_lossy(&o.stdout).contains(&format!(" {}/32 ", vrrp::VIP))
+                })
+        })
     }
 
     /// Adds or removes servers until `n` run: new ones take the lowest free
@@ -228,7 +271,7 @@ impl Persisted {
     /// The topology for scripts (`ipcs-netns status --json`): each process
     /// with its role, server id, pid and whether it still runs, and the
     /// counts scripts ask about most, so none has to read [`Self::describe`].
-    pub fn to_json(&self) -> serde_json::Value {
+    pub fn to_json(&self, prefix: &str) -> serde_json::Value {
         let mut servers_running = 0;
         let mut registry_running = false;
         let processes: Vec<serde_json::Value> = self
@@ -268,6 +311,13 @@ impl Persisted {
             "registry_running": registry_running,
             "servers_running": servers_running,
             "log_dir": self.log_dir,
+            "lb_nodes": self.lb_nodes(prefix).into_iter().map(|n| serde_json::json!({
+                "node": n,
+                "netns": format!("{prefix}-lb{n}"),
+                "ip": vrrp::lb_node_ip(n).to_string(),
+            })).collect::<Vec<_>>(),
+            "vip": vrrp::VIP.to_string(),
+            "vip_holder": self.vip_holder(prefix),
         })
     }
 
@@ -333,12 +383,12 @@ mod tests {
     fn status_json_names_roles_ids_and_counts() {
         // No process has pid 4294967295, so both read as gone.
         let up = Persisted {
-            netns: vec!["ipcs-reg".into(), "ipcs-s11".into()],
+            netns: vec!["ipcs-reg".into(), "ipcs-s11".into(), "ipcs-lb2".into()],
             processes: vec![("registry".into(), u32::MAX), ("server11".into(), u32::MAX)],
             bridge: true,
             log_dir: PathBuf::from("/run/ipcs/netns/logs"),
         };
-        let json = up.to_json();
+        let json = up.to_json("ipcs");
         assert_eq!(json["up"], true);
         assert_eq!(json["bridge"], "ipcs0");
         assert_eq!(json["servers_running"], 0);
@@ -350,5 +400,9 @@ mod tests {
         assert_eq!(p[1]["id"], 11);
         assert_eq!(p[1]["pid"], u32::MAX);
         assert_eq!(p[1]["running"], false);
+        assert_eq!(json["lb_nodes"][0]["node"], 2);
+        assert_eq!(json["lb_nodes"][0]["ip"], "172.16.238.202");
+        assert_eq!(json["vip"], "172.16.238.200");
+        assert!(json["vip_holder"].is_null());
     }
 }

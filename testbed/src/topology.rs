@@ -158,6 +158,7 @@ impl TopologyBuilder {
             log_dir,
             registry: None,
             servers: Vec::new(),
+            lb_nodes: Vec::new(),
             processes: Vec::new(),
             made_bridge: false,
             keep_logs,
@@ -214,6 +215,8 @@ pub struct Topology {
     registry: Option<Host>,
     /// Server slots; `None` where a server was removed.
     servers: Vec<Option<Host>>,
+    /// LB nodes of the LB tier (`add_lb_node`), node `n` at index `n - 1`.
+    lb_nodes: Vec<Host>,
     processes: Vec<ChildProcess>,
     made_bridge: bool,
     keep_logs: bool,
@@ -440,6 +443,98 @@ impl Topology {
         self.spawn("lb", None, &binary("ipcs-lb"), &all)
     }
 
+    /// Adds an LB node of the LB tier: a namespace `<prefix>-lb<n>` whose
+    /// `eth0` is on the bridge at [`lb_node_ip(n)`](crate::vrrp::lb_node_ip).
+    /// Returns `n` (from 1). Nothing runs in it until asked.
+    pub fn add_lb_node(&mut self) -> Result<usize, TopologyError> {
+        let n = self.lb_nodes.len() + 1;
+        if n > crate::vrrp::MAX_LB_NODES {
+            return Err(TopologyError::TooManyServers);
+        }
+        let host = self.make_host(&crate::vrrp::lb_node_short(n), crate::vrrp::lb_node_ip(n))?;
+        self.lb_nodes.push(host);
+        Ok(n)
+    }
+
+    /// LB node `n` (from 1), if made.
+    pub fn lb_node(&self, n: usize) -> Option<&Host> {
+        n.checked_sub(1).and_then(|i| self.lb_nodes.get(i))
+    }
+
+    /// Starts `ipcs-lb` on LB node `n` with the tier's arguments
+    /// ([`lb_node_args`](crate::vrrp::lb_node_args)) and extra `args`.
+    /// Labelled `lb<n>`.
+    pub fn start_lb_node(&mut self, n: usize, args: &[&str]) -> Result<usize, TopologyError> {
+        let netns = self
+            .lb_node(n)
+            .ok_or(TopologyError::NoSuchServer(n))?
+            .netns
+            .clone();
+        let mut all = crate::vrrp::lb_node_args(n, &self.registry_addr().to_string());
+        all.extend(args.iter().map(|s| s.to_string()));
+        self.spawn(&format!("lb{n}"), Some(&netns), &binary("ipcs-lb"), &all)
+    }
+
+    /// The file LB node `n`'s keepalived watches: `0` while its LB answers,
+    /// `1` when it is down (see [`KeepalivedConfig`](crate::vrrp::KeepalivedConfig)).
+    pub fn lb_down_file(&self, n: usize) -> PathBuf {
+        self.log_dir.join(format!("lb{n}.down"))
+    }
+
+    /// Where LB node `n`'s keepalived records each time it became master.
+    pub fn lb_master_log(&self, n: usize) -> PathBuf {
+        self.log_dir.join(format!("lb{n}.master"))
+    }
+
+    /// Tells LB node `n`'s keepalived its LB is down (`true`) or answering.
+    /// Here the caller is the supervisor; in `bootstrap.sh --netns` it is
+    /// the respawn loop around each LB.
+    pub fn set_lb_down(&self, n: usize, down: bool) -> Result<(), TopologyError> {
+        std::fs::write(self.lb_down_file(n), if down { "1\n" } else { "0\n" })?;
+        Ok(())
+    }
+
+    /// Starts keepalived on LB node `n` with the tier's configuration
+    /// (written to the log directory, with pid files beside it); the node
+    /// starts as down ([`set_lb_down`](Self::set_lb_down) `false` lets it
+    /// take part). Labelled `keepalived<n>`; stopping it (SIGTERM, as when
+    /// the topology is dropped) removes the VIP it held.
+    pub fn start_keepalived(&mut self, n: usize) -> Result<usize, TopologyError> {
+        let netns = self
+            .lb_node(n)
+            .ok_or(TopologyError::NoSuchServer(n))?
+            .netns
+            .clone();
+        let mut config =
+            crate::vrrp::KeepalivedConfig::new(n, &binary("calc"), &self.lb_down_file(n));
+        config.master_log = Some(self.lb_master_log(n));
+        self.set_lb_down(n, true)?;
+        let path = self.log_dir.join(format!("keepalived-lb{n}.conf"));
+        std::fs::write(&path, config.render())?;
+        let args = crate::vrrp::keepalived_args(&path, &self.log_dir, n);
+        self.spawn(
+            &format!("keepalived{n}"),
+            Some(&netns),
+            Path::new(crate::vrrp::KEEPALIVED),
+            &args,
+        )
+    }
+
+    /// The LB node that holds the VIP now, if one does (from `ip addr`).
+    pub fn vip_holder(&self) -> Option<usize> {
+        (1..=self.lb_nodes.len()).find(|n| {
+            let ns = &self.lb_nodes[n - 1].netns;
+            Command::new("ip")
+                .args(["-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"])
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .contains(&format!(" {}/32 ", crate::vrrp::VIP))
+                })
+                .unwrap_or(false)
+        })
+    }
+
     pub fn process(&self, index: usize) -> &ChildProcess {
         &self.processes[index]
     }
@@ -508,6 +603,7 @@ impl Topology {
         }
         self.registry = None;
         self.servers.clear();
+        self.lb_nodes.clear();
         self.core_netns = None;
         self.made_bridge = false;
         self.keep_logs = true;
@@ -588,6 +684,7 @@ impl Drop for Topology {
             .take()
             .into_iter()
             .chain(self.servers.drain(..).flatten())
+            .chain(self.lb_nodes.drain(..))
             .collect();
         for host in hosts {
             let _ = remove_host(host.bridge_netns.as_deref(), &host.netns, &host.bridge_port);
