@@ -3,17 +3,20 @@
 # network ipcs0 and the load balancer bound to ipcs0, calc.batata /
 # registry.batata in /etc/hosts. Docker mode runs compose.yaml (the LB in a
 # container on the host's network); netns mode, where no Docker engine is
-# reachable, runs the testbed's namespaces and the LB as a host process.
-# Idempotent; `down` undoes it all.
+# reachable, runs the testbed's namespaces and the LB as a host process;
+# swarm mode (--swarm) deploys deploy/stack.yaml on a Docker Swarm overlay
+# (deploy/swarm.sh). Idempotent; `down` undoes it all.
 set -euo pipefail
 
 # shellcheck source=deploy/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/deploy/lib.sh"
+# shellcheck source=deploy/swarm.sh
+source "$(dirname "${BASH_SOURCE[0]}")/deploy/swarm.sh"
 IPCS_LOG_PREFIX="bootstrap"
 
 usage() {
     cat <<EOF
-Usage: ./bootstrap.sh [up] [--servers N] [--lbs N] [--docker | --netns] [--no-build] [--timeout S]
+Usage: ./bootstrap.sh [up] [--servers N] [--lbs N] [--docker | --netns | --swarm] [--no-build] [--timeout S]
        ./bootstrap.sh build [--no-build]
        ./bootstrap.sh key
        ./bootstrap.sh scale N
@@ -53,6 +56,11 @@ Options:
   --docker       use Docker (default when the Docker engine is reachable)
   --netns        use network namespaces (default when it is not); uses the
                  testbed's ipcs-netns harness, no Docker needed
+  --swarm        use Docker Swarm: deploy/stack.yaml as stack 'ipcs' on an
+                 overlay network ($IPCS_SWARM_NET, $IPCS_SWARM_SUBNET), on this
+                 node's swarm or, if it is in none, a single-node swarm made
+                 here (and left again by 'down'); $IPCS_CALC_HOST names the
+                 node's address; scale with 'docker service scale ipcs_server=N'
   --no-build     do not run cargo; use the binaries already in \$IPCS_BIN_DIR
   --timeout S    how long 'up' waits for the first answer (default 60)
   --images       with 'down': also remove the $IPCS_IMAGE_REPO/* images
@@ -66,6 +74,9 @@ Environment:
   RUST_LOG       log level of every process (default info)
   IPCS_LB_NICE, IPCS_{LB,SERVER}_CPUSET, IPCS_{LB,SERVER,REGISTRY}_CGROUP_PARENT
                  CPU placement in Docker mode (compose.yaml; docs/DEPLOY.md)
+  IPCS_SWARM_ADVERTISE_ADDR
+                 --advertise-addr of a swarm bootstrap makes (default: Docker's
+                 choice, which fails on a host with several addresses)
   The address plan (network, subnet, registry, ports) is in .env.
 
 Needs: root or sudo (hosts file, raw socket, namespaces); cargo unless
@@ -111,6 +122,7 @@ while (($#)); do
         ;;
     --docker) mode=docker ;;
     --netns) mode=netns ;;
+    --swarm) mode=swarm ;;
     --no-build) build=0 ;;
     --timeout)
         (($# >= 2)) || die "--timeout needs a value"
@@ -135,6 +147,7 @@ bridge_new=0 # set when this run made the bridge (a running LB must rebind)
 PRESERVE_ENV=IPCS_RUN_DIR,IPCS_KEY_FILE,IPCS_KEY_GID,IPCS_BIN_DIR,IPCS_HOSTS_FILE,RUST_LOG,IPCS_LB_NICE
 PRESERVE_ENV+=,IPCS_LB_CPUSET,IPCS_SERVER_CPUSET
 PRESERVE_ENV+=,IPCS_LB_CGROUP_PARENT,IPCS_SERVER_CGROUP_PARENT,IPCS_REGISTRY_CGROUP_PARENT
+PRESERVE_ENV+=,IPCS_SWARM_ADVERTISE_ADDR
 
 mode_file() { printf '%s\n' "$IPCS_RUN_DIR/mode"; }
 recorded_mode() { cat "$(mode_file)" 2>/dev/null || true; }
@@ -149,13 +162,14 @@ check_prereqs() {
     ((build)) && ! have cargo && missing+=("cargo (to build the binaries; or pass --no-build)")
     have setsid || missing+=("setsid (util-linux)")
     have timeout || missing+=("timeout (coreutils)")
-    if [[ $want_mode == docker ]]; then
+    if [[ $want_mode == docker || $want_mode == swarm ]]; then
         if ! have docker; then
             missing+=("the docker CLI")
         elif ! docker info >/dev/null 2>&1; then
             missing+=("a reachable Docker engine ('docker info' fails: is dockerd running, may this user use it?)")
         fi
-        find_compose || missing+=("a Compose tool: the 'docker compose' plugin or 'docker-compose'")
+        [[ $want_mode == swarm ]] ||
+            find_compose || missing+=("a Compose tool: the 'docker compose' plugin or 'docker-compose'")
     else
         have ip || missing+=("ip (iproute2), for the namespaces and veth pairs")
         have python3 || missing+=("python3, to read ipcs-netns status --json")
@@ -183,8 +197,8 @@ choose_mode() {
     if [[ -z $lbs ]]; then
         if [[ $mode == netns ]]; then lbs=2; else lbs=1; fi
     fi
-    if [[ $mode == docker ]] && ((lbs > 1)); then
-        die "--lbs $lbs: the LB tier (VRRP) runs in netns mode only so far; Docker mode runs one LB"
+    if [[ $mode != netns ]] && ((lbs > 1)); then
+        die "--lbs $lbs: the LB tier (VRRP) runs in netns mode only so far; $mode mode runs one LB"
     fi
     local other
     other=$(recorded_mode)
@@ -472,10 +486,13 @@ ensure_lb() {
     lb_start
 }
 
-# The commands wait_for_answer uses to tell a dead LB, and to show its log.
+# The commands wait_for_answer uses to tell a dead LB, to show its log and
+# to tell that calc.batata is on this machine.
 lb_alive_cmd() {
     if [[ $mode == docker ]]; then
         echo compose_lb_alive
+    elif [[ $mode == swarm ]]; then
+        echo swarm_lb_alive
     elif (($(tier_count) > 1)); then
         echo tier_alive
     else
@@ -485,15 +502,20 @@ lb_alive_cmd() {
 lb_log_cmd() {
     if [[ $mode == docker ]]; then
         echo compose_lb_log
+    elif [[ $mode == swarm ]]; then
+        echo swarm_lb_log
     elif (($(tier_count) > 1)); then
         echo tier_log_tail
     else
         echo lb_log_tail
     fi
 }
+target_local_cmd() { if [[ $mode == swarm ]]; then echo swarm_target_local; else echo bridge_is_local; fi; }
 lb_log_where() {
     if [[ $mode == docker ]]; then
         printf '%s\n' "'${COMPOSE[*]} logs lb'"
+    elif [[ $mode == swarm ]]; then
+        printf '%s\n' "'docker service logs ${IPCS_STACK}_lb'"
     elif (($(tier_count) > 1)); then
         printf '%s\n' "$IPCS_RUN_DIR/lb<n>/{lb,keepalived,supervisor}.log"
     else
@@ -503,13 +525,18 @@ lb_log_where() {
 
 print_usage_hint() {
     local bin=$IPCS_BIN_DIR t=$IPCS_CALC_HOST:$IPCS_LB_PORT admin=$IPCS_LB_ADMIN what="load balancer"
-    if (($(tier_count) > 1)); then
-        what="$(tier_count) load balancers sharing $IPCS_VIP (VRRP)"
-        admin="172.16.238.20<n>:7071"
+    if [[ $mode == swarm ]]; then
+        printf '\nIPCS is up (swarm mode): stack %s, registry, %s servers and the load balancer on overlay %s,\nclients on %s (log: %s).\n\n' \
+            "$IPCS_STACK" "$servers" "$IPCS_SWARM_NET" "$t" "$(lb_log_where)"
+    else
+        if (($(tier_count) > 1)); then
+            what="$(tier_count) load balancers sharing $IPCS_VIP (VRRP)"
+            admin="172.16.238.20<n>:7071"
+        fi
+        printf '\nIPCS is up (%s mode): registry %s (%s:%s), %s servers on %s,\n%s on %s (log: %s, metrics: http://%s/metrics).\n\n' \
+            "$mode" "$IPCS_REGISTRY_HOST" "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_PORT" "$servers" \
+            "$IPCS_BRIDGE" "$what" "$t" "$(lb_log_where)" "$admin"
     fi
-    printf '\nIPCS is up (%s mode): registry %s (%s:%s), %s servers on %s,\n%s on %s (log: %s, metrics: http://%s/metrics).\n\n' \
-        "$mode" "$IPCS_REGISTRY_HOST" "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_PORT" "$servers" \
-        "$IPCS_BRIDGE" "$what" "$t" "$(lb_log_where)" "$admin"
     hint() { printf '  %-44s # %s\n' "$1" "$2"; }
     printf "  export PATH=\"%s:\$PATH\"\n" "$bin"
     hint "calc $t" "the calculator's prompt"
@@ -517,6 +544,7 @@ print_usage_hint() {
     hint "loadgen --rps 100000 $t" "load: throughput and latency"
     hint "./bootstrap.sh scale 5" "servers up or down"
     [[ $mode == docker ]] && hint "${COMPOSE[*]} up -d --scale server=5" "the same by hand"
+    [[ $mode == swarm ]] && hint "docker service scale ${IPCS_STACK}_server=5" "the same by hand"
     hint "./bootstrap.sh status" "what runs"
     hint "./bootstrap.sh down" "stop and remove everything"
 }
@@ -550,18 +578,23 @@ cmd_up() {
     require_binaries ipcs-registry ipcs-server ipcs-lb calc ipcs-registry-query
     mkdir -p "$IPCS_RUN_DIR"
     ensure_key || die "cannot make the deployment key $IPCS_KEY_FILE"
-    if [[ $mode == docker ]]; then
+    case $mode in
+    docker)
         rm -f "$IPCS_RUN_DIR/lbs"
         docker_up
-    else
-        netns_up
-    fi
+        ;;
+    swarm)
+        rm -f "$IPCS_RUN_DIR/lbs"
+        swarm_up
+        ;;
+    *) netns_up ;;
+    esac
     printf '%s\n' "$mode" >"$(mode_file)"
     if [[ $mode == netns ]]; then
         if ((lbs > 1)); then tier_up; else ensure_lb; fi
     fi
     say "waiting up to ${timeout_s}s for an answer through $IPCS_CALC_HOST:$IPCS_LB_PORT"
-    wait_for_answer "$timeout_s" "$(lb_alive_cmd)" "$(lb_log_cmd)" ||
+    wait_for_answer "$timeout_s" "$(lb_alive_cmd)" "$(lb_log_cmd)" "$(target_local_cmd)" ||
         die "no answer to 1+1 through $IPCS_CALC_HOST:$IPCS_LB_PORT within ${timeout_s}s (see ./bootstrap.sh status and $(lb_log_where))"
     say "calc $IPCS_CALC_HOST:$IPCS_LB_PORT 1+1 = 2"
     write_lb_targets
@@ -571,7 +604,9 @@ cmd_up() {
 cmd_scale() {
     mode=$(recorded_mode)
     [[ -n $mode ]] || die "nothing is up (no $(mode_file)): run ./bootstrap.sh first"
-    if [[ $mode == docker ]]; then
+    if [[ $mode == swarm ]]; then
+        swarm_scale "$scale_to" || die "docker service scale ${IPCS_STACK}_server=$scale_to failed"
+    elif [[ $mode == docker ]]; then
         find_compose || die "no Compose tool (docker compose or docker-compose)"
         local missing
         missing=$(missing_images | tr '\n' ' ')
@@ -596,8 +631,9 @@ cmd_down() {
     fi
     lb_stop
     tier_stop
-    # Both modes are taken down whatever was recorded, so a half-made
+    # Every mode is taken down whatever was recorded, so a half-made
     # deployment (mode file never written) is cleaned too.
+    swarm_down
     docker_down
     netns_down
     hosts_remove
@@ -640,6 +676,9 @@ cmd_status() {
             echo "containers:"
             compose ps 2>/dev/null | sed 's/^/  /'
         fi
+    fi
+    if [[ $m == swarm ]] && docker_reachable; then
+        swarm_status
     fi
     if [[ $m == netns && -x "$(netns_tool)" ]]; then
         echo "namespaces:"

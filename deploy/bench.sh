@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: IPCS vs nginx's UDP proxy vs the direct path, on
-# one netns topology with 3 servers (A-F), and on the Docker deployment as
-# ./bootstrap.sh makes it, loaded from the host (G, H), in one run. Writes the
+# one netns topology with 3 servers (A-F), on the Docker deployment as
+# ./bootstrap.sh makes it, loaded from the host (G, H), on two simulated
+# hosts (I) and on Docker Swarm (J), in one run. Writes the
 # table and the latency plot under ipcs-bench's --out-dir (target/bench);
 # --update-docs also writes them into docs/. Needs root. Everything it
 # starts and makes is removed when it ends, the Docker deployment included.
@@ -19,6 +20,11 @@ on a netns topology, with loadgen in its core namespace, and
   G  IPCS as ./bootstrap.sh deploys it in Docker, loadgen on the host
      against IPCS_GATEWAY:IPCS_LB_PORT (.env)
   H  nginx (1 worker) on the host in front of the same server containers
+  I  IPCS (1 worker) on the two-host netns topology, every server on the
+     far host behind the VXLAN tunnel (MTU 1450)
+  J  IPCS as './bootstrap.sh --swarm' deploys it, loadgen on the host
+     against the node's address (deploy/bench-swarm.sh brings it up after
+     G and H, taking their compose deployment down first, and down again)
 each with loadgen --find-max and a fixed-rate run at 100,000 rps.
 
 For G and H, when a Docker engine is reachable and no deployment is up, it
@@ -82,6 +88,7 @@ export IPCS_BIN_DIR
 
 # --- the Docker deployment for G and H ---------------------------------------
 wants_docker() { [[ -z $only || ",$only," == *,G,* || ",$only," == *,H,* ]]; }
+wants_swarm() { [[ -z $only || ",$only," == *,J,* ]]; }
 
 compose_containers() { # service
   docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
@@ -104,11 +111,12 @@ server_udp_endpoint() { # container
 }
 
 docker_ours=0 # set once this script runs bootstrap: then it takes it down
+swarm_ours=0  # set once the swarm hook is handed to ipcs-bench: the same
 work=$(mktemp -d "${TMPDIR:-/tmp}/ipcs-bench.XXXXXX")
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  if ((docker_ours)); then
+  if ((docker_ours || swarm_ours)); then
     say "taking the Docker deployment down (./bootstrap.sh down)"
     ./bootstrap.sh down >"$work/down.log" 2>&1 ||
       warn "./bootstrap.sh down failed: $(tail -n 3 "$work/down.log")"
@@ -156,6 +164,27 @@ if wants_docker; then
   if [[ -n $docker_unavailable ]]; then
     warn "G and H not run: $docker_unavailable"
     bench_args+=(--docker-unavailable "$docker_unavailable")
+  fi
+fi
+
+# --- the swarm deployment for J (up and down by deploy/bench-swarm.sh) ----------
+if wants_swarm; then
+  swarm_unavailable=""
+  if ! docker_reachable; then
+    swarm_unavailable="no Docker engine"
+  elif ((!docker_ours)) && [[ -e "$IPCS_RUN_DIR/mode" ]]; then
+    swarm_unavailable="a $(cat "$IPCS_RUN_DIR/mode") deployment was already up (./bootstrap.sh down first; not ours to take down)"
+  elif [[ "$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)" == true ]] &&
+    docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$IPCS_COMPOSE_PROJECT"; then
+    swarm_unavailable="a stack $IPCS_COMPOSE_PROJECT is deployed (./bootstrap.sh down first; not ours to take down)"
+  fi
+  if [[ -n $swarm_unavailable ]]; then
+    warn "J not run: $swarm_unavailable"
+    bench_args+=(--swarm-unavailable "$swarm_unavailable")
+  else
+    swarm_ours=1
+    export IPCS_BENCH_DOCKER_OURS=$docker_ours IPCS_BENCH_SERVERS=$servers
+    bench_args+=(--swarm-hook "$PWD/deploy/bench-swarm.sh")
   fi
 fi
 

@@ -145,16 +145,27 @@ missing_images() {
 }
 
 # --- /etc/hosts ----------------------------------------------------------------
-# The address calc.batata names: the VIP while an LB tier runs (tier_count
-# above 1), else the host's address on the bridge, where the one LB listens.
+# The address calc.batata names: IPCS_CALC_ADDR if set (swarm mode: the
+# node's address), the VIP while an LB tier runs (tier_count above 1), else
+# the host's address on the bridge, where the one LB listens.
 calc_ip() {
-    if (($(tier_count) > 1)); then printf '%s\n' "$IPCS_VIP"; else printf '%s\n' "$IPCS_GATEWAY"; fi
+    if [[ -n ${IPCS_CALC_ADDR:-} ]]; then
+        printf '%s\n' "$IPCS_CALC_ADDR"
+    elif (($(tier_count) > 1)); then
+        printf '%s\n' "$IPCS_VIP"
+    else
+        printf '%s\n' "$IPCS_GATEWAY"
+    fi
 }
 
 # The lines bootstrap adds, each tagged so `down` removes exactly them.
+# IPCS_HOSTS_REGISTRY=0 (swarm mode, where the registry is on the overlay)
+# leaves registry.batata out.
 hosts_lines() {
     printf '%s %s %s\n' "$(calc_ip)" "$IPCS_CALC_HOST" "$IPCS_HOSTS_TAG"
-    printf '%s %s %s\n' "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_HOST" "$IPCS_HOSTS_TAG"
+    if [[ ${IPCS_HOSTS_REGISTRY:-1} == 1 ]]; then
+        printf '%s %s %s\n' "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_HOST" "$IPCS_HOSTS_TAG"
+    fi
 }
 
 hosts_has_tagged() { grep -qF -- "$IPCS_HOSTS_TAG" "$IPCS_HOSTS_FILE" 2>/dev/null; }
@@ -176,7 +187,7 @@ hosts_add() {
     local want
     want=$(hosts_lines)
     if [[ "$(grep -F -- "$IPCS_HOSTS_TAG" "$IPCS_HOSTS_FILE" 2>/dev/null)" == "$want" ]]; then
-        say "$IPCS_HOSTS_FILE already has the $IPCS_CALC_HOST and $IPCS_REGISTRY_HOST entries"
+        say "$IPCS_HOSTS_FILE already has the entries for $(awk '{ printf "%s%s", sep, $2; sep = " and " }' <<<"$want")"
         return 0
     fi
     local name
@@ -187,7 +198,7 @@ hosts_add() {
         fi
     done
     hosts_rewrite "$want"$'\n'
-    say "added $IPCS_CALC_HOST -> $(calc_ip) and $IPCS_REGISTRY_HOST -> $IPCS_REGISTRY_IP to $IPCS_HOSTS_FILE"
+    say "added to $IPCS_HOSTS_FILE: $(awk '{ printf "%s%s -> %s", sep, $2, $1; sep = ", " }' <<<"$want")"
 }
 
 hosts_remove() {
@@ -398,13 +409,15 @@ bridge_is_local() {
 # Asks the LB with `calc HOST:PORT 1+1` until it answers 2 or `timeout_s`
 # passes. `alive` is a command that fails once the LB is gone (default: the
 # host LB's pidfile names a live ipcs-lb), `log N` prints the last N lines of
-# its log (default: the host LB's). Returns 1 on timeout or a dead LB.
+# its log (default: the host LB's), `local` succeeds while calc.batata is an
+# address of this machine (default: bridge_is_local). Returns 1 on timeout
+# or a dead LB.
 wait_for_answer() {
-    local timeout_s=$1 alive=${2:-lb_pid} log=${3:-lb_log_tail} deadline out
+    local timeout_s=$1 alive=${2:-lb_pid} log=${3:-lb_log_tail} here=${4:-bridge_is_local} deadline out
     deadline=$((SECONDS + timeout_s))
     while ((SECONDS < deadline)); do
-        if ! bridge_is_local; then
-            warn "$IPCS_BRIDGE with $IPCS_GATEWAY is not here: not sending to $IPCS_CALC_HOST"
+        if ! "$here"; then
+            warn "$IPCS_CALC_HOST's address is not on this machine: not sending to it"
             return 1
         fi
         if out=$(timeout 3 "$IPCS_BIN_DIR/calc" "$IPCS_CALC_HOST:$IPCS_LB_PORT" 1+1 2>/dev/null) &&

@@ -2,11 +2,14 @@
 //! faults runs (a server killed and restarted, one frozen past the registry's
 //! TTL, the registry restarted, servers added and removed, one server's link
 //! cut; in runs of 30 s or more also one server slowed and then all of them,
-//! a "brownout"; with an LB tier, the LB holding the VIP killed), then the
+//! a "brownout"; with an LB tier, the LB holding the VIP killed; on the
+//! two-host topology, the tunnel between the hosts cut for 2 s), then the
 //! account: every request must be answered correctly (with an LB tier, or
 //! be lost inside the measured failover window), and for each fault that
 //! takes a server out, how long traffic still went to it; for each slowness
-//! fault, what the LB did meanwhile.
+//! fault, what the LB did meanwhile; for a tunnel cut, how long traffic
+//! still went to the far servers and how soon after the repair it reached
+//! them again.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -46,6 +49,8 @@ pub const BROWNOUT_FOR: Duration = Duration::from_secs(2);
 /// The shortest run whose schedule has room for the slowness faults next
 /// to the others without overlapping a fault that takes a server out.
 pub const MIN_SLOW_FAULTS_RUN: Duration = Duration::from_secs(30);
+/// How long the tunnel between the two hosts is cut.
+pub const TUNNEL_CUT_FOR: Duration = Duration::from_secs(2);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -53,6 +58,9 @@ pub struct ChaosConfig {
     pub duration: Duration,
     pub rps: u64,
     pub servers: usize,
+    /// Servers on a second host, joined to the first by a VXLAN tunnel
+    /// (`ipcs_testbed::two_host`); 0: one host.
+    pub far_servers: usize,
     /// Load balancers: 1, the single LB in the core; 2 or more, an LB tier
     /// sharing the VIP (keepalived), whose active LB the schedule kills.
     pub lbs: usize,
@@ -78,6 +86,9 @@ pub enum Fault {
     /// Every server answers [`SLOW_DELAY`] late.
     Brownout,
     BrownoutOver,
+    /// The wire between the two hosts cut: every far server unreachable.
+    CutTunnel,
+    RestoreTunnel,
     /// SIGKILL the LB holding the VIP (LB tier only).
     KillActiveLb,
     /// Its supervisor starts it again; it rejoins as standby.
@@ -152,6 +163,23 @@ pub fn schedule(duration: Duration, lb_tier: bool) -> Vec<(Duration, Fault)> {
     plan
 }
 
+/// The schedule of a run: [`schedule`], and on two hosts the tunnel cut for
+/// [`TUNNEL_CUT_FOR`] early in the run (beside the first server kill,
+/// before the freeze: never with most servers out at once; well before an
+/// LB tier's failover at 50 %).
+pub fn schedule_for(duration: Duration, lb_tier: bool, two_hosts: bool) -> Vec<(Duration, Fault)> {
+    let mut plan = schedule(duration, lb_tier);
+    if two_hosts {
+        let cut = duration.mul_f64(0.08);
+        plan.extend([
+            (cut, Fault::CutTunnel),
+            (cut + TUNNEL_CUT_FOR, Fault::RestoreTunnel),
+        ]);
+        plan.sort_by_key(|(t, _)| *t);
+    }
+    plan
+}
+
 /// The schedule as text for scripts: `SECONDS FAULT [SLOT] [DELAY]` per
 /// line, the delay (as `ipcs-server --fault-delay` reads it) ending the
 /// slowness steps, e.g. `13.500 SlowServer 3 30ms`, `29.000 BrownoutOver 0`.
@@ -184,6 +212,22 @@ pub struct FaultRecord {
     pub traffic_stopped_after: Option<Duration>,
     /// For a slowness fault, what the LB did until it was undone.
     pub slowness: Option<SlownessRecord>,
+    /// For a tunnel cut, what happened to the far servers' traffic.
+    pub tunnel: Option<TunnelRecord>,
+}
+
+/// What the LB sent the far servers around a tunnel cut (from the 10 ms
+/// scrapes of its per-server request counters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TunnelRecord {
+    /// The ids of the servers beyond the tunnel.
+    pub far_ids: Vec<u8>,
+    /// From the cut to the last request any far server was sent before the
+    /// repair (the LB took them out; `None`: none after the cut).
+    pub traffic_stopped_after: Option<Duration>,
+    /// From the repair to when every far server had been sent requests
+    /// again (`None`: not all of them before the run ended).
+    pub traffic_back_after: Option<Duration>,
 }
 
 /// What the LB did while servers were slow (counter deltas over the
@@ -295,8 +339,19 @@ impl ChaosReport {
                     opt(w.attempt_timeouts)
                 )
             });
+            let tunnel = f.tunnel.as_ref().map_or(String::new(), |t| {
+                let ms = |d: Option<Duration>, none: &str| {
+                    d.map_or(none.to_owned(), |d| format!("{} ms", d.as_millis()))
+                };
+                format!(
+                    ": far servers {:?}: traffic stopped after {}, back {} after the repair",
+                    t.far_ids,
+                    ms(t.traffic_stopped_after, "(none after the cut)"),
+                    ms(t.traffic_back_after, "never")
+                )
+            });
             s.push_str(&format!(
-                "  t={:>6.2}s {:?}{id}{stop}{slow}\n",
+                "  t={:>6.2}s {:?}{id}{stop}{slow}{tunnel}\n",
                 f.at.as_secs_f64(),
                 f.fault
             ));
@@ -317,10 +372,24 @@ pub struct Scrape {
 /// Scrapes of the LB's metrics: (time since start, scrape).
 type Samples = Vec<(Duration, Scrape)>;
 
-/// Runs the soak on a fresh netns topology.
+/// Runs the soak on a fresh netns topology, with [`schedule_for`] its
+/// length, LB tier and number of hosts.
 pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
+    run_with(
+        config,
+        &schedule_for(config.duration, config.lbs >= 2, config.far_servers > 0),
+    )
+}
+
+/// Runs the soak on a fresh netns topology with the faults of `plan`
+/// (times after the load starts, in order).
+pub fn run_with(config: &ChaosConfig, plan: &[(Duration, Fault)]) -> anyhow::Result<ChaosReport> {
     std::fs::create_dir_all(&config.out_dir)?;
-    let mut topology = Topology::builder().servers(config.servers).build()?;
+    let mut builder = Topology::builder().servers(config.servers);
+    if config.far_servers > 0 {
+        builder = builder.far_servers(config.far_servers);
+    }
+    let mut topology = builder.build()?;
     let mut registry = topology.start_registry(&[])?;
     let mut server_procs: BTreeMap<usize, usize> = BTreeMap::new();
     for slot in topology.server_slots() {
@@ -342,7 +411,12 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
         sockets: 4,
         threads: 1,
     };
-    wait_until_serving(&loadgen, target, &config.out_dir, config.servers)?;
+    wait_until_serving(
+        &loadgen,
+        target,
+        &config.out_dir,
+        config.servers + config.far_servers,
+    )?;
 
     // The metrics poller: per-server request counters every 10 ms.
     let samples: Arc<Mutex<Samples>> = Arc::default();
@@ -388,7 +462,7 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     // Per record: the server ids a slowness fault slowed.
     let mut slowed_ids: Vec<Vec<u8>> = Vec::new();
     let mut killed_at = None;
-    for (at, fault) in schedule(config.duration, tier.is_some()) {
+    for &(at, fault) in plan {
         let when = load_start + at;
         if let Some(wait) = when.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
@@ -430,6 +504,8 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
                     .clone();
                 topology.set_link(&host, true)?;
             }
+            Fault::CutTunnel => topology.set_tunnel(false)?,
+            Fault::RestoreTunnel => topology.set_tunnel(true)?,
             Fault::KillActiveLb | Fault::RestartLb => {
                 let tier = tier
                     .as_mut()
@@ -463,12 +539,22 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
                 .collect(),
             _ => Vec::new(),
         };
+        let tunnel = (fault == Fault::CutTunnel).then(|| TunnelRecord {
+            far_ids: topology
+                .server_slots()
+                .into_iter()
+                .filter(|s| topology.is_far(*s))
+                .map(Topology::server_id)
+                .collect(),
+            ..TunnelRecord::default()
+        });
         records.push(FaultRecord {
             at: when.saturating_duration_since(start),
             fault,
             server_id,
             traffic_stopped_after: None,
             slowness: None,
+            tunnel,
         });
         slowed_ids.push(slowed);
     }
@@ -480,6 +566,7 @@ pub fn run(config: &ChaosConfig) -> anyhow::Result<ChaosReport> {
     let samples = samples.lock().expect("poller lock").clone();
     fill_traffic_stops(&mut records, &samples);
     fill_slowness(&mut records, &slowed_ids, &samples);
+    fill_tunnel(&mut records, &samples);
     let failover = match (&tier, killed_at) {
         (Some(tier), Some(at)) => tier.failover(&topology).map(|f| (at, f)),
         _ => None,
@@ -582,6 +669,48 @@ fn fill_slowness(records: &mut [FaultRecord], slowed_ids: &[Vec<u8>], samples: &
             ejections: total(EJECTIONS),
             attempt_timeouts: total(ATTEMPT_TIMEOUTS),
         });
+    }
+}
+
+/// For each tunnel cut: when the far servers' counters last grew before the
+/// repair, and when all of them had grown again after it.
+fn fill_tunnel(records: &mut [FaultRecord], samples: &Samples) {
+    let times: Vec<(Fault, Duration)> = records.iter().map(|r| (r.fault, r.at)).collect();
+    for r in records.iter_mut() {
+        let at = r.at;
+        let Some(t) = r.tunnel.as_mut() else { continue };
+        let repair = times
+            .iter()
+            .find(|(f, u)| *f == Fault::RestoreTunnel && *u > at)
+            .map_or(Duration::MAX, |(_, u)| *u);
+        let count = |s: &Scrape| -> Vec<u64> {
+            t.far_ids
+                .iter()
+                .map(|id| s.per_server.get(id).copied().unwrap_or(0))
+                .collect()
+        };
+        let mut last_growth = None;
+        let mut back: Vec<Option<Duration>> = vec![None; t.far_ids.len()];
+        for pair in samples.windows(2) {
+            let ((_, a), (when, b)) = (&pair[0], &pair[1]);
+            let grew: Vec<bool> = count(a).iter().zip(count(b)).map(|(x, y)| y > *x).collect();
+            if *when > at && *when <= repair && grew.contains(&true) {
+                last_growth = Some(*when - at);
+            }
+            if *when > repair {
+                for (slot, g) in back.iter_mut().zip(&grew) {
+                    if *g && slot.is_none() {
+                        *slot = Some(*when - repair);
+                    }
+                }
+            }
+        }
+        t.traffic_stopped_after = last_growth;
+        t.traffic_back_after = back
+            .iter()
+            .copied()
+            .collect::<Option<Vec<_>>>()
+            .and_then(|v| v.into_iter().max());
     }
 }
 

@@ -92,6 +92,7 @@ fn slowness_window_counts_traffic_and_lb_totals() {
         server_id: None,
         traffic_stopped_after: None,
         slowness: None,
+        tunnel: None,
     };
     let mut records = vec![
         record(ms(100), Fault::SlowServer(3)),
@@ -225,6 +226,7 @@ fn traffic_stop_is_the_last_growth_before_the_undo() {
             server_id: Some(11),
             traffic_stopped_after: None,
             slowness: None,
+            tunnel: None,
         },
         FaultRecord {
             at: ms(500),
@@ -232,6 +234,7 @@ fn traffic_stop_is_the_last_growth_before_the_undo() {
             server_id: None,
             traffic_stopped_after: None,
             slowness: None,
+            tunnel: None,
         },
     ];
     let sample = |t: u64, c: u64| {
@@ -253,4 +256,84 @@ fn traffic_stop_is_the_last_growth_before_the_undo() {
     fill_traffic_stops(&mut records, &samples);
     assert_eq!(records[0].traffic_stopped_after, Some(ms(30)));
     assert_eq!(records[1].traffic_stopped_after, None);
+}
+
+#[test]
+fn two_hosts_cut_the_tunnel_for_two_seconds_inside_the_run() {
+    assert_eq!(
+        schedule_for(Duration::from_secs(10), true, false),
+        schedule(Duration::from_secs(10), true)
+    );
+    for secs in [10, 60] {
+        let d = Duration::from_secs(secs);
+        let plan = schedule_for(d, false, true);
+        assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert!(plan.iter().all(|(t, _)| *t < d));
+        let at = |fault| plan.iter().find(|(_, f)| *f == fault).unwrap().0;
+        assert_eq!(
+            at(Fault::RestoreTunnel) - at(Fault::CutTunnel),
+            TUNNEL_CUT_FOR
+        );
+        // Repaired before the freeze: never the far servers and a frozen
+        // one out at once.
+        assert!(at(Fault::RestoreTunnel) <= at(Fault::FreezeServer(1)));
+    }
+}
+
+#[test]
+fn tunnel_record_has_when_far_traffic_stopped_and_came_back() {
+    let ms = Duration::from_millis;
+    let sample = |t: u64, near: u64, far1: u64, far2: u64| {
+        (
+            ms(t),
+            Scrape {
+                per_server: BTreeMap::from([(11u8, near), (13u8, far1), (14u8, far2)]),
+                totals: BTreeMap::new(),
+            },
+        )
+    };
+    let mut records = vec![
+        FaultRecord {
+            at: ms(100),
+            fault: Fault::CutTunnel,
+            server_id: None,
+            traffic_stopped_after: None,
+            slowness: None,
+            tunnel: Some(TunnelRecord {
+                far_ids: vec![13, 14],
+                ..TunnelRecord::default()
+            }),
+        },
+        FaultRecord {
+            at: ms(500),
+            fault: Fault::RestoreTunnel,
+            server_id: None,
+            traffic_stopped_after: None,
+            slowness: None,
+            tunnel: None,
+        },
+    ];
+    let samples = vec![
+        sample(90, 10, 10, 10),
+        sample(120, 20, 12, 10),
+        sample(160, 30, 12, 11), // the last far growth: 60 ms after the cut
+        sample(300, 40, 12, 11),
+        sample(520, 50, 12, 11),
+        sample(600, 60, 13, 11), // 13 back 100 ms after the repair
+        sample(800, 70, 13, 15), // 14 back 300 ms after
+    ];
+    fill_tunnel(&mut records, &samples);
+    let t = records[0].tunnel.clone().unwrap();
+    assert_eq!(t.traffic_stopped_after, Some(ms(60)));
+    assert_eq!(t.traffic_back_after, Some(ms(300)));
+    // One far server never back: not back.
+    fill_tunnel(&mut records, &samples[..6].to_vec());
+    assert_eq!(records[0].tunnel.as_ref().unwrap().traffic_back_after, None);
+    assert!(ChaosReport {
+        load: Measurement::default(),
+        faults: records,
+        failover: None,
+    }
+    .render()
+    .contains("far servers [13, 14]: traffic stopped after 60 ms, back never"));
 }

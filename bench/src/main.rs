@@ -60,7 +60,7 @@ struct Cli {
     /// With --update-docs: where the latency plot (SVG) goes.
     #[arg(long, default_value = "docs/bench-latency.svg")]
     plot: PathBuf,
-    /// Only these scenarios (keys A-H, comma-separated).
+    /// Only these scenarios (keys A-J, comma-separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// G: where the Docker deployment's LB listens, as the host reaches it
@@ -86,6 +86,17 @@ struct Cli {
     /// as not run for this reason.
     #[arg(long, value_name = "REASON", conflicts_with = "docker_target")]
     docker_unavailable: Option<String>,
+    /// J: a program run as `PROGRAM up` before scenario J, which stands the
+    /// swarm deployment up and prints `target=IP:PORT` (and optionally
+    /// `lb_pid=N`) on stdout, and as `PROGRAM down` after it
+    /// (deploy/bench.sh passes deploy/bench-swarm.sh). Without it J is
+    /// reported as not run.
+    #[arg(long, value_name = "PROGRAM")]
+    swarm_hook: Option<PathBuf>,
+    /// Why there is no swarm deployment to measure: J is reported as not
+    /// run for this reason.
+    #[arg(long, value_name = "REASON", conflicts_with = "swarm_hook")]
+    swarm_unavailable: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -119,6 +130,11 @@ fn main() -> Result<()> {
         loadgen_sockets: cli.sockets,
         loadgen_threads: cli.threads,
         docker,
+        swarm_hook: match (&cli.swarm_hook, &cli.swarm_unavailable) {
+            (_, Some(why)) => Err(why.clone()),
+            (Some(hook), None) => Ok(hook.clone()),
+            (None, None) => Err("no swarm hook given (--swarm-hook)".to_owned()),
+        },
     };
     let scenarios = [
         (
@@ -147,13 +163,15 @@ fn main() -> Result<()> {
         ),
         ("G", Scenario::DockerIpcs),
         ("H", Scenario::DockerNginx { workers: 1 }),
+        ("I", Scenario::TwoHosts),
+        ("J", Scenario::Swarm),
     ];
     if let Some(unknown) = cli
         .only
         .iter()
         .find(|o| !scenarios.iter().any(|(k, _)| k == o))
     {
-        anyhow::bail!("--only: no scenario {unknown} (keys A-H)");
+        anyhow::bail!("--only: no scenario {unknown} (keys A-J)");
     }
     let chosen: Vec<_> = scenarios
         .iter()
@@ -241,8 +259,13 @@ fn config_summary(cli: &Cli) -> String {
         ),
         _ => String::new(),
     };
+    let swarm = if cli.swarm_hook.is_some() && cli.swarm_unavailable.is_none() {
+        "; J: the swarm deployment, loadgen on the host against the node's address"
+    } else {
+        ""
+    };
     format!(
-        "Run {date} on {cores} cores, kernel {}, {} servers (netns){docker}; command: \
+        "Run {date} on {cores} cores, kernel {}, {} servers (netns){docker}{swarm}; command: \
          `deploy/bench.sh` (`ipcs-bench {flags}`).",
         kernel.trim(),
         cli.servers,

@@ -150,6 +150,23 @@ pub fn markdown(rows: &[Row], fixed_rps: u64) -> String {
             "- G/H, IPCS/nginx on Docker (max clean rate): **{r:.2}**"
         );
     }
+    // The cost of a second host (every frame through the VXLAN tunnel), and
+    // of Swarm's overlay and host-mode port against compose's bridge.
+    if let Some(r) = ratio(rows, "I", "A") {
+        let _ = writeln!(t, "- I/A, two hosts/one host (max clean rate): **{r:.2}**");
+    }
+    if let Some(r) = p99_ratio(rows, "I", "A") {
+        let _ = writeln!(
+            t,
+            "- I/A, two hosts/one host (p99 @ {fixed_rps}): **{r:.2}**"
+        );
+    }
+    if let Some(r) = ratio(rows, "J", "G") {
+        let _ = writeln!(t, "- J/G, Swarm/compose (max clean rate): **{r:.2}**");
+    }
+    if let Some(r) = p99_ratio(rows, "J", "G") {
+        let _ = writeln!(t, "- J/G, Swarm/compose (p99 @ {fixed_rps}): **{r:.2}**");
+    }
     if let Some(e) = rows.iter().find(|r| r.key == "G").and_then(|r| r.lb_events) {
         let _ = writeln!(
             t,

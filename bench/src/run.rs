@@ -32,6 +32,44 @@ pub struct BenchConfig {
     /// The Docker deployment scenarios G and H measure, or why there is
     /// none (they are then reported as not run).
     pub docker: Result<DockerTarget, String>,
+    /// The program that brings the swarm deployment up and down for
+    /// scenario J (see [`SwarmTarget::from_hook_output`]), or why there is
+    /// none.
+    pub swarm_hook: Result<PathBuf, String>,
+}
+
+/// The swarm deployment as its hook reports it: `target=IP:PORT` (where the
+/// LB service's published port is reached from the host) and, optionally,
+/// `lb_pid=N` (the LB container's process as the host sees it), one per
+/// line; other lines are ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmTarget {
+    pub lb: SocketAddr,
+    pub lb_pid: Option<u32>,
+}
+
+impl SwarmTarget {
+    pub fn from_hook_output(text: &str) -> anyhow::Result<SwarmTarget> {
+        let mut lb = None;
+        let mut lb_pid = None;
+        for line in text.lines() {
+            match line.trim().split_once('=') {
+                Some(("target", v)) => {
+                    lb = Some(v.parse().map_err(|e| {
+                        anyhow::anyhow!("the swarm hook's target {v:?} is not IP:PORT: {e}")
+                    })?)
+                }
+                Some(("lb_pid", v)) => {
+                    lb_pid = Some(v.parse().map_err(|e| {
+                        anyhow::anyhow!("the swarm hook's lb_pid {v:?} is not a pid: {e}")
+                    })?)
+                }
+                _ => {}
+            }
+        }
+        let lb = lb.ok_or_else(|| anyhow::anyhow!("the swarm hook printed no target=IP:PORT"))?;
+        Ok(SwarmTarget { lb, lb_pid })
+    }
 }
 
 /// The Docker deployment as `./bootstrap.sh` made it, as seen from the
@@ -71,6 +109,12 @@ pub enum Scenario {
     DockerNginx {
         workers: u32,
     },
+    /// IPCS (1 worker) on the two-host netns topology, every server on the
+    /// far host: each request and reply crosses the VXLAN tunnel.
+    TwoHosts,
+    /// IPCS as `./bootstrap.sh --swarm` deploys it (the LB a service on the
+    /// overlay, its port published in host mode), from the host.
+    Swarm,
 }
 
 impl Scenario {
@@ -93,7 +137,23 @@ impl Scenario {
             Scenario::DockerNginx { workers } => format!(
                 "nginx UDP proxy, {workers} worker(s), on the host, in front of the Docker servers' UDP mode"
             ),
+            Scenario::TwoHosts => {
+                "IPCS ipcs-lb, 1 worker, every server on a second host behind a VXLAN tunnel (netns, MTU 1450)"
+                    .to_owned()
+            }
+            Scenario::Swarm => {
+                "IPCS on Docker Swarm as ./bootstrap.sh --swarm deploys it (LB service on the overlay, host-mode port), from the host"
+                    .to_owned()
+            }
         }
+    }
+
+    /// Whether the scenario runs on the shared netns topology (A-F).
+    pub fn on_topology(self) -> bool {
+        matches!(
+            self,
+            Scenario::Ipcs { .. } | Scenario::Nginx { .. } | Scenario::Direct
+        )
     }
 
     /// Whether the scenario measures the Docker deployment (from the host)
@@ -112,7 +172,7 @@ pub fn run_all(config: &BenchConfig, scenarios: &[(&str, Scenario)]) -> anyhow::
     std::fs::create_dir_all(&config.out_dir)?;
     // The topology only when a netns scenario is chosen: G and H alone need
     // none.
-    let mut topology = if scenarios.iter().any(|(_, s)| !s.is_docker()) {
+    let mut topology = if scenarios.iter().any(|(_, s)| s.on_topology()) {
         let mut topology = Topology::builder().servers(config.servers).build()?;
         topology.start_registry(&[])?;
         let udp = format!("0.0.0.0:{SERVER_UDP_PORT}");
@@ -139,21 +199,36 @@ pub fn run_all(config: &BenchConfig, scenarios: &[(&str, Scenario)]) -> anyhow::
     let mut rows = Vec::new();
     for (key, scenario) in scenarios {
         let scenario = *scenario;
-        let result = match (&mut topology, scenario.is_docker(), &config.docker) {
-            (_, true, Err(why)) => {
+        let result = match (&mut topology, scenario, &config.swarm_hook) {
+            (_, Scenario::TwoHosts, _) => {
+                eprintln!("ipcs-bench: measuring {key}: {}", scenario.name());
+                measure_two_hosts(&in_core, config, key)
+            }
+            (_, Scenario::Swarm, Err(why)) => {
                 eprintln!("ipcs-bench: {key}: not run: {why}");
                 rows.push(Row::not_run(key, scenario.name(), why));
                 continue;
             }
-            (_, true, Ok(docker)) => {
+            (_, Scenario::Swarm, Ok(hook)) => {
                 eprintln!("ipcs-bench: measuring {key}: {}", scenario.name());
-                measure_docker(docker, &on_host, config, key, scenario)
+                measure_swarm(hook, &on_host, config, key)
             }
-            (Some(topology), false, _) => {
-                eprintln!("ipcs-bench: measuring {key}: {}", scenario.name());
-                measure(topology, &in_core, config, key, scenario)
-            }
-            (None, false, _) => unreachable!("the topology is built for netns scenarios"),
+            _ => match (&mut topology, scenario.is_docker(), &config.docker) {
+                (_, true, Err(why)) => {
+                    eprintln!("ipcs-bench: {key}: not run: {why}");
+                    rows.push(Row::not_run(key, scenario.name(), why));
+                    continue;
+                }
+                (_, true, Ok(docker)) => {
+                    eprintln!("ipcs-bench: measuring {key}: {}", scenario.name());
+                    measure_docker(docker, &on_host, config, key, scenario)
+                }
+                (Some(topology), false, _) => {
+                    eprintln!("ipcs-bench: measuring {key}: {}", scenario.name());
+                    measure(topology, &in_core, config, key, scenario)
+                }
+                (None, false, _) => unreachable!("the topology is built for netns scenarios"),
+            },
         };
         let row = result.unwrap_or_else(|e| Row {
             key: (*key).to_owned(),
@@ -233,8 +308,11 @@ fn measure(
                 .ip;
             (SocketAddr::new(first.into(), SERVER_UDP_PORT), None)
         }
-        Scenario::DockerIpcs | Scenario::DockerNginx { .. } => {
-            anyhow::bail!("{key} measures the Docker deployment, not the netns topology")
+        Scenario::DockerIpcs
+        | Scenario::DockerNginx { .. }
+        | Scenario::TwoHosts
+        | Scenario::Swarm => {
+            anyhow::bail!("{key} does not run on the shared netns topology")
         }
     };
     let pid = process.map(|i| topology.process(i).pid());
@@ -309,6 +387,73 @@ fn measure_docker(
         }
         _ => anyhow::bail!("{key} is not a Docker scenario"),
     }
+}
+
+/// Scenario I: a two-host topology of its own, every server on the far
+/// host, the registry and the LB on the near one; loadgen in its core.
+fn measure_two_hosts(loadgen: &Loadgen, config: &BenchConfig, key: &str) -> anyhow::Result<Row> {
+    let mut topology = Topology::builder().far_servers(config.servers).build()?;
+    topology.start_registry(&[])?;
+    for slot in topology.server_slots() {
+        topology.start_server(slot, &[])?;
+    }
+    let lb = topology.start_lb(&["--listen", BALANCER_ADDR, "--admin", "127.0.0.1:0"])?;
+    let loadgen = Loadgen {
+        netns: topology.core_netns().map(str::to_owned),
+        ..loadgen.clone()
+    };
+    let pid = topology.process(lb).pid();
+    let target = BALANCER_ADDR.parse()?;
+    measure_target(
+        &loadgen,
+        config,
+        key,
+        Scenario::TwoHosts,
+        target,
+        Some(pid),
+        None,
+    )
+}
+
+/// Scenario J: `hook up` stands the swarm deployment up and says where it
+/// listens; `hook down` takes it away again, whatever the measurement did.
+fn measure_swarm(
+    hook: &Path,
+    loadgen: &Loadgen,
+    config: &BenchConfig,
+    key: &str,
+) -> anyhow::Result<Row> {
+    let run = |step: &str| -> anyhow::Result<String> {
+        let out = std::process::Command::new(hook)
+            .arg(step)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| anyhow::anyhow!("running {} {step}: {e}", hook.display()))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{} {step} failed ({})",
+            hook.display(),
+            out.status
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let row = run("up")
+        .and_then(|text| SwarmTarget::from_hook_output(&text))
+        .and_then(|target| {
+            measure_target(
+                loadgen,
+                config,
+                key,
+                Scenario::Swarm,
+                target.lb,
+                target.lb_pid,
+                None,
+            )
+        });
+    if let Err(e) = run("down") {
+        eprintln!("ipcs-bench: {key}: {e}");
+    }
+    row
 }
 
 /// Warm-up, find-max and the fixed-rate run against `target`, with the CPU
@@ -441,6 +586,20 @@ mod tests {
         );
         let addr = serve_once("HTTP/1.0 404 Not Found\r\n\r\nipcs_lb_retries_total 4\n");
         assert_eq!(lb_events(addr), None);
+    }
+
+    #[test]
+    fn swarm_hook_output_names_the_target_and_the_lb() {
+        let t =
+            SwarmTarget::from_hook_output("noise\ntarget=192.0.2.2:8080\nlb_pid=4242\n").unwrap();
+        assert_eq!(t.lb, "192.0.2.2:8080".parse().unwrap());
+        assert_eq!(t.lb_pid, Some(4242));
+        let t = SwarmTarget::from_hook_output("target=10.0.0.1:8080").unwrap();
+        assert_eq!(t.lb_pid, None);
+        assert!(SwarmTarget::from_hook_output("lb_pid=1\n").is_err());
+        assert!(SwarmTarget::from_hook_output("target=somewhere\n").is_err());
+        assert!(SwarmTarget::from_hook_output("target=10.0.0.1:8080\nlb_pid=x\n").is_err());
+        assert!(!Scenario::Swarm.on_topology() && !Scenario::TwoHosts.on_topology());
     }
 
     #[test]

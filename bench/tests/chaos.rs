@@ -34,6 +34,7 @@ fn ten_second_soak_loses_nothing() {
         duration: Duration::from_secs(10),
         rps: 20_000,
         servers: 4,
+        far_servers: 0,
         lbs,
         out_dir: out_dir.clone(),
     })

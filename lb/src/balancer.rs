@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use ipcs_common::sys::privs::{self, Credentials};
 use ipcs_common::sys::sched::thread_nice;
 use ipcs_common::sys::{set_thread_nice, set_udp_segment, Interface};
+use ipcs_common::wire::records::requests_within;
 
 use crate::admin::{self, AdminView};
 use crate::budget::BudgetPolicy;
@@ -125,6 +126,10 @@ impl LoadBalancer {
         if !(1..=MAX_WORKERS).contains(&n) {
             return Err(StartError::Workers(n));
         }
+        let iface = Interface::lookup(&config.iface).map_err(|source| StartError::Interface {
+            name: config.iface.clone(),
+            source,
+        })?;
         // One secret for the whole load balancer, never leaving the process.
         let secret = LbSecret::random().map_err(StartError::Secret)?;
         let per_worker = |w: usize| CoreConfig {
@@ -142,6 +147,7 @@ impl LoadBalancer {
             max_records: config.max_records,
             secret: secret.clone(),
             source_share: config.source_share,
+            link_mtu: iface.mtu,
         };
         per_worker(0).validate()?;
         if let Some(user) = config.user {
@@ -155,10 +161,12 @@ impl LoadBalancer {
             signals
                 .push(stop_signals().map_err(|source| StartError::Worker { worker: w, source })?);
         }
-        let iface = Interface::lookup(&config.iface).map_err(|source| StartError::Interface {
-            name: config.iface.clone(),
-            source,
-        })?;
+        tracing::info!(
+            "{} has MTU {}: at most {} requests per frame",
+            iface.name,
+            iface.mtu,
+            config.max_records.min(requests_within(iface.mtu))
+        );
 
         // Sockets first. The UDP sockets queue requests while the list loads.
         let mut udp = Vec::with_capacity(n);

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::Guard;
 use hdrhistogram::Histogram;
-use ipcs_common::wire::records::{records, Record, MAX_RECORDS};
+use ipcs_common::wire::records::{records, requests_within, Record, MAX_RECORDS};
 use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, Status};
 
 use crate::budget::{BudgetPolicy, RetryBudget};
@@ -85,6 +85,9 @@ pub struct CoreConfig {
     /// The share (0 < share <= 1) of the table of requests in flight and
     /// of the error replies one source prefix may take (crate::fairness).
     pub source_share: f64,
+    /// The backend interface's MTU, as read from the kernel: no frame is
+    /// packed past it (see [`requests_within`]).
+    pub link_mtu: usize,
 }
 
 /// Why a configuration cannot be used.
@@ -727,14 +730,29 @@ impl Core {
         );
     }
 
+    /// The most request records one frame may carry: what `--frame-records`
+    /// allows and what fits the link's MTU, whichever is fewer.
+    pub fn frame_records(&self) -> u8 {
+        self.config
+            .max_records
+            .min(requests_within(self.config.link_mtu))
+    }
+
+    /// Follows a change of the backend interface's MTU: frames packed from
+    /// now on fit the new one.
+    pub fn set_link_mtu(&mut self, mtu: usize) {
+        self.config.link_mtu = mtu;
+    }
+
     fn send_attempt(&mut self, handle: Handle, server: MacAddr, now: Instant) -> Action {
         let request_deadline = self.request_deadline(self.table.get(handle));
         let mut records = 1;
+        let frame_records = self.frame_records();
         let mut timeout = self.config.timeout.initial;
         if let Some(state) = self.health.get_mut(server) {
             bump(&state.counters.requests);
             state.in_flight = state.in_flight.saturating_add(1);
-            records = state.max_records.min(self.config.max_records).max(1);
+            records = state.max_records.min(frame_records).max(1);
             timeout = state.rtt.timeout(&self.config.timeout);
         }
         // Rounded up to its lane's duration, so each lane stays in order.

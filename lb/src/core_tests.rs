@@ -47,6 +47,7 @@ pub(super) fn config() -> CoreConfig {
         max_records: 32,
         secret: LbSecret::from_bytes([0x42; 32]),
         source_share: 1.0,
+        link_mtu: 1500,
     }
 }
 
@@ -717,6 +718,32 @@ fn a_server_that_announces_records_gets_them_up_to_the_configured_most() {
     let second = ask(&mut rig, 2);
     rig.core.on_frame(&answer(second, mac(1), 1), rig.t0);
     assert_eq!(records_of(ask(&mut rig, 3)), 1);
+}
+
+#[test]
+fn packing_stops_at_the_links_mtu_and_follows_it() {
+    // A 300-byte link holds 16 request records (288 bytes); a server that
+    // reads 64 still gets no more in one frame.
+    let mut rig = Rig::new(
+        CoreConfig {
+            link_mtu: 300,
+            ..config()
+        },
+        &[1],
+    );
+    assert_eq!(rig.core.frame_records(), 16);
+    let ask = |rig: &mut Rig, i: u16| {
+        rig.core
+            .on_request(client(4000 + i), &request(1, 2, Op::Add).to_bytes(), rig.t0)
+    };
+    let first = ask(&mut rig, 0);
+    rig.core
+        .on_frame(&with_capability(answer(first, mac(1), 1), 64), rig.t0);
+    assert_eq!(records_of(ask(&mut rig, 1)), 16);
+    rig.core.set_link_mtu(150); // 8 records of 18 bytes
+    assert_eq!(records_of(ask(&mut rig, 2)), 8);
+    rig.core.set_link_mtu(1450); // an overlay: --frame-records binds again
+    assert_eq!(records_of(ask(&mut rig, 3)), 32);
 }
 
 #[test]

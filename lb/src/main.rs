@@ -313,7 +313,10 @@ struct Args {
     /// announces it reads (servers announce it in their reply frames; until
     /// a server has, it gets one request per frame). 1 sends every request
     /// in its own frame. Fewer frames means less work per request for the
-    /// balancer, the bridge and the servers.
+    /// balancer, the bridge and the servers. A frame never exceeds the
+    /// backend interface's MTU (read from the kernel, again every second):
+    /// 1500 and a VXLAN overlay's 1450 hold 64 records; a smaller MTU holds
+    /// MTU/14.
     #[arg(long, value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u8).range(1..=64))]
     frame_records: u8,

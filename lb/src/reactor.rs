@@ -79,11 +79,12 @@ const GSO_SLOT: usize = REPLY_LEN * MAX_GSO_SEGMENTS;
 const RAW_SLOT: usize = MAX_RECORDS_FRAME_LEN;
 /// How often the latency histogram is copied out for the metrics page.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
-/// How often the backend interface's MAC is read again. A Linux bridge
+/// How often the backend interface's MAC and MTU are read again. A Linux bridge
 /// without a configured address takes the lowest MAC of its ports, so it
 /// changes when a server's port comes or goes; frames from the old MAC get
-/// replies the bridge no longer hands to us.
-const MAC_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// replies the bridge no longer hands to us. Its MTU too: an overlay or a
+/// changed link must not get frames longer than it carries.
+const LINK_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Kernel buffer size asked for on both sockets, for bursts.
 const SOCKET_BUFFER: usize = 4 << 20;
 /// Batches of each socket one pump reads at most before timers run.
@@ -145,7 +146,7 @@ pub struct Reactor {
     udp_readable: bool,
     raw_readable: bool,
     next_publish: Instant,
-    next_mac_check: Instant,
+    next_link_check: Instant,
     /// Since when deadlines have been put off (unread replies, blocked
     /// output).
     tick_deferred_since: Option<Instant>,
@@ -207,7 +208,7 @@ impl Reactor {
             udp_readable: true,
             raw_readable: true,
             next_publish: Instant::now() + PUBLISH_EVERY,
-            next_mac_check: Instant::now() + MAC_CHECK_EVERY,
+            next_link_check: Instant::now() + LINK_CHECK_EVERY,
             tick_deferred_since: None,
             stats: worker_stats,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
@@ -308,7 +309,7 @@ impl Reactor {
             // Unread data and free output: no edge will come for it.
             return Some(Duration::ZERO);
         }
-        let mut next = self.next_publish.min(self.next_mac_check);
+        let mut next = self.next_publish.min(self.next_link_check);
         if let Some(d) = self.draining_until {
             next = next.min(d);
         }
@@ -333,29 +334,42 @@ impl Reactor {
             self.core.publish(now);
             self.next_publish = now + PUBLISH_EVERY;
         }
-        if now >= self.next_mac_check {
-            self.follow_mac();
-            self.next_mac_check = now + MAC_CHECK_EVERY;
+        if now >= self.next_link_check {
+            self.follow_link();
+            self.next_link_check = now + LINK_CHECK_EVERY;
         }
     }
 
-    /// Reads the backend interface's MAC again and, if it changed, sends
-    /// from and accepts replies to the new one.
-    fn follow_mac(&mut self) {
+    /// Reads the backend interface's MAC and MTU again and, if the MAC
+    /// changed, sends from and accepts replies to the new one; if the MTU
+    /// did, packs frames to the new one.
+    fn follow_link(&mut self) {
         let name = &self.io.raw.interface().name;
-        match Interface::lookup(name) {
-            Ok(iface) if iface.mac != self.io.lb_mac => {
-                tracing::warn!(
-                    iface = %name,
-                    old = %self.io.lb_mac,
-                    new = %iface.mac,
-                    "the backend interface's MAC changed; sending from the new one (give the bridge a fixed address to avoid this)"
-                );
-                self.io.lb_mac = iface.mac;
-                self.core.set_lb_mac(iface.mac);
+        let iface = match Interface::lookup(name) {
+            Ok(iface) => iface,
+            Err(e) => {
+                tracing::debug!(iface = %name, "cannot read the backend interface: {e}");
+                return;
             }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(iface = %name, "cannot read the backend interface: {e}"),
+        };
+        if iface.mac != self.io.lb_mac {
+            tracing::warn!(
+                iface = %name,
+                old = %self.io.lb_mac,
+                new = %iface.mac,
+                "the backend interface's MAC changed; sending from the new one (give the bridge a fixed address to avoid this)"
+            );
+            self.io.lb_mac = iface.mac;
+            self.core.set_lb_mac(iface.mac);
+        }
+        if iface.mtu != self.core.config().link_mtu {
+            tracing::warn!(
+                iface = %name,
+                old = self.core.config().link_mtu,
+                new = iface.mtu,
+                "the backend interface's MTU changed; packing frames to the new one"
+            );
+            self.core.set_link_mtu(iface.mtu);
         }
     }
 

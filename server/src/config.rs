@@ -274,6 +274,7 @@ mod tests {
             index: 2,
             mac: MacAddr([2, 0x42, 0xac, 0x10, 0xee, 0x0b]),
             ipv4,
+            mtu: 1500,
         }
     }
 

@@ -4,7 +4,9 @@
 //! capability record) or the reason the frame is dropped. The reactor feeds
 //! it every frame the raw socket delivers.
 
-use ipcs_common::wire::records::{emit_capability, records, Record, RecordError, MAX_RECORDS};
+use ipcs_common::wire::records::{
+    emit_capability, records, replies_within, Record, RecordError, MAX_RECORDS,
+};
 use ipcs_common::wire::{self, FrameBody, FramePacket, FrameRepr, MacAddr, Reply, Status};
 
 /// Why a received frame gets no reply. Each reason is counted on its own
@@ -26,8 +28,9 @@ pub enum DropReason {
     /// The source is a broadcast or multicast address, which no request
     /// can legitimately come from and no reply should go to.
     BadSource,
-    /// A request record beyond the most one frame may carry (`MAX_RECORDS`,
-    /// which this server announces); counted per record.
+    /// A request record beyond the most one reply frame may answer (what
+    /// this server announces: `MAX_RECORDS`, fewer on a link whose MTU
+    /// holds fewer); counted per record.
     TooManyRecords,
 }
 
@@ -63,11 +66,34 @@ pub enum FrameOutcome {
 pub struct FrameHandler {
     mac: MacAddr,
     id: u8,
+    /// The most requests answered from one frame, and announced: as many
+    /// replies as one frame within the link's MTU holds.
+    max_records: u8,
 }
 
 impl FrameHandler {
+    /// A handler whose reply frames fit a 1500-byte MTU.
     pub const fn new(mac: MacAddr, id: u8) -> FrameHandler {
-        FrameHandler { mac, id }
+        FrameHandler {
+            mac,
+            id,
+            max_records: MAX_RECORDS,
+        }
+    }
+
+    /// The same handler for a link of `mtu`: it announces, and answers
+    /// from one frame, only as many requests as one reply frame within
+    /// the MTU holds, so no reply frame it builds is longer.
+    pub fn within_mtu(self, mtu: usize) -> FrameHandler {
+        FrameHandler {
+            max_records: replies_within(mtu),
+            ..self
+        }
+    }
+
+    /// The most requests it answers from one frame (and announces).
+    pub const fn max_records(&self) -> u8 {
+        self.max_records
     }
 
     pub const fn mac(&self) -> MacAddr {
@@ -150,7 +176,7 @@ impl FrameHandler {
                     return 0;
                 }
             };
-            if answered == MAX_RECORDS {
+            if answered == self.max_records {
                 record(&FrameOutcome::Drop(DropReason::TooManyRecords));
                 continue;
             }
@@ -169,7 +195,7 @@ impl FrameHandler {
             };
         }
         if len > 0 {
-            len += emit_capability(&mut out[len..], MAX_RECORDS);
+            len += emit_capability(&mut out[len..], self.max_records);
         }
         len
     }
@@ -553,6 +579,35 @@ mod tests {
             .count();
         assert_eq!(dropped, 70 - usize::from(MAX_RECORDS));
         assert!(bytes.len() <= MAX_RECORDS_FRAME_LEN);
+    }
+
+    #[test]
+    fn on_a_small_mtu_the_reply_frame_stops_at_it() {
+        // A 298-byte link: 16 replies and the capability make exactly 298
+        // bytes after the Ethernet header; the 17th request is refused.
+        let small = handler().within_mtu(298);
+        assert_eq!(small.max_records(), 16);
+        let many: Vec<_> = (0..30u32).map(|i| (i, 1, 1, u64::from(i))).collect();
+        let mut out = [0u8; MAX_RECORDS_FRAME_LEN];
+        let mut outcomes = Vec::new();
+        let len = small.answer_frame(&multi_request(&many), &mut out, |o| outcomes.push(*o));
+        assert_eq!(len, ipcs_common::wire::frame::ETHERNET_LEN + 298);
+        let got: Vec<_> = records(&out[..len]).collect();
+        assert_eq!(got.len(), 17);
+        assert_eq!(
+            got[16],
+            Ok(Record::Capability {
+                src: ME,
+                max_records: 16
+            })
+        );
+        let refused = outcomes
+            .iter()
+            .filter(|o| **o == FrameOutcome::Drop(DropReason::TooManyRecords))
+            .count();
+        assert_eq!(refused, 30 - 16);
+        // A 1500- or 1450-byte link changes nothing.
+        assert_eq!(handler().within_mtu(1450), handler());
     }
 
     #[test]

@@ -148,11 +148,17 @@ impl Reactor {
         poll.registry()
             .register(&mut SourceFd(&socket.as_raw_fd()), RAW, Interest::READABLE)
             .map_err(StartError::Poll)?;
+        // Reply frames stay within the interface's MTU (1450 on an overlay),
+        // which the capability record tells the load balancer.
+        let handler = FrameHandler::new(identity.mac, identity.id).within_mtu(iface.mtu);
+        tracing::info!(
+            "{} has MTU {}: answering up to {} requests per frame",
+            iface.name,
+            iface.mtu,
+            handler.max_records()
+        );
         let raw = Path::new(
-            RawEndpoint {
-                socket,
-                handler: FrameHandler::new(identity.mac, identity.id),
-            },
+            RawEndpoint { socket, handler },
             RAW,
             MsgBatch::new(batch, FRAME_SLOT),
             MsgBatch::new(batch, REPLY_SLOT),

@@ -10,6 +10,12 @@
 //!        ...
 //! ```
 //!
+//! With [`TopologyBuilder::far_servers`], a second host joins: a namespace
+//! with a bridge of its own and more servers, its bridge joined to the
+//! core's by a VXLAN tunnel over a veth "wire" ([`two_host`]): the backend
+//! segment then spans two (simulated) machines, as a Docker Swarm overlay
+//! network does.
+//!
 //! The addresses are those of the Docker deployment, so every test exercises
 //! the production layout. Tests put the core in a namespace of its own, so
 //! any number of topologies run side by side without clashing; everything a
@@ -21,6 +27,7 @@ pub mod binaries;
 pub mod persisted;
 pub mod process;
 pub mod topology;
+pub mod two_host;
 pub mod vrrp;
 
 pub use binaries::binary;

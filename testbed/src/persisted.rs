@@ -246,6 +246,7 @@ impl Persisted {
                 None,
                 &format!("s{id}"),
                 Ipv4Addr::new(172, 16, 238, id),
+                None,
             )?;
             self.netns.push(host.netns.clone());
             let pid = self.start_server(&host.netns, id)?;

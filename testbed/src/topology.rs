@@ -9,6 +9,7 @@ use ipcs_common::registry_auth::{Key, KeyError};
 
 use crate::binaries::binary;
 use crate::process::ChildProcess;
+use crate::two_host::{FarHost, MIN_LINK_MTU, TUNNEL_MTU, VXLAN_OVERHEAD};
 
 /// The bridge every topology builds, as the Docker deployment names it.
 pub const BRIDGE: &str = "ipcs0";
@@ -40,6 +41,12 @@ pub enum TopologyError {
     NotRoot,
     #[error("deployment key: {0}")]
     Key(#[from] KeyError),
+    #[error("a second host needs the core in a namespace of its own (Core::Namespace)")]
+    FarHostNeedsOwnCore,
+    #[error("a backend MTU must be {MIN_LINK_MTU}..={max}, got {0}", max = 65535 - VXLAN_OVERHEAD)]
+    LinkMtu(usize),
+    #[error("this topology has no second host")]
+    NoFarHost,
 }
 
 /// Where the bridge (and the load balancer) lives.
@@ -58,8 +65,10 @@ pub struct Host {
     pub netns: String,
     /// The address of its `eth0`.
     pub ip: Ipv4Addr,
-    /// The bridge-side end of its veth pair (in the core), for cutting it off.
+    /// The bridge-side end of its veth pair, for cutting it off.
     pub bridge_port: String,
+    /// The namespace of the bridge it hangs on (`None`: the caller's).
+    pub bridge_netns: Option<String>,
 }
 
 /// Options for [`Topology`]. `servers` namespaces are made at build time;
@@ -72,6 +81,8 @@ pub struct TopologyBuilder {
     log_dir: Option<PathBuf>,
     detached: bool,
     key_file: Option<PathBuf>,
+    far_servers: Option<usize>,
+    link_mtu: Option<usize>,
 }
 
 impl TopologyBuilder {
@@ -80,6 +91,22 @@ impl TopologyBuilder {
     /// a 0600 file removed with it).
     pub fn key_file(mut self, path: &Path) -> Self {
         self.key_file = Some(path.to_owned());
+        self
+    }
+
+    /// Adds a second host (see [`two_host`](crate::two_host)) with `n`
+    /// servers of its own, joined to the core's bridge by a VXLAN tunnel.
+    /// Its servers take the slots after the core's.
+    pub fn far_servers(mut self, n: usize) -> Self {
+        self.far_servers = Some(n);
+        self
+    }
+
+    /// The MTU of every backend link (bridges, veths and, with a second
+    /// host, the tunnel; its wire gets 50 more). Default: the kernel's
+    /// 1500 on one host, the tunnel's 1450 on two.
+    pub fn link_mtu(mut self, mtu: usize) -> Self {
+        self.link_mtu = Some(mtu);
         self
     }
 
@@ -117,8 +144,17 @@ impl TopologyBuilder {
         if !ipcs_common::sys::is_root() {
             return Err(TopologyError::NotRoot);
         }
-        if self.servers > MAX_SERVERS {
+        let far_servers = self.far_servers.unwrap_or(0);
+        if self.servers + far_servers > MAX_SERVERS {
             return Err(TopologyError::TooManyServers);
+        }
+        if self.far_servers.is_some() && self.core != Core::Namespace {
+            return Err(TopologyError::FarHostNeedsOwnCore);
+        }
+        let link_mtu = self.link_mtu.or(self.far_servers.map(|_| TUNNEL_MTU));
+        if let Some(mtu) = link_mtu.filter(|m| !(MIN_LINK_MTU..=65535 - VXLAN_OVERHEAD).contains(m))
+        {
+            return Err(TopologyError::LinkMtu(mtu));
         }
         let prefix = self.prefix.unwrap_or_else(unique_prefix);
         let keep_logs = self.log_dir.is_some();
@@ -162,12 +198,22 @@ impl TopologyBuilder {
             made_bridge: false,
             keep_logs,
             detached: self.detached,
+            far: None,
+            link_mtu,
         };
         // On error, `topology` is dropped here and removes what was made.
         topology.make_core()?;
         topology.registry = Some(topology.make_host("reg", REGISTRY_IP)?);
+        if let (Some(core), Some(mtu)) =
+            (self.far_servers.and(topology.core_netns.clone()), link_mtu)
+        {
+            topology.far = Some(FarHost::make(&topology.prefix, &core, mtu)?);
+        }
         for _ in 0..self.servers {
             topology.add_server()?;
+        }
+        for _ in 0..far_servers {
+            topology.add_far_server()?;
         }
         Ok(topology)
     }
@@ -215,6 +261,10 @@ pub struct Topology {
     key_file: PathBuf,
     /// The file is the topology's own (removed with it).
     made_key: bool,
+    /// The second host, if the topology has one.
+    far: Option<FarHost>,
+    /// The MTU given to every backend link (`None`: the kernel's default).
+    link_mtu: Option<usize>,
 }
 
 impl Topology {
@@ -226,7 +276,40 @@ impl Topology {
             log_dir: None,
             detached: false,
             key_file: None,
+            far_servers: None,
+            link_mtu: None,
         }
+    }
+
+    /// The second host, if there is one.
+    pub fn far_host(&self) -> Option<&FarHost> {
+        self.far.as_ref()
+    }
+
+    /// Whether server slot `i` is on the second host.
+    pub fn is_far(&self, i: usize) -> bool {
+        let far = self.far.as_ref().map(|f| f.netns.as_str());
+        self.server(i)
+            .is_some_and(|h| far.is_some() && h.bridge_netns.as_deref() == far)
+    }
+
+    /// Adds a server namespace on the second host, in the next free slot;
+    /// returns the slot.
+    pub fn add_far_server(&mut self) -> Result<usize, TopologyError> {
+        let far = self.far.clone().ok_or(TopologyError::NoFarHost)?;
+        self.push_server(Some(&far.netns))
+    }
+
+    /// Cuts (`up == false`) or reconnects the wire between the two hosts:
+    /// meanwhile nothing crosses the tunnel, and the far servers, still
+    /// running, reach neither the registry nor the load balancer.
+    pub fn set_tunnel(&self, up: bool) -> Result<(), TopologyError> {
+        let far = self.far.as_ref().ok_or(TopologyError::NoFarHost)?;
+        let core = self
+            .core_netns
+            .as_deref()
+            .ok_or(TopologyError::FarHostNeedsOwnCore)?;
+        far.set_wire(core, up)
     }
 
     /// The deployment key the topology's processes are given.
@@ -290,12 +373,19 @@ impl Topology {
 
     /// Adds a server namespace in the next free slot; returns the slot.
     pub fn add_server(&mut self) -> Result<usize, TopologyError> {
+        let core = self.core_netns.clone();
+        self.push_server(core.as_deref())
+    }
+
+    /// Adds a server in the next slot on the bridge in `bridge_netns`.
+    fn push_server(&mut self, bridge_netns: Option<&str>) -> Result<usize, TopologyError> {
         let slot = self.servers.len();
         if slot >= MAX_SERVERS {
             return Err(TopologyError::TooManyServers);
         }
         let ip = Ipv4Addr::new(172, 16, 238, Self::server_id(slot));
-        let host = self.make_host(&format!("s{}", Self::server_id(slot)), ip)?;
+        let short = format!("s{}", Self::server_id(slot));
+        let host = make_host(&self.prefix, bridge_netns, &short, ip, self.link_mtu)?;
         self.servers.push(Some(host));
         Ok(slot)
     }
@@ -309,7 +399,7 @@ impl Topology {
             .and_then(Option::take)
             .ok_or(TopologyError::NoSuchServer(i))?;
         self.stop_processes_in(&host.netns);
-        remove_host(self.core_netns.as_deref(), &host.netns, &host.bridge_port)
+        remove_host(host.bridge_netns.as_deref(), &host.netns, &host.bridge_port)
     }
 
     /// Starts `program` in `netns` (`None`: the core). Its output goes to
@@ -543,7 +633,10 @@ impl Topology {
     /// frames to and from it are lost meanwhile, its processes keep running.
     pub fn set_link(&self, host: &Host, up: bool) -> Result<(), TopologyError> {
         let state = if up { "up" } else { "down" };
-        self.ip_in_core(&["link", "set", &host.bridge_port, state])
+        ip_in(
+            host.bridge_netns.as_deref(),
+            &["link", "set", &host.bridge_port, state],
+        )
     }
 
     /// The whole log of every process, for a failing test's message.
@@ -606,7 +699,13 @@ impl Topology {
         // and changes it when ports come and go, and the load balancer,
         // which sends from the bridge's MAC, would stop getting replies.
         let mac = bridge_mac();
-        self.ip_in_core(&["link", "add", BRIDGE, "address", &mac, "type", "bridge"])?;
+        let mut add = vec!["link", "add", BRIDGE, "address", &mac];
+        let mtu = self.link_mtu.map(|m| m.to_string());
+        if let Some(mtu) = &mtu {
+            add.extend(["mtu", mtu]);
+        }
+        add.extend(["type", "bridge"]);
+        self.ip_in_core(&add)?;
         self.made_bridge = true;
         self.ip_in_core(&[
             "addr",
@@ -619,7 +718,13 @@ impl Topology {
     }
 
     fn make_host(&mut self, short: &str, ip: Ipv4Addr) -> Result<Host, TopologyError> {
-        make_host(&self.prefix, self.core_netns.as_deref(), short, ip)
+        make_host(
+            &self.prefix,
+            self.core_netns.as_deref(),
+            short,
+            ip,
+            self.link_mtu,
+        )
     }
 
     fn ip_in_core(&self, args: &[&str]) -> Result<(), TopologyError> {
@@ -643,7 +748,10 @@ impl Drop for Topology {
             .chain(self.lb_nodes.drain(..))
             .collect();
         for host in hosts {
-            let _ = remove_host(self.core_netns.as_deref(), &host.netns, &host.bridge_port);
+            let _ = remove_host(host.bridge_netns.as_deref(), &host.netns, &host.bridge_port);
+        }
+        if let (Some(far), Some(core)) = (self.far.take(), self.core_netns.as_deref()) {
+            far.remove(core);
         }
         if self.made_bridge && self.core_netns.is_none() {
             let _ = run("ip", &["link", "del", BRIDGE]);
@@ -661,21 +769,31 @@ impl Drop for Topology {
 }
 
 /// Makes host `<prefix>-<short>`: a namespace whose `eth0` (address `ip`)
-/// is one end of a veth pair, the other end a port of the core's bridge.
+/// is one end of a veth pair, the other end a port of the bridge in
+/// namespace `core` (`None`: the caller's), both ends with MTU `mtu` if
+/// given.
 pub(crate) fn make_host(
     prefix: &str,
     core: Option<&str>,
     short: &str,
     ip: Ipv4Addr,
+    mtu: Option<usize>,
 ) -> Result<Host, TopologyError> {
     let netns = format!("{prefix}-{short}");
     run("ip", &["netns", "add", &netns])?;
     let bridge_port = bridge_port_name(prefix, core, short);
+    let mtu = mtu.map(|m| m.to_string());
     let mut add = vec!["link", "add", "name", &bridge_port];
     if let Some(core) = core {
         add.extend(["netns", core]);
     }
+    if let Some(mtu) = &mtu {
+        add.extend(["mtu", mtu]);
+    }
     add.extend(["type", "veth", "peer", "name", "eth0", "netns", &netns]);
+    if let Some(mtu) = &mtu {
+        add.extend(["mtu", mtu]);
+    }
     run("ip", &add)?;
     ip_in(core, &["link", "set", &bridge_port, "master", BRIDGE])?;
     ip_in(core, &["link", "set", &bridge_port, "up"])?;
@@ -687,6 +805,7 @@ pub(crate) fn make_host(
         netns,
         ip,
         bridge_port,
+        bridge_netns: core.map(str::to_owned),
     })
 }
 

@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use ipcs_bench::chaos::{render_schedule, run, schedule, ChaosConfig};
+use ipcs_bench::chaos::{render_schedule, run, schedule_for, ChaosConfig};
 
 #[derive(Parser)]
 #[command(
     version,
     about = "Steady load through ipcs-lb while servers are killed, frozen, added, removed and cut off and the \
              registry restarts (and, in runs of 30 s or more, one server and then all are slowed by 30 ms; \
-             with --lbs 2+, the LB holding the VIP is killed); fails unless every request is answered \
-             correctly or lost inside the measured failover window"
+             with --lbs 2+, the LB holding the VIP is killed; with --far-servers, the tunnel to the second \
+             host is cut for 2 s); fails unless every request is answered correctly or lost inside the \
+             measured failover window"
 )]
 struct Cli {
     /// Length of the soak, in seconds (30 or more to include the
@@ -28,6 +29,11 @@ struct Cli {
     /// Servers at the start (one more is added and one removed during the run).
     #[arg(long, default_value_t = 4)]
     servers: usize,
+    /// Servers on a second (simulated) host, whose bridge is joined to the
+    /// first's by a VXLAN tunnel over a veth "wire"; with any, the schedule
+    /// also cuts that wire for 2 s. 0: one host.
+    #[arg(long, default_value_t = 0)]
+    far_servers: usize,
     /// Load balancers: 2 or more run an LB tier sharing a VIP through
     /// keepalived (testbed/src/vrrp.rs), and the schedule kills the LB
     /// holding the VIP (losses are then accepted only inside the measured
@@ -51,7 +57,11 @@ fn main() -> Result<()> {
     if cli.print_schedule {
         print!(
             "{}",
-            render_schedule(&schedule(Duration::from_secs(cli.duration_s), cli.lbs >= 2))
+            render_schedule(&schedule_for(
+                Duration::from_secs(cli.duration_s),
+                cli.lbs >= 2,
+                cli.far_servers > 0
+            ))
         );
         return Ok(());
     }
@@ -59,6 +69,7 @@ fn main() -> Result<()> {
         duration: Duration::from_secs(cli.duration_s),
         rps: cli.rps,
         servers: cli.servers,
+        far_servers: cli.far_servers,
         lbs: cli.lbs,
         out_dir: cli.out_dir,
     })?;

@@ -44,10 +44,34 @@ pub const MAX_RECORDS: u8 = 64;
 /// The longest Ethernet frame (1500-byte MTU) without the FCS: what a
 /// receiver must make room for to see a frame whole.
 pub const MAX_ETHERNET_FRAME_LEN: usize = 1514;
+/// A request or reply record's length: kind, tag, 9-byte body.
+pub const DATA_RECORD_LEN: usize = RECORD_HEADER_LEN + 9;
 /// The longest frame IPCS sends with records: a full frame of
 /// [`MAX_RECORDS`] request or reply records and a capability record.
 pub const MAX_RECORDS_FRAME_LEN: usize =
-    ETHERNET_LEN + MAX_RECORDS as usize * (RECORD_HEADER_LEN + 9) + CAPABILITY_RECORD_LEN;
+    ETHERNET_LEN + MAX_RECORDS as usize * DATA_RECORD_LEN + CAPABILITY_RECORD_LEN;
+
+/// The most request records a load balancer puts in one frame on a link
+/// of `mtu` (the bytes after the Ethernet header): as many whole records
+/// as fit, at most [`MAX_RECORDS`], at least one. A frame longer than the
+/// MTU never arrives: a bridge port or a VXLAN tunnel (whose MTU is 50
+/// bytes below its wire's) drops it without a word.
+pub fn requests_within(mtu: usize) -> u8 {
+    records_within(mtu)
+}
+
+/// The most requests a server answers in one reply frame on a link of
+/// `mtu`, and so what it announces in its capability record: each answer
+/// takes a reply record and the frame ends with the capability record.
+/// (An error record is shorter than a reply record, so any mix fits.)
+pub fn replies_within(mtu: usize) -> u8 {
+    records_within(mtu.saturating_sub(CAPABILITY_RECORD_LEN))
+}
+
+fn records_within(room: usize) -> u8 {
+    let fit = (room / DATA_RECORD_LEN).clamp(1, usize::from(MAX_RECORDS));
+    u8::try_from(fit).unwrap_or(MAX_RECORDS)
+}
 
 /// One record of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

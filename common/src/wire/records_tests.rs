@@ -210,3 +210,66 @@ fn the_biggest_frame_fits_its_bound() {
     assert_eq!(len, MAX_RECORDS_FRAME_LEN);
     assert_eq!(all(&buf).len(), usize::from(MAX_RECORDS) + 1);
 }
+
+#[test]
+fn packing_stops_at_the_mtu() {
+    // The usual links: 1500 (a bridge), 1450 (VXLAN over 1500): the
+    // record cap binds before the MTU does.
+    assert_eq!(requests_within(1500), MAX_RECORDS);
+    assert_eq!(replies_within(1450), MAX_RECORDS);
+    // Small links: whole records only, and a reply frame keeps room for
+    // its capability record.
+    assert_eq!(requests_within(298), 16); // 16 * 18 = 288
+    assert_eq!(replies_within(298), 16); // 16 * 18 + 10 = 298, exactly
+    assert_eq!(requests_within(287), 15);
+    assert_eq!(replies_within(297), 15);
+    // Never below one record (a link that small carries no IP either).
+    assert_eq!(requests_within(0), 1);
+    assert_eq!(replies_within(5), 1);
+    // For every MTU, the frames that many records make fit it.
+    for mtu in 34..=2000 {
+        let requests = usize::from(requests_within(mtu));
+        assert!(requests * DATA_RECORD_LEN <= mtu, "{mtu}");
+        assert!(
+            requests == usize::from(MAX_RECORDS) || (requests + 1) * DATA_RECORD_LEN > mtu,
+            "{mtu}: one more would fit"
+        );
+        let replies = usize::from(replies_within(mtu));
+        assert!(
+            replies * DATA_RECORD_LEN + CAPABILITY_RECORD_LEN <= mtu,
+            "{mtu}"
+        );
+    }
+}
+
+#[test]
+fn a_reply_frame_at_the_limit_is_read_whole() {
+    // 16 replies and the capability: 298 bytes after the Ethernet header.
+    let mtu = 298;
+    let n = u64::from(replies_within(mtu));
+    let mut buf = vec![0u8; ETHERNET_LEN + mtu];
+    let reply = |tag| FrameRepr {
+        dst: LB,
+        src: SERVER,
+        tag,
+        body: FrameBody::Reply(Reply {
+            result: tag,
+            server_id: 7,
+        }),
+    };
+    let mut len = reply(1).emit_into(&mut buf).len();
+    for tag in 2..=n {
+        len += reply(tag).emit_record(&mut buf[len..]);
+    }
+    len += emit_capability(&mut buf[len..], n as u8);
+    assert_eq!(len, ETHERNET_LEN + mtu);
+    let items = all(&buf);
+    assert_eq!(items.len(), n as usize + 1);
+    assert!(matches!(
+        items.last(),
+        Some(Ok(Record::Capability {
+            max_records: 16,
+            ..
+        }))
+    ));
+}
