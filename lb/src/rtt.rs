@@ -296,6 +296,17 @@ mod tests {
     }
 
     #[test]
+    fn measured_for_counts_from_the_first_sample() {
+        let policy = TimeoutPolicy::default();
+        let mut rtt = RttEstimator::default();
+        let t0 = Instant::now();
+        assert_eq!(rtt.measured_for(t0 + 900 * MS), Duration::ZERO);
+        rtt.sample(MS, t0 + 100 * MS, &policy);
+        rtt.sample(MS, t0 + 300 * MS, &policy);
+        assert_eq!(rtt.measured_for(t0 + 900 * MS), 800 * MS);
+    }
+
+    #[test]
     fn peak_ewma_jumps_up_and_decays_down() {
         let t0 = Instant::now();
         let mut e = PeakEwma::new(Duration::from_secs(1));
