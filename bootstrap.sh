@@ -513,6 +513,27 @@ print_usage_hint() {
     hint "./bootstrap.sh down" "stop and remove everything"
 }
 
+# Prometheus file-based discovery of the LBs' admin endpoints
+# (deploy/prometheus/prometheus.yml reads it): one LB on the host's loopback,
+# or each node of the netns LB tier on its own address. The registry knows
+# the servers (its /sd/servers) but not the LBs; bootstrap does.
+lb_targets_file() { printf '%s\n' "$IPCS_RUN_DIR/prometheus/lb-targets.json"; }
+write_lb_targets() {
+    local n targets=()
+    if (($(tier_count) > 1)); then
+        for ((n = 1; n <= $(tier_count); n++)); do
+            targets+=("\"172.16.238.$((200 + n)):7071\"")
+        done
+    else
+        targets=("\"$IPCS_LB_ADMIN\"")
+    fi
+    mkdir -p "$IPCS_RUN_DIR/prometheus"
+    local IFS=,
+    # Written aside and renamed: Prometheus never reads half a file.
+    printf '[{"targets":[%s],"labels":{"mode":"%s"}}]\n' "${targets[*]}" "$mode" >"$(lb_targets_file).tmp"
+    mv "$(lb_targets_file).tmp" "$(lb_targets_file)"
+}
+
 cmd_up() {
     choose_mode
     check_prereqs "$mode"
@@ -534,6 +555,7 @@ cmd_up() {
     wait_for_answer "$timeout_s" "$(lb_alive_cmd)" "$(lb_log_cmd)" ||
         die "no answer to 1+1 through $IPCS_CALC_HOST:$IPCS_LB_PORT within ${timeout_s}s (see ./bootstrap.sh status and $(lb_log_where))"
     say "calc $IPCS_CALC_HOST:$IPCS_LB_PORT 1+1 = 2"
+    write_lb_targets
     print_usage_hint
 }
 
@@ -571,6 +593,7 @@ cmd_down() {
     netns_down
     hosts_remove
     rm -f "$(mode_file)" "$(lb_logfile)"
+    rm -rf "$IPCS_RUN_DIR/prometheus"
     rmdir "$IPCS_RUN_DIR" 2>/dev/null || true
     say "down: nothing of IPCS left running"
 }

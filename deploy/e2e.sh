@@ -176,10 +176,6 @@ diagnostics() {
 current=""
 frozen=()
 
-server_containers() {
-    docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
-        --filter "label=com.docker.compose.service=server"
-}
 
 # Server ids (last octet of each address) the registry lists.
 registry_ids() {
@@ -198,20 +194,6 @@ running_ids() {
     fi
 }
 
-# "id pid" for each running server process of the netns pass, from the
-# harness's machine-readable status (nothing when no topology answers).
-netns_server_pids() {
-    "$IPCS_BIN_DIR/ipcs-netns" --run-dir "$IPCS_RUN_DIR/netns" status --json 2>/dev/null |
-        python3 -c '
-import json, sys
-try:
-    processes = json.load(sys.stdin).get("processes", [])
-except ValueError:
-    processes = []
-for p in processes:
-    if p["role"] == "server" and p["running"]:
-        print(p["id"], p["pid"])'
-}
 
 # Kills (KILL) or freezes (STOP) one running server; prints what it hit.
 disrupt_one() {

@@ -8,7 +8,8 @@ usage() {
 Usage: deploy/install-deps.sh [--help]
 Checks for, and installs when missing (Debian packages via apt-get):
   ip (iproute2), kill/ps (procps), tmux, python3, keepalived (the LB tier's
-  VRRP), Rust's rustfmt and clippy components.
+  VRRP), prometheus/promtool (deploy/prometheus-test.sh runs the real one),
+  Rust's rustfmt and clippy components.
 Docker and a Compose tool cannot be installed from here (no image registry);
 their absence is reported, and the Docker end-to-end test is then skipped.
 USAGE
@@ -32,6 +33,9 @@ need_pkg tmux tmux
 need_pkg python3 python3
 # The LB tier's VRRP (bootstrap.sh --netns, testbed/tests/vrrp.rs, the chaos soak).
 need_pkg keepalived keepalived
+# deploy/prometheus-test.sh: Debian's Prometheus against the deployment.
+need_pkg prometheus prometheus
+need_pkg promtool prometheus
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is missing; install the Rust toolchain (rustup) first" >&2

@@ -221,17 +221,18 @@ lb_start() {
     say "load balancer started (pid $pid, log $log)"
 }
 
-# Stops the host LB: SIGTERM, then SIGKILL after 5 s. Always removes the pidfile.
+# Stops the host LB: SIGTERM (it answers what is in flight, within its
+# --drain-timeout of 5 s), then SIGKILL after 7 s. Always removes the pidfile.
 lb_stop() {
     local pid i
     if pid=$(lb_pid); then
         kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do
+        for ((i = 0; i < 70; i++)); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
         if kill -0 "$pid" 2>/dev/null; then
-            warn "ipcs-lb (pid $pid) ignored SIGTERM for 5 s; killing it"
+            warn "ipcs-lb (pid $pid) ignored SIGTERM for 7 s; killing it"
             kill -KILL "$pid" 2>/dev/null || true
         fi
         say "load balancer stopped (pid $pid)"
@@ -403,4 +404,26 @@ registry_list() {
             [[ $line == END* || $line == ERR* ]] && exit 0
         done
         exit 1' registry_list "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_PORT"
+}
+
+# --- the servers of a deployment ---------------------------------------------------------
+# Container ids of the running server replicas (Docker mode).
+server_containers() {
+    docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
+        --filter "label=com.docker.compose.service=server"
+}
+
+# "id pid" for each running server process of a netns deployment, from the
+# harness's machine-readable status (nothing when no topology answers).
+netns_server_pids() {
+    "$IPCS_BIN_DIR/ipcs-netns" --run-dir "$IPCS_RUN_DIR/netns" status --json 2>/dev/null |
+        python3 -c '
+import json, sys
+try:
+    processes = json.load(sys.stdin).get("processes", [])
+except ValueError:
+    processes = []
+for p in processes:
+    if p["role"] == "server" and p["running"]:
+        print(p["id"], p["pid"])'
 }

@@ -11,7 +11,8 @@ Usage: deploy/test.sh   (as root)
 Installs missing tools (deploy/install-deps.sh), then runs: cargo fmt --check,
 cargo clippy -D warnings, the static release build the tests and the
 deployment run, cargo test --workspace, and deploy/e2e.sh (Docker pass when a
-Docker engine is reachable, then the netns pass). Ends with a summary line.
+Docker engine is reachable, then the netns pass), then deploy/prometheus-test.sh
+(Debian's prometheus against the deployment, both modes). Ends with a summary line.
 USAGE
   exit 0
 fi
@@ -52,3 +53,7 @@ else
   echo "test: no Docker engine reachable: running the netns pass only"
   deploy/e2e.sh --no-build --netns-only
 fi
+
+step "a real Prometheus against the deployment (deploy/prometheus-test.sh)"
+# It skips the Docker mode by itself when no engine is reachable.
+deploy/prometheus-test.sh --no-build

@@ -59,6 +59,10 @@ fn calc_to(topology: &Topology, target: SocketAddr) -> std::process::Command {
     c
 }
 
+/// Each node's LB at nice -10, as the soak's single LB runs (no longer the
+/// LB's default): the tier shares two cores with the servers and loadgen.
+const LB_NODE_ARGS: &[&str] = &["--nice", "-10"];
+
 fn own_addr(n: usize) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(lb_node_ip(n), LB_PORT))
 }
@@ -71,7 +75,7 @@ impl LbTier {
         let mut lbs = BTreeMap::new();
         for _ in 0..nodes {
             let n = topology.add_lb_node()?;
-            lbs.insert(n, topology.start_lb_node(n, &[])?);
+            lbs.insert(n, topology.start_lb_node(n, LB_NODE_ARGS)?);
             topology.start_keepalived(n)?;
         }
         for n in 1..=nodes {
@@ -130,7 +134,7 @@ impl LbTier {
         let Some((n, _, _)) = self.killed else {
             anyhow::bail!("no LB was killed");
         };
-        self.lbs.insert(n, topology.start_lb_node(n, &[])?);
+        self.lbs.insert(n, topology.start_lb_node(n, LB_NODE_ARGS)?);
         let mut calc = calc_to(topology, own_addr(n));
         let down = topology.lb_down_file(n);
         std::thread::spawn(move || {

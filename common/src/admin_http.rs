@@ -31,6 +31,9 @@ pub const DEFAULT_REGISTRY_ADMIN: &str = "0.0.0.0:7072";
 /// The server's default admin address: every interface of its own
 /// container or namespace (loopback there could not be scraped).
 pub const DEFAULT_SERVER_ADMIN: &str = "0.0.0.0:7073";
+/// The port of [`DEFAULT_SERVER_ADMIN`] (the registry's service discovery
+/// names servers' admin endpoints with it).
+pub const DEFAULT_SERVER_ADMIN_PORT: u16 = 7073;
 
 /// The version every process reports in `ipcs_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -74,6 +77,37 @@ pub fn spawn<F>(listener: TcpListener, name: &str, route: F) -> io::Result<()>
 where
     F: Fn(&str) -> Answer + Send + 'static,
 {
+    spawn_with_methods(listener, name, move |method, path| match method {
+        Method::Get => route(path),
+        Method::Post => ("405 Method Not Allowed", "only GET\n".into()),
+    })
+}
+
+/// The request methods the responder knows: `GET` reads, `POST` changes
+/// something (its parameters travel in the query string; a body is not
+/// read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl Method {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// Like [`spawn`], for a process whose admin endpoint also takes commands:
+/// `route(method, path)` answers both `GET` and `POST` (and must refuse
+/// with 405 what it does not take); other methods get 405.
+pub fn spawn_with_methods<F>(listener: TcpListener, name: &str, route: F) -> io::Result<()>
+where
+    F: Fn(Method, &str) -> Answer + Send + 'static,
+{
     thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -95,7 +129,7 @@ where
         .map(|_| ())
 }
 
-fn serve(mut stream: TcpStream, route: &dyn Fn(&str) -> Answer) -> io::Result<()> {
+fn serve(mut stream: TcpStream, route: &dyn Fn(Method, &str) -> Answer) -> io::Result<()> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     stream.set_write_timeout(Some(READ_TIMEOUT))?;
     let mut buf = [0u8; MAX_REQUEST];
@@ -122,22 +156,24 @@ fn serve(mut stream: TcpStream, route: &dyn Fn(&str) -> Answer) -> io::Result<()
 }
 
 /// Picks the answer for a request head.
-fn answer(head: &[u8], route: &dyn Fn(&str) -> Answer) -> Answer {
+fn answer(head: &[u8], route: &dyn Fn(Method, &str) -> Answer) -> Answer {
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_ascii_whitespace();
     let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
         return ("400 Bad Request", "bad request\n".into());
     };
-    if method != "GET" {
-        return ("405 Method Not Allowed", "only GET\n".into());
+    match method {
+        "GET" => route(Method::Get, path),
+        "POST" => route(Method::Post, path),
+        _ => ("405 Method Not Allowed", "only GET or POST\n".into()),
     }
-    route(path)
 }
 
 fn respond(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
     let head = format!(
-        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.0 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        content_type(body),
         body.len()
     );
     stream.write_all(head.as_bytes())?;
@@ -145,13 +181,41 @@ fn respond(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
     stream.flush()
 }
 
+/// The `Content-Type` of an answer: JSON for a body that is a JSON object
+/// or array (`/servers?format=json`, the registry's `/sd/servers`, which
+/// Prometheus refuses under any other type), else the Prometheus text
+/// format (whose pages never start with `{` or `[`), which plain text
+/// answers are too.
+pub fn content_type(body: &str) -> &'static str {
+    if body.starts_with('{') || body.starts_with('[') {
+        "application/json"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    }
+}
+
 /// A blocking `GET path` to an admin endpoint (for tests and tools):
 /// the status code and the body.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    request(addr, Method::Get, path, timeout)
+}
+
+/// A blocking `POST path` (no body) to an admin endpoint: the status code
+/// and the body.
+pub fn post(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    request(addr, Method::Post, path, timeout)
+}
+
+fn request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
+    stream.write_all(format!("{} {path} HTTP/1.0\r\n\r\n", method.as_str()).as_bytes())?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "not an HTTP answer");
@@ -251,7 +315,26 @@ pub fn spawn_loop_endpoint(
     state: LoopState,
     render: fn(&[(&'static str, u64)]) -> String,
 ) -> io::Result<()> {
-    let index = format!("{name}: GET /metrics, GET /healthz\n");
+    spawn_loop_endpoint_with(listener, name, state, render, &[], |_| None)
+}
+
+/// As [`spawn_loop_endpoint`], with more `GET` paths: `extra(path)` answers
+/// those it knows (`paths` names them in the index and the 404).
+pub fn spawn_loop_endpoint_with<F>(
+    listener: TcpListener,
+    name: &str,
+    state: LoopState,
+    render: fn(&[(&'static str, u64)]) -> String,
+    paths: &[&str],
+    extra: F,
+) -> io::Result<()>
+where
+    F: Fn(&str) -> Option<Answer> + Send + 'static,
+{
+    let mut known = vec!["/metrics", "/healthz"];
+    known.extend_from_slice(paths);
+    let index = format!("{name}: GET {}\n", known.join(", GET "));
+    let tried = known.join(" or ");
     spawn(listener, name, move |path| match path {
         "/metrics" => {
             let mut page = render(&state.counters());
@@ -260,7 +343,7 @@ pub fn spawn_loop_endpoint(
         }
         "/healthz" => state.healthz(),
         "/" => ("200 OK", index.clone()),
-        _ => not_found("/metrics or /healthz"),
+        _ => extra(path).unwrap_or_else(|| not_found(&tried)),
     })
 }
 
@@ -459,6 +542,20 @@ pub fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_bodies_are_served_as_json() {
+        assert_eq!(content_type("[]\n"), "application/json");
+        assert_eq!(content_type("{\"a\":1}\n"), "application/json");
+        assert!(content_type("# HELP x y\n").starts_with("text/plain; version=0.0.4"));
+        assert!(content_type("ok\n").starts_with("text/plain"));
+    }
+
+    #[test]
+    fn the_server_admin_port_matches_its_default_address() {
+        let addr: SocketAddr = DEFAULT_SERVER_ADMIN.parse().unwrap();
+        assert_eq!(addr.port(), DEFAULT_SERVER_ADMIN_PORT);
+    }
 
     fn get(addr: SocketAddr, request: &[u8]) -> String {
         let mut s = TcpStream::connect(addr).unwrap();

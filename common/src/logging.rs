@@ -1,19 +1,128 @@
 //! One way to set up `tracing` for every IPCS process: human-readable lines on
-//! stderr, level from `RUST_LOG` (default `info`).
+//! stderr, level from `RUST_LOG` (default `info`), changeable while the
+//! process runs ([`set_filter`], which the LB's admin endpoint offers as
+//! `POST /logging?level=`).
+//!
+//! The filter sits behind `tracing-subscriber`'s reload layer. Its cost is
+//! paid where a callsite's interest is decided, not per event: `tracing`
+//! caches each callsite's interest and the reload rebuilds that cache, so a
+//! disabled `debug!` on a hot path stays one relaxed load.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
+
+type FilterHandle = reload::Handle<EnvFilter, Registry>;
+
+/// The installed filter's handle and its directives as last set.
+struct Installed {
+    handle: FilterHandle,
+    directives: std::sync::Mutex<String>,
+}
+
+static INSTALLED: OnceLock<Installed> = OnceLock::new();
+
+/// The longest filter [`set_filter`] takes (it comes from the network).
+pub const MAX_FILTER_LEN: usize = 256;
+
+/// Why a filter could not be set.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FilterError {
+    #[error("no log filter is installed in this process")]
+    NotInstalled,
+    #[error("log filter longer than {MAX_FILTER_LEN} bytes")]
+    TooLong,
+    #[error("bad log filter {0:?}: {1}")]
+    Invalid(String, String),
+    #[error("cannot reload the log filter: {0}")]
+    Reload(String),
+}
 
 /// Installs the global subscriber. Safe to call more than once (later calls
 /// are ignored), so tests that drive a binary's library may call it too.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in log files.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let shown = if directives.is_empty() || EnvFilter::try_new(&directives).is_err() {
+        "info".to_owned()
+    } else {
+        directives
+    };
+    let (layer, handle) = reload::Layer::new(filter);
+    let installed = tracing_subscriber::registry()
+        .with(layer)
+        .with(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour codes only for a person at a terminal, not in log files.
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false),
+        )
+        .try_init()
+        .is_ok();
+    if installed {
+        let _ = INSTALLED.set(Installed {
+            handle,
+            directives: std::sync::Mutex::new(shown),
+        });
+    }
+}
+
+/// Replaces the filter of the subscriber [`init`] installed with
+/// `directives` (`RUST_LOG` syntax: `debug`, `info,ipcs_lb=trace`, ...).
+pub fn set_filter(directives: &str) -> Result<(), FilterError> {
+    let installed = INSTALLED.get().ok_or(FilterError::NotInstalled)?;
+    if directives.len() > MAX_FILTER_LEN {
+        return Err(FilterError::TooLong);
+    }
+    let filter = EnvFilter::try_new(directives)
+        .map_err(|e| FilterError::Invalid(directives.to_owned(), e.to_string()))?;
+    installed
+        .handle
+        .reload(filter)
+        .map_err(|e| FilterError::Reload(e.to_string()))?;
+    *installed
+        .directives
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = directives.to_owned();
+    Ok(())
+}
+
+/// The filter's directives as last set, if [`init`] installed one.
+pub fn filter() -> Option<String> {
+    INSTALLED.get().map(|i| {
+        i.directives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_or_long_filter_is_refused_and_a_good_one_taken() {
+        init();
+        // Another test binary may have installed a subscriber first; then
+        // there is nothing to reload, and saying so is the right answer.
+        if INSTALLED.get().is_none() {
+            assert_eq!(set_filter("debug"), Err(FilterError::NotInstalled));
+            return;
+        }
+        assert!(matches!(
+            set_filter("info,[{"),
+            Err(FilterError::Invalid(..))
+        ));
+        let long = "a".repeat(MAX_FILTER_LEN + 1);
+        assert_eq!(set_filter(&long), Err(FilterError::TooLong));
+        set_filter("debug").unwrap();
+        assert_eq!(filter().as_deref(), Some("debug"));
+        set_filter("info").unwrap();
+        assert_eq!(filter().as_deref(), Some("info"));
+    }
 }

@@ -2,9 +2,10 @@
 //! the LB's views for the shared admin HTTP responder
 //! (`ipcs_common::admin_http`): `GET /metrics` in the Prometheus text
 //! format, `GET /servers` for the current list with each server's health, as
-//! text or with `?format=json`, `GET /healthz` and `GET /ready`; and the
-//! periodic one-line summary in the log. Both only read the workers'
-//! counters and the shared snapshot.
+//! text or with `?format=json`, `GET /healthz`, `GET /ready` and
+//! `GET /logging`; the control verbs (`POST`, in [`crate::admin_control`]);
+//! and the periodic one-line summary in the log. The views only read the
+//! workers' counters, the shared snapshot and the operator's overrides.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -13,10 +14,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ipcs_common::admin_http::{self, Answer};
+use ipcs_common::admin_http::{self, Answer, Method};
 
+use crate::admin_control;
 use crate::exposition::{render, MetricsView};
 use crate::metrics::{server_rows, RegistryStatus, Totals, WorkerStats};
+use crate::operator::SharedOverrides;
 use crate::snapshot::SharedSnapshot;
 
 /// Everything the admin side reads.
@@ -25,6 +28,8 @@ pub struct AdminView {
     pub workers: Vec<Arc<WorkerStats>>,
     pub registry: Arc<RegistryStatus>,
     pub snapshot: SharedSnapshot,
+    /// The operator's overrides (the control verbs write them).
+    pub overrides: SharedOverrides,
 }
 
 impl AdminView {
@@ -36,16 +41,24 @@ impl AdminView {
             workers: &self.workers,
             registry: &self.registry,
             snapshot: &snapshot,
+            overrides: &self.overrides.load(),
+            now: Instant::now(),
         });
         page.push_str(&admin_http::process_metrics());
         page
     }
 
     /// `/ready`: 200 only while the server list is live (the registry
-    /// answers) and names at least one server; else 503 with the reason.
+    /// answers) and names at least one server, and the LB is not stopping;
+    /// else 503 with the reason.
     pub fn ready(&self) -> Answer {
         let snapshot = self.snapshot.load();
-        if !self.registry.reachable.load(Relaxed) {
+        if self.workers.iter().any(|w| w.stopping.load(Relaxed)) {
+            (
+                "503 Service Unavailable",
+                "not ready: stopping (answering the requests in flight)\n".into(),
+            )
+        } else if !self.registry.reachable.load(Relaxed) {
             (
                 "503 Service Unavailable",
                 format!(
@@ -76,11 +89,12 @@ impl AdminView {
 
     /// The current server list after a `version <v> servers <n>` line,
     /// one server a line: `id mac ip state timeout_ms srtt_ms in_flight
-    /// requests replies failures ejections` (state: `live` or `ejected`).
+    /// requests replies failures ejections` (state: `live`, `ejected`,
+    /// `draining` or `ejected-by-operator`).
     pub fn servers(&self) -> String {
         let snapshot = self.snapshot.load();
         let mut out = format!("version {} servers {}\n", snapshot.version, snapshot.len());
-        for r in server_rows(&self.workers, &snapshot) {
+        for r in self.rows(&snapshot) {
             out.push_str(&format!(
                 "{} {} {} {} {:.3} {:.3} {} {} {} {} {}\n",
                 r.id,
@@ -109,7 +123,8 @@ impl AdminView {
             state: &'static str,
         }
         let snapshot = self.snapshot.load();
-        let servers: Vec<Row> = server_rows(&self.workers, &snapshot)
+        let servers: Vec<Row> = self
+            .rows(&snapshot)
             .into_iter()
             .map(|row| Row {
                 state: row.state(),
@@ -118,6 +133,15 @@ impl AdminView {
             .collect();
         let page = serde_json::json!({ "version": snapshot.version, "servers": servers });
         format!("{page}\n")
+    }
+
+    fn rows(&self, snapshot: &crate::snapshot::ServerSnapshot) -> Vec<crate::metrics::ServerRow> {
+        server_rows(
+            &self.workers,
+            snapshot,
+            &self.overrides.load(),
+            Instant::now(),
+        )
     }
 }
 
@@ -130,7 +154,14 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Serves admin requests on `listener` from a thread of its own, with the
 /// one responder every IPCS process uses (`ipcs_common::admin_http`).
 pub fn spawn_http(listener: TcpListener, view: AdminView) -> io::Result<()> {
-    admin_http::spawn(listener, "ipcs-lb-admin", move |path| route(path, &view))
+    admin_http::spawn_with_methods(
+        listener,
+        "ipcs-lb-admin",
+        move |method, path| match method {
+            Method::Get => route(path, &view),
+            Method::Post => control(path, &view),
+        },
+    )
 }
 
 /// Logs a one-line summary every `every`, from a thread of its own.
@@ -153,7 +184,7 @@ pub fn spawn_summary(view: AdminView, every: Duration) -> io::Result<()> {
         .map(|_| ())
 }
 
-/// Picks the answer for a `GET` path.
+/// Picks the answer for a `GET` path (reads only).
 fn route(path: &str, view: &AdminView) -> Answer {
     match path {
         "/metrics" => ("200 OK", view.metrics()),
@@ -161,14 +192,29 @@ fn route(path: &str, view: &AdminView) -> Answer {
         "/servers?format=json" => ("200 OK", view.servers_json()),
         "/healthz" => ("200 OK", "ok\n".into()),
         "/ready" => view.ready(),
-        "/" => (
-            "200 OK",
-            "ipcs-lb admin: GET /metrics, GET /servers[?format=json], GET /healthz, GET /ready\n"
-                .into(),
+        "/logging" => admin_control::logging_filter(),
+        "/" => ("200 OK", INDEX.into()),
+        p if p.starts_with("/servers/") || p.starts_with("/logging?") => (
+            "405 Method Not Allowed",
+            "control verbs take POST (curl -X POST ...)\n".into(),
         ),
         _ => admin_http::not_found("/metrics or /servers"),
     }
 }
+
+/// Picks the answer for a `POST` path (changes).
+fn control(path: &str, view: &AdminView) -> Answer {
+    match path {
+        "/metrics" | "/servers" | "/servers?format=json" | "/healthz" | "/ready" | "/" => {
+            ("405 Method Not Allowed", "read-only: use GET\n".into())
+        }
+        _ => admin_control::post(path, &view.overrides, &view.snapshot.load(), Instant::now()),
+    }
+}
+
+const INDEX: &str = "ipcs-lb admin: GET /metrics, GET /servers[?format=json], GET /healthz, \
+GET /ready, GET /logging; POST /servers/<id|mac>/{drain,undrain,ready,eject[?for=30s]}, \
+POST /logging?level=<filter>\n";
 
 #[cfg(test)]
 mod tests {
@@ -184,6 +230,7 @@ mod tests {
             workers: vec![Arc::new(WorkerStats::default())],
             registry: Arc::new(RegistryStatus::default()),
             snapshot: shared_empty(),
+            overrides: crate::operator::shared_none(),
         }
     }
 
@@ -209,6 +256,12 @@ mod tests {
         let json = get(addr, b"GET /servers?format=json HTTP/1.0\r\n\r\n");
         assert!(json.ends_with("{\"servers\":[],\"version\":0}\n"), "{json}");
         assert!(get(addr, b"POST /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
+        assert!(get(addr, b"PUT /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
+        // Control verbs need POST; GET stays read-only.
+        let verb = get(addr, b"GET /servers/1/drain HTTP/1.0\r\n\r\n");
+        assert!(verb.starts_with("HTTP/1.0 405"), "{verb}");
+        let unknown = get(addr, b"POST /servers/1/drain HTTP/1.0\r\n\r\n");
+        assert!(unknown.starts_with("HTTP/1.0 404"), "{unknown}");
         assert!(get(addr, b"GET /nope HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404"));
         assert!(get(addr, b"\r\n\r\n").starts_with("HTTP/1.0 400"));
         let huge = vec![b'a'; MAX_REQUEST + 100];

@@ -16,6 +16,7 @@ use crate::admin::{self, AdminView};
 use crate::budget::BudgetPolicy;
 use crate::core::{ConfigError, Core, CoreConfig};
 use crate::metrics::{RegistryStatus, WorkerStats};
+use crate::operator::shared_none;
 use crate::outlier::EjectionPolicy;
 use crate::pick::Policy;
 use crate::reactor::{bind_udp, open_raw, stop_signals, Reactor};
@@ -60,6 +61,8 @@ pub struct Config {
     pub reply_gso: bool,
     /// The most request records in one frame to a server that reads them.
     pub max_records: u8,
+    /// How long a stop signal's drain may last.
+    pub drain_timeout: Duration,
 }
 
 /// Why a load balancer could not start.
@@ -176,10 +179,12 @@ impl LoadBalancer {
         let registry_status = Arc::new(RegistryStatus::default());
         let stats: Vec<Arc<WorkerStats>> =
             (0..n).map(|_| Arc::new(WorkerStats::default())).collect();
+        let overrides = shared_none();
         let view = AdminView {
             workers: stats.clone(),
             registry: registry_status.clone(),
             snapshot: snapshot.clone(),
+            overrides: overrides.clone(),
         };
         let mut admin_addr = None;
         if let Some(addr) = config.admin {
@@ -228,14 +233,15 @@ impl LoadBalancer {
         let (exit_tx, exits) = mpsc::channel();
         for (w, ((udp, raw), signals)) in udp.into_iter().zip(raw).zip(signals).enumerate() {
             let worker_err = |source| StartError::Worker { worker: w, source };
-            let core = Core::new(
+            let mut core = Core::new(
                 per_worker(w),
                 iface.mac,
                 snapshot.clone(),
                 stats[w].clone(),
                 now,
             )?;
-            let reactor = Reactor::new(
+            core.follow_overrides(overrides.clone(), now);
+            let mut reactor = Reactor::new(
                 udp,
                 raw,
                 core,
@@ -245,6 +251,7 @@ impl LoadBalancer {
                 signals,
             )
             .map_err(worker_err)?;
+            reactor.set_drain_timeout(config.drain_timeout);
             let nice = config.nice;
             let exit = ExitNotice {
                 worker: w,
@@ -280,7 +287,7 @@ impl LoadBalancer {
         self.admin
     }
 
-    /// Waits for every worker to stop (each stops on SIGINT/SIGTERM).
+    /// Waits for every worker to stop (each drains on SIGINT/SIGTERM).
     /// Returns at the first failure of any worker, in whatever order they
     /// end: the caller should then exit non-zero, which ends the others.
     pub fn wait(self) -> Result<(), RunError> {
@@ -330,10 +337,12 @@ fn enable_reply_gso(sockets: &[std::net::UdpSocket]) -> bool {
     true
 }
 
-/// Gives a worker thread a higher priority than the servers and clients it
-/// shares the machine with: every request crosses it twice, so each time a
-/// woken server preempts it, all traffic waits. Without the privilege the
-/// worker runs at the normal priority (and says so once).
+/// Gives a worker thread the priority asked for with `--nice` (by default
+/// none is asked and the priority is left alone). A higher priority than
+/// the servers and clients it shares the machine with helps there: every
+/// request crosses it twice, so each time a woken server preempts it, all
+/// traffic waits. Without the privilege the worker runs at the normal
+/// priority (and says so once).
 fn prioritise(worker: usize, nice: i32) {
     if let Err(e) = set_thread_nice(nice) {
         if worker == 0 {

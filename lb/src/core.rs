@@ -4,7 +4,7 @@
 //! `now`, and answers with [`Action`]s for the reactor to carry out. It owns
 //! the table of requests in flight, the rotation, the passive health of each
 //! server and the error-reply rate limit; it reads the server list from the
-//! shared snapshot.
+//! shared snapshot and the operator's overrides ([`crate::operator`]).
 //!
 //! Failure handling (docs/LB.md, "Failure handling"): each attempt gets
 //! its server's adaptive deadline ([`crate::rtt`]). When it passes, the
@@ -34,6 +34,7 @@ use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, Status};
 
 use crate::budget::{BudgetPolicy, RetryBudget};
 use crate::metrics::{bump, latency_histogram, DropReason, ServerStatsEntry, WorkerStats};
+use crate::operator::{shared_none, Overrides, SharedOverrides};
 use crate::outlier::{EjectionPolicy, TimeoutVerdict};
 use crate::pending::{Handle, PendingTable, TagMiss, LANES, MAX_ATTEMPTS, MAX_CAPACITY};
 use crate::pick::{pick_p2c, HealthTable, Policy, RoundRobin};
@@ -176,6 +177,8 @@ pub struct Core {
     health: HealthTable,
     shared: SharedSnapshot,
     snapshot: Arc<ServerSnapshot>,
+    shared_overrides: SharedOverrides,
+    overrides: Arc<Overrides>,
     stats: Arc<WorkerStats>,
     latency: Histogram<u64>,
     error_bucket: TokenBucket,
@@ -217,11 +220,19 @@ impl Core {
             health: HealthTable::new(),
             shared,
             snapshot,
+            shared_overrides: shared_none(),
+            overrides: Arc::new(Overrides::default()),
             stats,
             latency: latency_histogram(),
         };
-        core.refresh();
+        core.refresh(now);
         Ok(core)
+    }
+
+    /// Reads the operator's overrides from `shared` from now on.
+    pub fn follow_overrides(&mut self, shared: SharedOverrides, now: Instant) {
+        self.shared_overrides = shared;
+        self.refresh(now);
     }
 
     /// The MAC frames are sent from and replies must be addressed to.
@@ -252,6 +263,12 @@ impl Core {
     /// Requests in flight.
     pub fn in_flight(&self) -> usize {
         self.table.len()
+    }
+
+    /// Requests in flight whose client has no answer yet (a stopping LB
+    /// waits for these, not for answers owed after the client's).
+    pub fn awaiting_clients(&self) -> usize {
+        self.table.unanswered_clients()
     }
 
     /// Latencies recorded so far, in microseconds.
@@ -314,7 +331,7 @@ impl Core {
             Ok(request) => request,
             Err(err) => return self.error(client, err.status(), now),
         };
-        self.refresh();
+        self.refresh(now);
         if self.snapshot.is_empty() {
             return self.error(client, Status::NoServer, now);
         }
@@ -540,7 +557,7 @@ impl Core {
     /// LB lost itself) is not load amplification and needs no budget.
     fn retry_or_wait(&mut self, handle: Handle, now: Instant, failover: bool) -> Action {
         let entry = *self.table.get(handle);
-        self.refresh();
+        self.refresh(now);
         // Attempts sent to servers that have left the list since (stopped,
         // scaled away) do not count against --attempts: a request must not
         // run out of attempts because it met three departing servers.
@@ -583,7 +600,7 @@ impl Core {
     /// it. Returns whether its retry is a failover: the LB lost the send
     /// itself, or the server is silent while others answered since.
     fn on_attempt_timeout(&mut self, server: MacAddr, sent: Instant, now: Instant) -> bool {
-        self.refresh();
+        self.refresh(now);
         // A server gone from the list does no work: moving its requests
         // adds none, like the LB's own losses.
         if self.lost_locally(sent) || self.health.get(server).is_none() {
@@ -724,14 +741,24 @@ impl Core {
         Action::None
     }
 
-    /// Picks up a new server list if one was published.
-    fn refresh(&mut self) {
-        let current = self.shared.load();
-        if Arc::ptr_eq(&current, &self.snapshot) {
-            return;
+    /// Picks up a new server list or new operator overrides if either was
+    /// published.
+    fn refresh(&mut self, now: Instant) {
+        let overrides = self.shared_overrides.load();
+        let new_overrides = !Arc::ptr_eq(&overrides, &self.overrides);
+        if new_overrides {
+            self.overrides = Guard::into_inner(overrides);
         }
-        self.snapshot = Guard::into_inner(current);
-        if self.health.sync(&self.snapshot) {
+        let current = self.shared.load();
+        let new_list = !Arc::ptr_eq(&current, &self.snapshot);
+        if new_list {
+            self.snapshot = Guard::into_inner(current);
+        }
+        let changed = new_list && self.health.sync(&self.snapshot);
+        if new_list || new_overrides {
+            self.health.apply_overrides(&self.overrides, now);
+        }
+        if changed {
             let list = self
                 .health
                 .iter()
@@ -770,3 +797,7 @@ mod tests;
 #[cfg(test)]
 #[path = "core_sim_tests.rs"]
 mod sim_tests;
+
+#[cfg(test)]
+#[path = "core_operator_tests.rs"]
+mod operator_tests;

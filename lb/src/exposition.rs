@@ -7,12 +7,14 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ipcs_common::wire::{MacAddr, Status};
 
 use crate::metrics::{
     latency_histogram, server_rows, DropReason, RegistryStatus, ServerRow, Totals, WorkerStats,
 };
+use crate::operator::Overrides;
 use crate::snapshot::ServerSnapshot;
 
 /// A family's Prometheus type.
@@ -126,6 +128,12 @@ pub const FAMILIES: &[Family] = &[
     family("ipcs_lb_ejections_total", Counter,
         "Servers taken out of rotation for failing.",
         Total(|t| t.ejections)),
+    family("ipcs_lb_abandoned_total", Counter,
+        "Requests in flight when the LB stopped without their answer (drain timeout or a second signal).",
+        Total(|t| t.abandoned)),
+    family("ipcs_lb_stopping", Gauge,
+        "Workers draining after SIGTERM/SIGINT: they read no new requests and finish those in flight.",
+        Total(|t| t.stopping)),
     family("ipcs_lb_in_flight", Gauge,
         "Requests waiting for a server.",
         Total(|t| t.in_flight)),
@@ -147,6 +155,12 @@ pub const FAMILIES: &[Family] = &[
     family("ipcs_lb_server_ejected", Gauge,
         "Whether each server is out of rotation now (any worker).",
         PerServer(|r| u64::from(r.ejected))),
+    family("ipcs_lb_server_draining", Gauge,
+        "Whether the operator drained each server (POST /servers/<id>/drain): no new requests.",
+        PerServer(|r| u64::from(r.draining))),
+    family("ipcs_lb_server_operator_ejected", Gauge,
+        "Whether the operator ejected each server (POST /servers/<id>/eject).",
+        PerServer(|r| u64::from(r.ejected_by_operator))),
     family("ipcs_lb_server_timeout_seconds", Gauge,
         "Each server's current adaptive attempt deadline.",
         PerServerMicros(|r| r.timeout_us)),
@@ -183,6 +197,9 @@ pub struct MetricsView<'a> {
     pub workers: &'a [Arc<WorkerStats>],
     pub registry: &'a RegistryStatus,
     pub snapshot: &'a ServerSnapshot,
+    /// The operator's overrides, and the instant they are judged at.
+    pub overrides: &'a Overrides,
+    pub now: Instant,
 }
 
 /// Upper bounds of the latency histogram buckets, in microseconds.
@@ -193,7 +210,7 @@ const LATENCY_BUCKETS_US: [u64; 14] = [
 /// Renders every family of [`FAMILIES`], in order.
 pub fn render(view: &MetricsView<'_>) -> String {
     let totals = Totals::sum(view.workers);
-    let rows = server_rows(view.workers, view.snapshot);
+    let rows = server_rows(view.workers, view.snapshot, view.overrides, view.now);
     let mut out = String::with_capacity(8192);
     for family in FAMILIES {
         let name = family.name;

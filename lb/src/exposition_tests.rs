@@ -45,6 +45,8 @@ fn rendered() -> String {
         workers: &[a, b],
         registry: &registry,
         snapshot: &snapshot,
+        overrides: &crate::operator::Overrides::default(),
+        now: std::time::Instant::now(),
     })
 }
 

@@ -15,18 +15,21 @@
 //! The I/O around them: [`reactor`] (one mio event loop per worker, moving
 //! datagrams and frames between the sockets and the core), [`registry_link`]
 //! (the registry connection that carries out the link core's decisions), [`admin`]
-//! (`/metrics` and the summary log) and [`balancer`] (wiring it all from a
-//! [`balancer::Config`]).
+//! (`/metrics`, `/servers`, the summary log), [`admin_control`] (the control
+//! verbs: drain, eject, log level; their decisions are [`operator`]'s) and
+//! [`balancer`] (wiring it all from a [`balancer::Config`]).
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admin_control;
 pub mod balancer;
 pub mod budget;
 pub mod core;
 pub mod exposition;
 pub mod link_core;
 pub mod metrics;
+pub mod operator;
 pub mod outlier;
 pub mod pending;
 pub mod pick;

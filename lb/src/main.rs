@@ -24,8 +24,9 @@ const MS: Duration = Duration::from_millis(1);
 /// attempt deadline follows its measured latency; a request not answered
 /// by then is also sent to another server, within a retry budget. Servers
 /// silent while the others answer are taken out of rotation for a while;
-/// slow ones never are. Learns the live servers from the registry. Stops
-/// cleanly on SIGINT or SIGTERM. See docs/LB.md, "Failure handling".
+/// slow ones never are. Learns the live servers from the registry. On
+/// SIGINT or SIGTERM it stops taking requests, finishes those in flight
+/// (bounded by --drain-timeout) and exits. See docs/LB.md.
 #[derive(Debug, Parser)]
 #[command(name = "ipcs-lb", version = ipcs_common::version!())]
 struct Args {
@@ -92,7 +93,10 @@ struct Args {
     registry_wait_ms: Option<u64>,
 
     /// Address of the admin HTTP endpoint (GET /metrics in Prometheus text
-    /// format, GET /servers, /healthz, /ready). "off" disables it.
+    /// format, GET /servers, /healthz, /ready, /logging; POST
+    /// /servers/<id|mac>/{drain,undrain,ready,eject} and
+    /// /logging?level=<filter> change things: keep it on loopback or behind
+    /// your own access control). "off" disables it.
     #[arg(long, value_name = "ADDR|off", default_value = ipcs_common::admin_http::DEFAULT_LB_ADMIN)]
     admin: String,
 
@@ -263,18 +267,28 @@ struct Args {
     )]
     summary_secs: Option<u64>,
 
-    /// Nice value of the worker threads (-20..=19). Every request crosses
-    /// the LB twice, so a worker preempted by the servers or clients on a
-    /// shared machine stalls all traffic; a higher priority keeps latency
-    /// low under load. Lowering it needs root; without, the default is kept
-    /// with a warning. "keep" leaves the priority alone.
+    /// Nice value of the worker threads (-20..=19), or "keep" (the
+    /// default) to leave the priority alone, as nginx and HAProxy do. Every
+    /// request crosses the LB twice, so on a machine shared with the
+    /// servers or clients a worker they preempt stalls all traffic; a
+    /// negative value (e.g. -10) keeps latency low under load there.
+    /// Lowering it needs root or CAP_SYS_NICE; without, the priority is
+    /// kept with a warning.
     #[arg(
         long,
         value_name = "N|keep",
-        default_value = "-10",
+        default_value = "keep",
         allow_hyphen_values = true
     )]
     nice: String,
+
+    /// How long the LB may take to stop after SIGTERM or SIGINT: it stops
+    /// reading new requests at once and answers (or retries) those in
+    /// flight until each is answered or its --request-timeout passes, then
+    /// exits; requests still waiting at this timeout are abandoned (and
+    /// counted). A second signal stops at once.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    drain_timeout: Duration,
 
     /// Send each reply as its own datagram instead of coalescing the replies
     /// one batch holds for the same client into one UDP GSO send (which the
@@ -377,6 +391,7 @@ fn main() -> anyhow::Result<()> {
         nice,
         reply_gso: !args.no_reply_gso,
         max_records: args.frame_records,
+        drain_timeout: args.drain_timeout,
     };
     let lb = LoadBalancer::start(config).context("ipcs-lb could not start")?;
     lb.wait()?;

@@ -16,6 +16,9 @@ use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
 use ipcs_common::wire::{MacAddr, Status};
 
+use std::time::Instant;
+
+use crate::operator::{Mode, Overrides};
 use crate::snapshot::ServerSnapshot;
 
 /// Adds one to a counter that only the calling thread writes.
@@ -161,6 +164,10 @@ pub struct WorkerStats {
     pub ejections: AtomicU64,
     /// Requests in flight now (a gauge).
     pub in_flight: AtomicU64,
+    /// Requests in flight when the worker stopped without their answer.
+    pub abandoned: AtomicU64,
+    /// Set when the worker starts draining after a stop signal.
+    pub stopping: AtomicBool,
     /// The servers this worker tracks, republished when membership changes.
     pub servers: ArcSwap<Vec<ServerStatsEntry>>,
     /// Latency from request to reply in microseconds, republished about once
@@ -192,6 +199,8 @@ impl Default for WorkerStats {
             drops: Default::default(),
             ejections: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
             servers: ArcSwap::from_pointee(Vec::new()),
             latency: ArcSwap::from_pointee(latency_histogram()),
         }
@@ -243,6 +252,9 @@ pub struct Totals {
     pub drops: [u64; DropReason::ALL.len()],
     pub ejections: u64,
     pub in_flight: u64,
+    pub abandoned: u64,
+    /// Workers stopping.
+    pub stopping: u64,
 }
 
 impl Totals {
@@ -269,6 +281,8 @@ impl Totals {
             }
             t.ejections += w.ejections.load(Relaxed);
             t.in_flight += w.in_flight.load(Relaxed);
+            t.abandoned += w.abandoned.load(Relaxed);
+            t.stopping += u64::from(w.stopping.load(Relaxed));
         }
         t
     }
@@ -324,6 +338,13 @@ pub struct ServerRow {
     pub timeout_us: u64,
     pub srtt_us: u64,
     pub in_flight: u64,
+    /// The operator drained it (no new requests).
+    pub draining: bool,
+    /// The operator ejected it.
+    pub ejected_by_operator: bool,
+    /// How long an operator's timed ejection has left, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_eject_left_ms: Option<u64>,
 }
 
 fn as_string<S: serde::Serializer>(mac: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
@@ -331,9 +352,14 @@ fn as_string<S: serde::Serializer>(mac: &MacAddr, s: S) -> Result<S::Ok, S::Erro
 }
 
 impl ServerRow {
-    /// Health in a word: `live` or `ejected`.
+    /// Health in a word: what the operator set (`draining`,
+    /// `ejected-by-operator`), else `ejected` or `live`.
     pub fn state(&self) -> &'static str {
-        if self.ejected {
+        if self.draining {
+            "draining"
+        } else if self.ejected_by_operator {
+            "ejected-by-operator"
+        } else if self.ejected {
             "ejected"
         } else {
             "live"
@@ -341,8 +367,14 @@ impl ServerRow {
     }
 }
 
-/// A row for each server listed now, from every worker's counters.
-pub fn server_rows(workers: &[Arc<WorkerStats>], snapshot: &ServerSnapshot) -> Vec<ServerRow> {
+/// A row for each server listed now, from every worker's counters and the
+/// operator's overrides as they hold at `now`.
+pub fn server_rows(
+    workers: &[Arc<WorkerStats>],
+    snapshot: &ServerSnapshot,
+    overrides: &Overrides,
+    now: Instant,
+) -> Vec<ServerRow> {
     let lists: Vec<_> = workers.iter().map(|w| w.servers.load_full()).collect();
     snapshot
         .servers
@@ -360,7 +392,21 @@ pub fn server_rows(workers: &[Arc<WorkerStats>], snapshot: &ServerSnapshot) -> V
                 timeout_us: 0,
                 srtt_us: 0,
                 in_flight: 0,
+                draining: false,
+                ejected_by_operator: false,
+                operator_eject_left_ms: None,
             };
+            match overrides.mode_of(b.id, b.mac, now) {
+                Some(Mode::Drain) => row.draining = true,
+                Some(Mode::Eject { until }) => {
+                    row.ejected_by_operator = true;
+                    row.operator_eject_left_ms = until.map(|u| {
+                        u64::try_from(u.saturating_duration_since(now).as_millis())
+                            .unwrap_or(u64::MAX)
+                    });
+                }
+                None => {}
+            }
             for entry in lists
                 .iter()
                 .flat_map(|l| l.iter())

@@ -274,6 +274,8 @@ pub struct PendingTable {
     free: List,
     lanes: [List; LANES],
     busy: usize,
+    /// Requests whose client has no answer yet (the rest linger).
+    unanswered_clients: usize,
 }
 
 impl PendingTable {
@@ -299,6 +301,7 @@ impl PendingTable {
             },
             lanes: [List::EMPTY; LANES],
             busy: 0,
+            unanswered_clients: 0,
         }
     }
 
@@ -317,6 +320,11 @@ impl PendingTable {
 
     pub fn is_empty(&self) -> bool {
         self.busy == 0
+    }
+
+    /// Requests in flight whose client has no answer yet.
+    pub fn unanswered_clients(&self) -> usize {
+        self.unanswered_clients
     }
 
     pub fn is_full(&self) -> bool {
@@ -345,6 +353,7 @@ impl PendingTable {
             sent_at: [0; MAX_ATTEMPTS],
         };
         self.busy += 1;
+        self.unanswered_clients += 1;
         Some(Handle(index))
     }
 
@@ -401,7 +410,11 @@ impl PendingTable {
 
     /// Notes that the client has its answer.
     pub fn mark_client_answered(&mut self, handle: Handle) {
-        self.slots[handle.0 as usize].entry.client_answered = true;
+        let entry = &mut self.slots[handle.0 as usize].entry;
+        if !entry.client_answered {
+            entry.client_answered = true;
+            self.unanswered_clients -= 1;
+        }
     }
 
     /// The tag that names this request's slot and generation.
@@ -447,6 +460,9 @@ impl PendingTable {
         let entry = slot.entry;
         self.push_back(index, ListId::Free);
         self.busy -= 1;
+        if !entry.client_answered {
+            self.unanswered_clients -= 1;
+        }
         entry
     }
 

@@ -327,3 +327,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn counts_requests_whose_client_waits() {
+    let now = Instant::now();
+    let mut table = PendingTable::new(8, 0, now);
+    let a = table.insert(client(1), req(1), now).unwrap();
+    let b = table.insert(client(2), req(2), now).unwrap();
+    assert_eq!(table.unanswered_clients(), 2);
+    // An answered request that lingers no longer counts, even twice marked.
+    table.mark_client_answered(a);
+    table.mark_client_answered(a);
+    assert_eq!(table.unanswered_clients(), 1);
+    table.remove(a);
+    assert_eq!(table.unanswered_clients(), 1);
+    // Removed without an answer (timed out, status 4 sent).
+    table.remove(b);
+    assert_eq!(table.unanswered_clients(), 0);
+    assert!(table.is_empty());
+}

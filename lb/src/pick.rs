@@ -3,7 +3,8 @@
 //! peak-EWMA latency ([`PeakEwma`], `--policy p2c`), skipping those
 //! passively ejected ([`HealthTable`], keyed by MAC, with one
 //! [`Health`](crate::outlier::Health) state machine and one
-//! [`RttEstimator`] per server).
+//! [`RttEstimator`] per server) and, always, those the operator drained or
+//! ejected ([`crate::operator`]).
 //!
 //! The rotation position is the rotation key (id, MAC) of the server last
 //! picked, not an index: after the list changes, the rotation continues with
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use ipcs_common::wire::MacAddr;
 
 use crate::metrics::ServerCounters;
+use crate::operator::{Mode, Overrides};
 use crate::outlier::Health;
 use crate::rtt::{PeakEwma, RttEstimator};
 use crate::snapshot::{Backend, ServerSnapshot};
@@ -54,6 +56,15 @@ pub struct ServerState {
     pub max_records: u8,
     /// This worker's counters for the server, read by the metrics renderer.
     pub counters: Arc<ServerCounters>,
+    /// What the operator set for it (drain, eject), if anything.
+    pub operator: Option<Mode>,
+}
+
+impl ServerState {
+    /// Whether the operator allows new requests to it at `now`.
+    pub fn allowed(&self, now: Instant) -> bool {
+        self.operator.is_none_or(|m| !m.holds(now))
+    }
 }
 
 /// Per-server state for the servers of the current snapshot, sorted by MAC.
@@ -92,6 +103,7 @@ impl HealthTable {
                     in_flight: 0,
                     max_records: 1,
                     counters: Arc::new(ServerCounters::default()),
+                    operator: None,
                 },
             })
             .collect();
@@ -117,9 +129,25 @@ impl HealthTable {
         self.find(mac).map(move |i| &mut self.entries[i])
     }
 
-    /// Whether `mac` may be picked at `now`; unknown servers may not.
+    /// Takes the operator's overrides (call after every [`sync`](Self::sync)
+    /// and whenever they change).
+    pub fn apply_overrides(&mut self, overrides: &Overrides, now: Instant) {
+        for s in &mut self.entries {
+            s.operator = overrides.mode_of(s.id, s.mac, now);
+        }
+    }
+
+    /// Whether `mac` may be picked at `now`: not passively ejected and
+    /// allowed by the operator; unknown servers may not.
     pub fn available(&self, mac: MacAddr, now: Instant) -> bool {
-        self.get(mac).is_some_and(|s| s.health.available(now))
+        self.get(mac)
+            .is_some_and(|s| s.allowed(now) && s.health.available(now))
+    }
+
+    /// Whether `mac` may be picked at `now` as a last resort (every server
+    /// is unavailable): any the operator has not drained or ejected.
+    pub fn allowed(&self, mac: MacAddr, now: Instant) -> bool {
+        self.get(mac).is_none_or(|s| s.allowed(now))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &ServerState> {
@@ -138,11 +166,12 @@ impl HealthTable {
         self.entries.iter_mut()
     }
 
-    /// Servers not ejected at `now`.
+    /// Servers available at `now` (neither ejected nor set aside by the
+    /// operator).
     pub fn available_count(&self, now: Instant) -> usize {
         self.entries
             .iter()
-            .filter(|s| s.health.available(now))
+            .filter(|s| s.allowed(now) && s.health.available(now))
             .count()
     }
 
@@ -156,7 +185,7 @@ impl HealthTable {
 
 /// The power of two choices: draws two distinct available servers and
 /// returns the cheaper; with one available server, that one; with none,
-/// any server (as [`RoundRobin::pick`] does).
+/// any server the operator allows (as [`RoundRobin::pick`] does).
 pub fn pick_p2c<'a>(
     servers: &'a [Backend],
     health: &HealthTable,
@@ -179,8 +208,17 @@ pub fn pick_p2c<'a>(
             .nth(k)
     };
     match available {
-        0 if servers.is_empty() => None,
-        0 => servers.get(rng.usize(..servers.len())),
+        0 => {
+            let allowed = servers
+                .iter()
+                .filter(|b| health.allowed(b.mac, now))
+                .count();
+            if allowed == 0 {
+                return None;
+            }
+            let k = rng.usize(..allowed);
+            servers.iter().filter(|b| health.allowed(b.mac, now)).nth(k)
+        }
         1 => nth_available(0),
         n => {
             let i = rng.usize(..n);
@@ -231,8 +269,9 @@ impl RoundRobin {
     }
 
     /// Picks a server for a new request: the next available one; when every
-    /// listed server is ejected, the next one regardless (an ejected server
-    /// is a better bet than refusing every request).
+    /// listed server is ejected, the next one the operator allows (an
+    /// ejected server is a better bet than refusing every request; one the
+    /// operator drained or ejected is never picked).
     pub fn pick<'a>(
         &mut self,
         servers: &'a [Backend],
@@ -240,13 +279,14 @@ impl RoundRobin {
         now: Instant,
     ) -> Option<&'a Backend> {
         self.next(servers, |b| health.available(b.mac, now))
-            .or_else(|| self.next(servers, |_| true))
+            .or_else(|| self.next(servers, |b| health.allowed(b.mac, now)))
     }
 
     /// Picks a server for a retry of a request already sent to `tried`
     /// (the last of which just failed): preferably an available server not
     /// tried yet, then any available server but the last one, then any
-    /// server but the last one, and the last one only if it is the only one.
+    /// server but the last one, and the last one only if it is the only one;
+    /// never one the operator drained or ejected.
     pub fn pick_retry<'a>(
         &mut self,
         servers: &'a [Backend],
@@ -263,8 +303,12 @@ impl RoundRobin {
                 health.available(b.mac, now) && Some(b.mac) != last
             })
         })
-        .or_else(|| self.next(servers, |b| Some(b.mac) != last))
-        .or_else(|| self.next(servers, |_| true))
+        .or_else(|| {
+            self.next(servers, |b| {
+                health.allowed(b.mac, now) && Some(b.mac) != last
+            })
+        })
+        .or_else(|| self.next(servers, |b| health.allowed(b.mac, now)))
     }
 }
 

@@ -23,6 +23,14 @@
 //! the load balancer could not send are reported to the core
 //! ([`Core::on_local_loss`]) so no server is blamed for them.
 //!
+//! Stopping: the first SIGINT or SIGTERM makes the worker stop taking
+//! requests: it reads what its UDP socket already holds (those clients
+//! sent before the signal) and then no more, while frames, deadlines and
+//! retries go on, until every request read has its client's answer or
+//! its request deadline passed (status 4), and then returns. The drain is
+//! bounded by the drain timeout; a second signal ends it at once.
+//! Requests still waiting then are counted as abandoned.
+//!
 //! Replies: with UDP GSO on the listener (`UDP_SEGMENT` of one reply's
 //! length), replies queued in one batch for the same client are appended to
 //! one message, which the kernel sends as separate 9-byte datagrams after a
@@ -82,6 +90,8 @@ const SOCKET_BUFFER: usize = 4 << 20;
 pub const PUMP_ROUNDS: usize = 16;
 /// The longest deadlines wait for unread replies or blocked output.
 pub const TICK_DEFER: Duration = Duration::from_millis(5);
+/// How long a stop signal's drain lasts at most unless configured.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The signals that stop a worker. Made before anything else at start, so
 /// a SIGTERM that arrives while the first list loads is held for the
@@ -139,6 +149,11 @@ pub struct Reactor {
     /// Since when deadlines have been put off (unread replies, blocked
     /// output).
     tick_deferred_since: Option<Instant>,
+    stats: Arc<WorkerStats>,
+    /// The longest a stop signal's drain may last.
+    drain_timeout: Duration,
+    /// Set by the first stop signal: until when the worker drains.
+    draining_until: Option<Instant>,
 }
 
 impl Reactor {
@@ -168,6 +183,7 @@ impl Reactor {
             link.attach(poll.registry(), REGISTRY)?;
         }
         let lb_mac = raw.interface().mac;
+        let worker_stats = stats.clone();
         Ok(Reactor {
             poll,
             signals,
@@ -193,10 +209,19 @@ impl Reactor {
             next_publish: Instant::now() + PUBLISH_EVERY,
             next_mac_check: Instant::now() + MAC_CHECK_EVERY,
             tick_deferred_since: None,
+            stats: worker_stats,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            draining_until: None,
         })
     }
 
-    /// Runs until SIGINT or SIGTERM.
+    /// How long a stop signal's drain may last (default
+    /// [`DEFAULT_DRAIN_TIMEOUT`]).
+    pub fn set_drain_timeout(&mut self, timeout: Duration) {
+        self.drain_timeout = timeout;
+    }
+
+    /// Runs until a stop signal's drain is over (see the module doc).
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(64);
         loop {
@@ -208,12 +233,14 @@ impl Reactor {
                 return Err(e);
             }
             let now = Instant::now();
-            let mut stop = false;
+            let mut signals = 0;
             for event in events.iter() {
                 match event.token() {
+                    // A stopping worker takes no new requests.
+                    UDP if self.draining_until.is_some() => {}
                     UDP => self.udp_readable |= event.is_readable(),
                     RAW => self.raw_readable |= event.is_readable(),
-                    SIGNALS => stop |= self.signals.pending().next().is_some(),
+                    SIGNALS => signals += self.signals.pending().count(),
                     REGISTRY => {
                         if let Some(link) = self.registry.as_mut() {
                             link.on_event(self.poll.registry(), event, now);
@@ -222,14 +249,57 @@ impl Reactor {
                     _ => {}
                 }
             }
-            if stop {
-                self.core.publish(now);
+            if signals > 0 && self.draining_until.is_none() {
+                self.draining_until = Some(now + self.drain_timeout);
+                self.stats
+                    .stopping
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                // What the socket holds came before the signal: read it.
+                self.udp_readable = true;
+                tracing::info!(
+                    drain_timeout_ms = self.drain_timeout.as_millis() as u64,
+                    "stop signal: taking no new requests, finishing those in flight \
+                     (a second signal stops at once)"
+                );
+                signals -= 1;
+            }
+            if signals > 0 {
+                self.stop(now, "a second stop signal");
                 return Ok(());
             }
             self.pump();
             self.on_timers(Instant::now());
             self.io.flush();
             self.report_local_loss();
+            if let Some(until) = self.draining_until {
+                let now = Instant::now();
+                let settled =
+                    !self.udp_readable && self.core.awaiting_clients() == 0 && !self.io.blocked();
+                if settled || now >= until {
+                    let why = if settled {
+                        "every request answered"
+                    } else {
+                        "the drain timeout"
+                    };
+                    self.stop(now, why);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Ends the worker: requests whose client still waits are abandoned.
+    fn stop(&mut self, now: Instant, why: &str) {
+        let abandoned = self.core.awaiting_clients() as u64;
+        crate::metrics::add(&self.stats.abandoned, abandoned);
+        self.core.publish(now);
+        if abandoned > 0 {
+            tracing::warn!(
+                abandoned,
+                "worker stopped by {why}; requests left unanswered"
+            );
+        } else {
+            tracing::debug!("worker stopped: {why}");
         }
     }
 
@@ -239,6 +309,9 @@ impl Reactor {
             return Some(Duration::ZERO);
         }
         let mut next = self.next_publish.min(self.next_mac_check);
+        if let Some(d) = self.draining_until {
+            next = next.min(d);
+        }
         if let Some(d) = self.core.next_deadline() {
             next = next.min(d);
         }

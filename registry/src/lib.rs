@@ -13,7 +13,9 @@
 //! * [`cidr`]: the `--allow` networks.
 //! * [`metrics`]: the counters `STATS` reports, their names, and their
 //!   Prometheus names, kinds and help.
-//! * [`admin`]: the admin HTTP endpoint's views (`/metrics`, `/healthz`).
+//! * [`admin`]: the admin HTTP endpoint's views (`/metrics`, `/healthz`,
+//!   `/sd/servers`).
+//! * [`discovery`]: the live list as Prometheus HTTP service discovery.
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod cidr;
 pub mod config;
 pub mod conn;
+pub mod discovery;
 pub mod metrics;
 pub mod reactor;
 pub mod session;

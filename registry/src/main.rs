@@ -100,6 +100,13 @@ struct Args {
     /// error.
     #[arg(long, value_name = "ADDR:PORT|off", default_value = ipcs_common::admin_http::DEFAULT_REGISTRY_ADMIN)]
     admin: ipcs_common::admin_http::AdminAddr,
+
+    /// The admin port of every server, as GET /sd/servers (Prometheus HTTP
+    /// service discovery on the admin endpoint) names them: the registry
+    /// knows each live server's address but not its admin port, so all
+    /// servers are taken to use this one (the server's default).
+    #[arg(long, value_name = "PORT", default_value_t = ipcs_common::admin_http::DEFAULT_SERVER_ADMIN_PORT)]
+    sd_server_admin_port: u16,
 }
 
 impl Args {
@@ -122,6 +129,7 @@ fn main() -> anyhow::Result<()> {
     let args: Args = ipcs_common::cli::parse("IPCS_REGISTRY");
     ipcs_common::logging::init();
     let admin = args.admin.0;
+    let sd_server_admin_port = args.sd_server_admin_port;
     let mut registry = Registry::bind(args.config()).context("starting the registry")?;
     if let Some(addr) = admin {
         let listener = ipcs_common::admin_http::bind(addr)
@@ -130,7 +138,12 @@ fn main() -> anyhow::Result<()> {
             "admin endpoint on http://{}/metrics",
             listener.local_addr()?
         );
-        ipcs_registry::admin::spawn(listener, registry.admin_state())?;
+        ipcs_registry::admin::spawn(
+            listener,
+            registry.admin_state(),
+            registry.discovery(),
+            sd_server_admin_port,
+        )?;
     }
     registry.handle_signals()?;
     registry.run()?;

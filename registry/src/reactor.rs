@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::admin::LoopState;
 use crate::config::{Config, ConfigError};
 use crate::conn::Conn;
+use crate::discovery::Discovery;
 use crate::session::{
     Admission, Close, Outbox, OutputFull, Sessions, WarnLimiter, TOO_MANY_CONNECTIONS,
 };
@@ -81,6 +82,10 @@ pub struct Registry {
     /// Where each turn of the loop publishes its numbers for the admin
     /// endpoint.
     admin: LoopState,
+    /// Where the live list goes for service discovery, and the version
+    /// published there last.
+    discovery: Discovery,
+    discovery_version: Option<u64>,
 }
 
 /// The [`Outbox`] the session state machine writes to: the connections'
@@ -163,6 +168,8 @@ impl Registry {
             conns: HashMap::new(),
             warn_limiter: WarnLimiter::default(),
             admin: LoopState::default(),
+            discovery: Discovery::default(),
+            discovery_version: None,
         })
     }
 
@@ -181,6 +188,11 @@ impl Registry {
     /// What the admin endpoint reads: the loop's numbers and liveness.
     pub fn admin_state(&self) -> LoopState {
         self.admin.clone()
+    }
+
+    /// What `/sd/servers` reads: the live list.
+    pub fn discovery(&self) -> Discovery {
+        self.discovery.clone()
     }
 
     /// Makes SIGINT and SIGTERM stop the loop cleanly.
@@ -210,6 +222,11 @@ impl Registry {
             let now = Instant::now();
             self.on_tick(now);
             self.admin.publish(self.sessions.stats(), true);
+            let membership = self.sessions.membership();
+            if self.discovery_version != Some(membership.version()) {
+                self.discovery_version = Some(membership.version());
+                self.discovery.publish(membership.list());
+            }
             // Turn at least every second, so a stuck loop shows in /healthz.
             let timeout = self
                 .next_timeout(now)

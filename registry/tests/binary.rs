@@ -111,6 +111,7 @@ fn help_explains_every_flag_and_its_default() {
         "--max-output-bytes",
         "--watch-timeout",
         "--admin",
+        "--sd-server-admin-port",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
@@ -124,6 +125,7 @@ fn help_explains_every_flag_and_its_default() {
         "[default: 65536]",
         "[default: 5s]",
         "[default: 0.0.0.0:7072]",
+        "[default: 7073]",
         "[env: IPCS_REGISTRY_TTL=]",
         "Default: none",
     ] {
@@ -239,4 +241,29 @@ fn memory_stays_bounded_under_abuse() {
     child.signal("TERM");
     assert!(child.wait_exit(IO_TIMEOUT).success());
     servers.clear();
+}
+
+#[test]
+fn service_discovery_lists_each_live_server_admin_endpoint() {
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let admin_arg = admin.to_string();
+    let (_registry, addr) = spawn(&["--admin", &admin_arg, "--sd-server-admin-port", "9999"]);
+    let sd = || ipcs_common::admin_http::get(admin, "/sd/servers", IO_TIMEOUT).unwrap();
+    assert_eq!(sd(), (200, "[]\n".to_owned()));
+    // A server registers (the protocol's own HELLO): it is listed at once.
+    let mut server = TcpStream::connect(addr).unwrap();
+    server
+        .write_all(b"HELLO id=7 mac=02:00:00:00:00:07 ip=10.0.0.7\n")
+        .unwrap();
+    let want = concat!(
+        r#"[{"targets":["10.0.0.7:9999"],"labels":{"server_id":"7","mac":"02:00:00:00:00:07"}}]"#,
+        "\n"
+    );
+    assert!(wait_until(IO_TIMEOUT, || sd().1 == want), "{:?}", sd());
+    // It leaves: gone from the targets.
+    drop(server);
+    assert!(wait_until(IO_TIMEOUT, || sd().1 == "[]\n"), "{:?}", sd());
 }
