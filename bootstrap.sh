@@ -15,6 +15,7 @@ usage() {
     cat <<EOF
 Usage: ./bootstrap.sh [up] [--servers N] [--lbs N] [--docker | --netns] [--no-build] [--timeout S]
        ./bootstrap.sh build [--no-build]
+       ./bootstrap.sh key
        ./bootstrap.sh scale N
        ./bootstrap.sh status
        ./bootstrap.sh down [--images]
@@ -27,14 +28,19 @@ Commands:
                  $IPCS_CALC_HOST and $IPCS_REGISTRY_HOST to $IPCS_HOSTS_FILE and wait until
                  the LB answers. Running it again keeps what is already right and
                  fixes the rest.
-  build          build the binaries (unless --no-build) and the images, nothing
-                 else: then 'docker compose up -d --scale server=N' (or
-                 docker-compose) brings the whole system up by itself
+  build          build the binaries (unless --no-build) and the images, and make
+                 the deployment key if there is none, nothing else: then
+                 'docker compose up -d --scale server=N' (or docker-compose)
+                 brings the whole system up by itself
+  key            make the deployment key ($IPCS_KEY_FILE) if there is none:
+                 32 random bytes (group $IPCS_KEY_GID, mode 0640) that the
+                 registry, servers and LB prove registrations and lists with
+                 (docs/SECURITY.md)
   scale N        run N servers, in place (Docker: compose --scale; netns:
                  ipcs-netns scale); the registry and the LB keep running
   status         show what runs: mode, LB, network, servers, registry list, hosts entries
   down           remove everything 'up' made: the LB, the containers or
-                 namespaces, the network, the hosts entries, $IPCS_RUN_DIR
+                 namespaces, the network, the hosts entries, the key, $IPCS_RUN_DIR
 
 Options:
   --servers N    number of servers for 'up' (default 3)
@@ -54,6 +60,8 @@ Options:
 
 Environment:
   IPCS_RUN_DIR   pidfile, log and mode of the host LB (default /run/ipcs)
+  IPCS_KEY_FILE  the deployment key (default \$IPCS_RUN_DIR/key)
+  IPCS_KEY_GID   its group, which the registry container joins (default 7070)
   IPCS_BIN_DIR   the static binaries (default target/static/$IPCS_TARGET/release)
   RUST_LOG       log level of every process (default info)
   IPCS_LB_NICE, IPCS_{LB,SERVER}_CPUSET, IPCS_{LB,SERVER,REGISTRY}_CGROUP_PARENT
@@ -81,7 +89,7 @@ positive_int() { [[ "$1" =~ ^[0-9]+$ ]] && (($1 >= 1 && $1 <= 60)); }
 
 while (($#)); do
     case $1 in
-    up | down | status | build) cmd=$1 ;;
+    up | down | status | build | key) cmd=$1 ;;
     scale)
         cmd=scale
         (($# >= 2)) || die "scale needs a number of servers (see --help)"
@@ -124,7 +132,7 @@ bridge_new=0 # set when this run made the bridge (a running LB must rebind)
 
 # What survives the step to sudo: the directories, the log level and the CPU
 # placement compose.yaml reads.
-PRESERVE_ENV=IPCS_RUN_DIR,IPCS_BIN_DIR,IPCS_HOSTS_FILE,RUST_LOG,IPCS_LB_NICE
+PRESERVE_ENV=IPCS_RUN_DIR,IPCS_KEY_FILE,IPCS_KEY_GID,IPCS_BIN_DIR,IPCS_HOSTS_FILE,RUST_LOG,IPCS_LB_NICE
 PRESERVE_ENV+=,IPCS_LB_CPUSET,IPCS_SERVER_CPUSET
 PRESERVE_ENV+=,IPCS_LB_CGROUP_PARENT,IPCS_SERVER_CGROUP_PARENT,IPCS_REGISTRY_CGROUP_PARENT
 
@@ -390,7 +398,7 @@ netns_start() {
         netns down
     fi
     bridge_new=1
-    netns up --servers "$n" --lbs "$nodes" --bin-dir "$IPCS_BIN_DIR"
+    netns up --servers "$n" --lbs "$nodes" --bin-dir "$IPCS_BIN_DIR" --key-file "$IPCS_KEY_FILE"
 }
 
 netns_up() {
@@ -539,8 +547,9 @@ cmd_up() {
     check_prereqs "$mode"
     become_root_if_needed
     ((build)) && build_binaries
-    require_binaries ipcs-registry ipcs-server ipcs-lb calc
+    require_binaries ipcs-registry ipcs-server ipcs-lb calc ipcs-registry-query
     mkdir -p "$IPCS_RUN_DIR"
+    ensure_key || die "cannot make the deployment key $IPCS_KEY_FILE"
     if [[ $mode == docker ]]; then
         rm -f "$IPCS_RUN_DIR/lbs"
         docker_up
@@ -592,7 +601,7 @@ cmd_down() {
     docker_down
     netns_down
     hosts_remove
-    rm -f "$(mode_file)" "$(lb_logfile)"
+    rm -f "$(mode_file)" "$(lb_logfile)" "$IPCS_KEY_FILE"
     rm -rf "$IPCS_RUN_DIR/prometheus"
     rmdir "$IPCS_RUN_DIR" 2>/dev/null || true
     say "down: nothing of IPCS left running"
@@ -647,12 +656,24 @@ cmd_build() {
     ((build)) && build_binaries
     docker_reachable || die "the Docker engine is not reachable ('docker info' fails): the images need it"
     "$IPCS_REPO/deploy/build-images.sh"
+    ensure_key || warn "cannot make the deployment key $IPCS_KEY_FILE: run ./bootstrap.sh key as root before compose up"
     find_compose || warn "no Compose tool (docker compose or docker-compose) to run them with"
     say "images built; from $IPCS_REPO: ${COMPOSE[*]:-docker compose} up -d --scale server=N (or ./bootstrap.sh)"
 }
 
+# The deployment key only (compose.yaml mounts it; compose up refuses without).
+cmd_key() {
+    if ((EUID != 0)) && ! [[ -w $(dirname "$IPCS_KEY_FILE") ]]; then
+        have sudo || die "key needs root or sudo (to write $IPCS_KEY_FILE)"
+        exec sudo --preserve-env="$PRESERVE_ENV" "$0" "${orig_args[@]}"
+    fi
+    ensure_key || die "cannot make the deployment key $IPCS_KEY_FILE"
+    say "deployment key: $IPCS_KEY_FILE"
+}
+
 case $cmd in
 build) cmd_build ;;
+key) cmd_key ;;
 up) cmd_up ;;
 scale) cmd_scale ;;
 down) cmd_down ;;

@@ -93,7 +93,9 @@ have python3 || die "python3 is needed to read loadgen's JSON report"
 # A run directory of our own, so a concurrent run elsewhere never shares
 # pidfiles or logs with this one.
 IPCS_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ipcs-e2e.$$.XXXXXX")
-export IPCS_RUN_DIR
+# Its own deployment key too (bootstrap.sh makes it, down removes it).
+IPCS_KEY_FILE=$IPCS_RUN_DIR/key
+export IPCS_RUN_DIR IPCS_KEY_FILE
 work=$IPCS_RUN_DIR.work
 mkdir -p "$work"
 BOOTSTRAP=$IPCS_REPO/bootstrap.sh
@@ -310,6 +312,56 @@ step_answers() {
     under_load "steady load, nothing disturbed" true
 }
 
+# Whether every thread of process $1 runs without privilege: no uid 0, no
+# permitted or effective capability, no-new-privs set (docs/SECURITY.md).
+unprivileged() {
+    local status
+    [[ -d /proc/$1/task ]] || return 1
+    for status in /proc/"$1"/task/*/status; do
+        awk '/^Uid:/ { for (i = 2; i <= 5; i++) if ($i == 0) bad = 1 }
+             /^Cap(Prm|Eff):/ { if ($2 != "0000000000000000") bad = 1 }
+             /^NoNewPrivs:/ { if ($2 != 1) bad = 1 }
+             END { exit bad }' "$status" 2>/dev/null || return 1
+    done
+}
+
+# "what pid" for the LB (each LB of a netns tier) and every server of the
+# current pass, as the host sees them.
+daemon_pids() {
+    local c
+    if [[ $current != netns ]]; then
+        for c in $(docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
+            --filter "label=com.docker.compose.service=lb") $(server_containers); do
+            printf '%s %s\n' "$(docker inspect -f '{{.Name}}' "$c")" \
+                "$(docker inspect -f '{{.State.Pid}}' "$c")"
+        done
+    else
+        if (($(tier_count) > 1)); then
+            local n
+            for ((n = 1; n <= $(tier_count); n++)); do
+                printf 'ipcs-lb-node%s %s\n' "$n" "$(tier_lb_pid "$n")"
+            done
+        else
+            printf 'ipcs-lb %s\n' "$(lb_pid)"
+        fi
+        netns_server_pids | awk '{ print "server" $1, $2 }'
+    fi
+}
+
+step_unprivileged() {
+    local what pid checked=0 bad=()
+    while read -r what pid; do
+        [[ -n $pid ]] || continue
+        checked=$((checked + 1))
+        unprivileged "$pid" || bad+=("$what($pid)")
+    done < <(daemon_pids)
+    if ((checked >= 4 && ${#bad[@]} == 0)); then
+        pass "LB and servers run without root or capabilities ($checked processes, every thread)"
+    else
+        fail "privileged after start (of $checked checked): ${bad[*]:-too few processes found}"
+    fi
+}
+
 step_scale_up() {
     "$BOOTSTRAP" scale 5 >"$work/scale.log" 2>&1 || {
         fail "bootstrap.sh scale 5: $(tail -n 3 "$work/scale.log" | tr '\n' ' ')"
@@ -380,6 +432,7 @@ step_down() {
     fi
     ip link show "$IPCS_BRIDGE" >/dev/null 2>&1 && left+=("interface $IPCS_BRIDGE")
     hosts_has_tagged && left+=("tagged lines in $IPCS_HOSTS_FILE")
+    [[ -e $IPCS_KEY_FILE ]] && left+=("the deployment key $IPCS_KEY_FILE")
     [[ -n $before ]] && kill -0 "$before" 2>/dev/null && left+=("the LB process $before")
     local holder
     holder=$(udp_port_holder) && [[ -n $holder ]] && left+=("a listener on UDP $IPCS_LB_PORT ($holder)")
@@ -524,6 +577,7 @@ run_pass() {
         fail "$current: second bootstrap.sh up: $(tail -n 5 "$work/up2.log" | tr '\n' ' ')"
     fi
     step_answers
+    step_unprivileged
     step_scale_up
     step_scale_down
     # Three servers before each fault, so the fault takes one of several.

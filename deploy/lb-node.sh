@@ -12,6 +12,7 @@ set -uo pipefail
 usage() {
     cat <<EOF
 Usage: deploy/lb-node.sh --node N --netns NS --dir DIR --bin-dir DIR --registry HOST:PORT
+                         --key-file PATH
 
   --node N             the LB node (from 1); its address is 172.16.238.(200+N)
   --netns NS           the node's network namespace (ipcs-netns up --lbs)
@@ -21,13 +22,14 @@ Usage: deploy/lb-node.sh --node N --netns NS --dir DIR --bin-dir DIR --registry 
                        keepalived.log) go there
   --bin-dir DIR        where ipcs-lb, calc and ipcs-netns are
   --registry HOST:PORT the registry the LB follows
+  --key-file PATH      the deployment key the LB proves its questions with
 EOF
 }
 
-node="" netns="" dir="" bin="" registry=""
+node="" netns="" dir="" bin="" registry="" key=""
 while (($#)); do
     case $1 in
-    --node | --netns | --dir | --bin-dir | --registry)
+    --node | --netns | --dir | --bin-dir | --registry | --key-file)
         (($# >= 2)) || {
             echo "lb-node: $1 needs a value" >&2
             exit 2
@@ -38,6 +40,7 @@ while (($#)); do
         --dir) dir=$2 ;;
         --bin-dir) bin=$2 ;;
         --registry) registry=$2 ;;
+        --key-file) key=$2 ;;
         esac
         shift
         ;;
@@ -52,7 +55,7 @@ while (($#)); do
     esac
     shift
 done
-[[ $node =~ ^[0-9]+$ && -n $netns && -d $dir && -x $bin/ipcs-lb && -n $registry ]] || {
+[[ $node =~ ^[0-9]+$ && -n $netns && -d $dir && -x $bin/ipcs-lb && -n $registry && -r $key ]] || {
     usage >&2
     exit 2
 }
@@ -86,7 +89,7 @@ start_lb() {
     # The admin endpoint on the node's address: reachable from the host.
     RUST_LOG=${RUST_LOG:-info} ip netns exec "$netns" "$bin/ipcs-lb" \
         --listen 0.0.0.0:8080 --admin "$ip:7071" --iface eth0 --registry "$registry" \
-        </dev/null >>"$dir/lb.log" 2>&1 &
+        --key-file "$key" </dev/null >>"$dir/lb.log" 2>&1 &
     lb=$!
     printf '%s\n' "$lb" >"$dir/lb.pid"
     log "ipcs-lb started (pid $lb)"

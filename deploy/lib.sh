@@ -34,6 +34,18 @@ IPCS_IMAGE_REPO=localhost/ipcs
 IPCS_IMAGES=(registry server lb)
 
 IPCS_RUN_DIR=${IPCS_RUN_DIR:-/run/ipcs}
+# The deployment key (docs/SECURITY.md): 32 random bytes as 64 hex digits,
+# owner root, group IPCS_KEY_GID, mode 0640, made once by ensure_key
+# (./bootstrap.sh up, build or key) and removed by ./bootstrap.sh down. The
+# registry, the servers and the LB read it from this file (compose mounts it
+# as the secret ipcs_key); it is never on a command line or in an image.
+# The group: the registry's image runs as nobody (65534), and a compose
+# secret is a bind mount keeping the host's owner and mode, so the registry
+# container joins this otherwise unused group (compose.yaml group_add) to
+# read it; the servers and the LB start as root. Exported: compose reads both.
+IPCS_KEY_FILE=${IPCS_KEY_FILE:-$IPCS_RUN_DIR/key}
+IPCS_KEY_GID=${IPCS_KEY_GID:-7070}
+export IPCS_KEY_FILE IPCS_KEY_GID
 IPCS_HOSTS_FILE=${IPCS_HOSTS_FILE:-/etc/hosts}
 # Statically linked release binaries: the same files go into the scratch
 # images and run on the host (LB, calc, loadgen) and in the namespaces.
@@ -91,6 +103,26 @@ build_binaries() {
         RUSTFLAGS="-C target-feature=+crt-static ${RUSTFLAGS:-}" \
             cargo build --release --bins --target "$IPCS_TARGET" \
             --target-dir "$IPCS_REPO/target/static")
+}
+
+# Makes the deployment key unless it exists: 32 bytes from /dev/urandom as
+# 64 hex digits, readable by nobody else from the start (mktemp makes 0600),
+# then group IPCS_KEY_GID and mode 0640, written whole or not at all
+# (rename). An existing key is kept, so running processes keep theirs.
+ensure_key() {
+    [[ -s $IPCS_KEY_FILE ]] && return 0
+    local dir tmp
+    dir=$(dirname "$IPCS_KEY_FILE")
+    mkdir -p "$dir" || return 1
+    tmp=$(mktemp "$dir/.key.XXXXXX") || return 1
+    if ! { od -An -tx1 -N32 /dev/urandom | tr -d ' \n' && echo; } >"$tmp" ||
+        [[ $(wc -c <"$tmp") != 65 ]] ||
+        ! chgrp "$IPCS_KEY_GID" "$tmp" || ! chmod 0640 "$tmp"; then
+        rm -f "$tmp"
+        return 1
+    fi
+    mv -f "$tmp" "$IPCS_KEY_FILE"
+    say "made the deployment key $IPCS_KEY_FILE (group $IPCS_KEY_GID, mode 0640)"
 }
 
 # Fails unless every named binary is in IPCS_BIN_DIR.
@@ -204,7 +236,7 @@ lb_start() {
     RUST_LOG=${RUST_LOG:-info} setsid "$IPCS_BIN_DIR/ipcs-lb" \
         --listen "0.0.0.0:$IPCS_LB_PORT" --iface "$IPCS_BRIDGE" \
         --registry "$IPCS_REGISTRY_HOST:$IPCS_REGISTRY_PORT" --admin "$IPCS_LB_ADMIN" \
-        </dev/null >>"$log" 2>&1 &
+        --key-file "$IPCS_KEY_FILE" </dev/null >>"$log" 2>&1 &
     local pid=$! i
     printf '%s\n' "$pid" >"$(lb_pidfile)"
     # Until the background shell has exec'd ipcs-lb, /proc/<pid>/exe is still
@@ -300,7 +332,7 @@ tier_start_node() {
         --down-file "$dir/down" --master-log "$dir/master.log" >"$dir/keepalived.conf"
     setsid bash "$IPCS_REPO/deploy/lb-node.sh" --node "$n" --netns "ipcs-lb$n" --dir "$dir" \
         --bin-dir "$IPCS_BIN_DIR" --registry "$IPCS_REGISTRY_IP:$IPCS_REGISTRY_PORT" \
-        </dev/null >>"$dir/supervisor.log" 2>&1 &
+        --key-file "$IPCS_KEY_FILE" </dev/null >>"$dir/supervisor.log" 2>&1 &
     printf '%s\n' "$!" >"$dir/supervisor.pid"
     say "LB node $n: supervisor started (pid $!; ipcs-lb and keepalived in namespace ipcs-lb$n)"
 }
@@ -389,21 +421,15 @@ wait_for_answer() {
     return 1
 }
 
-# Prints the registry's current server list (`LIST`) using bash's /dev/tcp, so
-# status needs no client binary; bounded by `timeout` since a connect to an
-# absent address can hang. Returns non-zero if the registry does not answer.
+# Prints the registry's current server list in its line format (`SERVERS
+# ...`, `<id> <mac> <ip> <udp>` per server, `END`), asked with a proof made
+# with the deployment key (ipcs-registry-query; bash cannot make the HMAC).
+# Returns non-zero if the registry does not answer.
 registry_list() {
     bridge_is_local || return 1
-    # shellcheck disable=SC2016 # expanded by the inner bash
-    timeout 3 bash -c '
-        exec 3<>"/dev/tcp/$1/$2" || exit 1
-        printf "LIST\n" >&3
-        while IFS= read -r line <&3; do
-            line=${line%$'"'"'\r'"'"'}
-            printf "%s\n" "$line"
-            [[ $line == END* || $line == ERR* ]] && exit 0
-        done
-        exit 1' registry_list "$IPCS_REGISTRY_IP" "$IPCS_REGISTRY_PORT"
+    [[ -x "$IPCS_BIN_DIR/ipcs-registry-query" && -r $IPCS_KEY_FILE ]] || return 1
+    "$IPCS_BIN_DIR/ipcs-registry-query" list --timeout 3s --key-file "$IPCS_KEY_FILE" \
+        --registry "$IPCS_REGISTRY_IP:$IPCS_REGISTRY_PORT"
 }
 
 # --- the servers of a deployment ---------------------------------------------------------

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod cli;
 pub mod duration;
 pub mod logging;
+pub mod registry_auth;
 pub mod registry_client;
 pub mod registry_proto;
 pub mod sys;

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
+use crate::registry_auth::{seal, Key};
 use crate::registry_proto::{
-    ClientLine, LineBuffer, LineTooLong, ProtoError, RegistryLine, ServerEntry, MAX_LINE,
+    ClientLine, LineBuffer, LineTooLong, ProtoError, RegistryLine, ServerEntry, SignedLine,
+    MAX_LINE,
 };
 use crate::wire::MacAddr;
 
@@ -242,13 +244,13 @@ fn remaining(deadline: Instant) -> Result<Duration, ClientError> {
 /// Sends `request` and feeds the answer to `on_bytes` until it says done.
 fn exchange<T>(
     stream: &mut TcpStream,
-    request: &ClientLine,
+    request: &SignedLine,
     timeout: Duration,
     mut on_bytes: impl FnMut(&[u8]) -> Result<Option<T>, ClientError>,
 ) -> Result<T, ClientError> {
     let deadline = Instant::now() + timeout;
     stream.set_write_timeout(Some(remaining(deadline)?))?;
-    let mut out = Vec::with_capacity(32);
+    let mut out = Vec::with_capacity(192);
     request.write(&mut out)?;
     stream.write_all(&out)?;
     let mut buf = [0u8; 4096];
@@ -267,35 +269,68 @@ fn exchange<T>(
 }
 
 /// Sends `LIST` on a blocking `stream` and reads the answer, giving up after
-/// `timeout`. Only one request may be outstanding on the stream.
+/// `timeout`. Only one request may be outstanding on the stream. The line
+/// carries no proof: for a registry run with `--insecure-no-auth` (tests);
+/// see [`fetch_list_as`].
 pub fn fetch_list(stream: &mut TcpStream, timeout: Duration) -> Result<ServerList, ClientError> {
+    fetch_list_as(stream, None, timeout)
+}
+
+/// [`fetch_list`] with a proof made with `key` (none without one).
+pub fn fetch_list_as(
+    stream: &mut TcpStream,
+    key: Option<&Key>,
+    timeout: Duration,
+) -> Result<ServerList, ClientError> {
     let mut reader = ListReader::new(MAX_SERVERS);
-    exchange(stream, &ClientLine::List, timeout, |b| reader.feed(b))
+    let request = seal(key, ClientLine::List);
+    exchange(stream, &request, timeout, |b| reader.feed(b))
 }
 
 /// Sends `WATCH version` and waits for the answer: at once if the registry's
 /// version differs, else at the next change or the registry's watch timeout.
 /// `timeout` should exceed the registry's watch timeout (5 s by default).
+/// No proof, like [`fetch_list`]; see [`fetch_watch_as`].
 pub fn fetch_watch(
     stream: &mut TcpStream,
     version: u64,
     timeout: Duration,
 ) -> Result<ServerList, ClientError> {
-    let mut reader = ListReader::new(MAX_SERVERS);
-    exchange(stream, &ClientLine::Watch(version), timeout, |b| {
-        reader.feed(b)
-    })
+    fetch_watch_as(stream, None, version, timeout)
 }
 
-/// Sends `STATS` and returns the registry's counters by name.
+/// [`fetch_watch`] with a proof made with `key` (none without one).
+pub fn fetch_watch_as(
+    stream: &mut TcpStream,
+    key: Option<&Key>,
+    version: u64,
+    timeout: Duration,
+) -> Result<ServerList, ClientError> {
+    let mut reader = ListReader::new(MAX_SERVERS);
+    let request = seal(key, ClientLine::Watch(version));
+    exchange(stream, &request, timeout, |b| reader.feed(b))
+}
+
+/// Sends `STATS` and returns the registry's counters by name. No proof,
+/// like [`fetch_list`]; see [`fetch_stats_as`].
 pub fn fetch_stats(
     stream: &mut TcpStream,
+    timeout: Duration,
+) -> Result<Vec<(String, u64)>, ClientError> {
+    fetch_stats_as(stream, None, timeout)
+}
+
+/// [`fetch_stats`] with a proof made with `key` (none without one).
+pub fn fetch_stats_as(
+    stream: &mut TcpStream,
+    key: Option<&Key>,
     timeout: Duration,
 ) -> Result<Vec<(String, u64)>, ClientError> {
     const MAX_STATS: usize = 256;
     let mut lines = LineBuffer::new(MAX_LINE);
     let mut stats = Vec::new();
-    exchange(stream, &ClientLine::Stats, timeout, |mut bytes| {
+    let request = seal(key, ClientLine::Stats);
+    exchange(stream, &request, timeout, |mut bytes| {
         while let Some(line) = lines.next_line(&mut bytes)? {
             match RegistryLine::parse_bytes(line)? {
                 RegistryLine::Stat { name, value } if stats.len() < MAX_STATS => {
@@ -323,6 +358,9 @@ pub struct HeartbeatConfig {
     /// How often to send `BEAT` ([`HeartbeatConfig::DEFAULT_BEAT_INTERVAL`]
     /// by default; keep it well under the registry's TTL).
     pub beat_interval: Duration,
+    /// The deployment key: the `HELLO` carries a proof made with it. `None`
+    /// only for a registry run with `--insecure-no-auth`.
+    pub key: Option<Key>,
 }
 
 impl HeartbeatConfig {
@@ -429,12 +467,16 @@ fn session(
     backoff: &mut Backoff,
 ) -> Result<Stopped, ClientError> {
     let mut stream = connect(&config.registry, HANDSHAKE_TIMEOUT)?;
-    let hello = ClientLine::Hello {
-        id: config.id,
-        mac: config.mac,
-        ip: config.ip,
-        udp: config.udp,
-    };
+    // A fresh proof on every connection: the registry refuses a replay.
+    let hello = seal(
+        config.key.as_ref(),
+        ClientLine::Hello {
+            id: config.id,
+            mac: config.mac,
+            ip: config.ip,
+            udp: config.udp,
+        },
+    );
     let mut lines = LineBuffer::new(MAX_LINE);
     let ttl_ms = exchange(
         &mut stream,

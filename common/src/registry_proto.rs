@@ -16,6 +16,18 @@
 //! anything else                           ERR <reason>
 //! ```
 //!
+//! With a deployment key (docs/SECURITY.md), every client line except `BEAT`
+//! ends with a proof of the key, `proof=<unix_ms>.<nonce>.<tag>` ([`Proof`],
+//! [`SignedLine`]): the tag is an HMAC-SHA256 over [`signing_input`], that
+//! is the line's canonical form (its `Display`), the sender's wall-clock
+//! time in milliseconds and a random 64-bit nonce, so the registry can
+//! refuse forged, stale and replayed lines.
+//!
+//! ```text
+//! HELLO id=7 mac=02:00:00:00:00:07 ip=10.0.0.7 proof=1767225600000.9f3a0c1d2e4b5a69.<64 hex>
+//! WATCH 42 proof=1767225600500.0123456789abcdef.<64 hex>
+//! ```
+//!
 //! A line is ASCII, terminated by `\n` (a `\r` before it is tolerated so an
 //! operator can use `nc -C`), and at most [`MAX_LINE`] bytes including the
 //! terminator. Tokens are separated by ASCII whitespace. Keywords are upper
@@ -129,6 +141,8 @@ pub enum ProtoError {
     BadNumber { field: &'static str, value: String },
     #[error("bad stat name {0:?} (expected [a-z0-9_]+)")]
     BadStatName(String),
+    #[error("bad proof {0:?} (expected proof=<unix_ms>.<16 hex digits>.<64 hex digits>)")]
+    BadProof(String),
 }
 
 fn quote(token: &str) -> String {
@@ -319,6 +333,130 @@ impl fmt::Display for ClientLine {
             ClientLine::List => f.write_str("LIST"),
             ClientLine::Stats => f.write_str("STATS"),
             ClientLine::Watch(version) => write!(f, "WATCH {version}"),
+        }
+    }
+}
+
+/// Bytes of a proof's tag: an HMAC-SHA256.
+pub const TAG_LEN: usize = 32;
+
+/// What the last token `proof=` starts with.
+const PROOF_KEY: &str = "proof=";
+
+/// A proof that the sender of a line holds the deployment key: the sender's
+/// wall-clock time, a random nonce and the HMAC-SHA256 tag over
+/// [`signing_input`]. Checking it is the registry's job
+/// (`ipcs_common::registry_auth`, `ipcs_registry::session`); this type is only
+/// its wire form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Proof {
+    /// Milliseconds since the Unix epoch when the line was made.
+    pub unix_ms: u64,
+    /// Random; the registry refuses a nonce it has seen within its window.
+    pub nonce: u64,
+    pub tag: [u8; TAG_LEN],
+}
+
+/// A client line with its proof, if it carries one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedLine {
+    pub line: ClientLine,
+    pub proof: Option<Proof>,
+}
+
+/// What the tag of a proof covers: a fixed label (so a tag made for
+/// anything else never verifies here), the time, the nonce and the line's
+/// canonical form. Canonical because the registry recomputes it from the
+/// parsed line: whitespace or `HELLO` key order cannot change the tag.
+pub fn signing_input(line: &ClientLine, unix_ms: u64, nonce: u64) -> String {
+    format!("ipcs-registry-v1 {unix_ms} {nonce:016x} {line}")
+}
+
+fn parse_hex<const N: usize>(token: &str) -> Option<[u8; N]> {
+    let digits = token.as_bytes();
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let nibble = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; N];
+    for (i, pair) in digits.chunks_exact(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+impl Proof {
+    /// Parses the value of a `proof=` token: `<unix_ms>.<16 hex>.<64 hex>`,
+    /// hex in lower case.
+    pub fn parse(value: &str) -> Result<Proof, ProtoError> {
+        let bad = || ProtoError::BadProof(quote(value));
+        let mut parts = value.split('.');
+        let (Some(ms), Some(nonce), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let unix_ms = parse_number("proof time", ms).map_err(|_| bad())?;
+        let nonce = parse_hex::<8>(nonce).ok_or_else(bad)?;
+        let tag = parse_hex::<TAG_LEN>(tag).ok_or_else(bad)?;
+        Ok(Proof {
+            unix_ms,
+            nonce: u64::from_be_bytes(nonce),
+            tag,
+        })
+    }
+}
+
+impl fmt::Display for Proof {
+    /// The token form, `proof=<unix_ms>.<nonce>.<tag>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{PROOF_KEY}{}.{:016x}.", self.unix_ms, self.nonce)?;
+        self.tag.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl SignedLine {
+    /// A line without a proof.
+    pub fn bare(line: ClientLine) -> SignedLine {
+        SignedLine { line, proof: None }
+    }
+
+    /// Parses one line (with or without its `\n`): a [`ClientLine`],
+    /// optionally followed by a `proof=` token as its last token. A
+    /// `proof=` anywhere else is an unknown key or an unexpected argument.
+    pub fn parse(line: &str) -> Result<SignedLine, ProtoError> {
+        let body = check_line(line)?.trim_end_matches(|c: char| c.is_ascii_whitespace());
+        let split = body.rsplit_once(|c: char| c.is_ascii_whitespace());
+        match split {
+            Some((rest, last)) if last.starts_with(PROOF_KEY) => Ok(SignedLine {
+                proof: Some(Proof::parse(&last[PROOF_KEY.len()..])?),
+                line: ClientLine::parse(rest)?,
+            }),
+            _ => Ok(SignedLine::bare(ClientLine::parse(body)?)),
+        }
+    }
+
+    /// Parses one line given as bytes (as read from a socket).
+    pub fn parse_bytes(line: &[u8]) -> Result<SignedLine, ProtoError> {
+        Self::parse(bytes_to_str(line)?)
+    }
+
+    /// Writes the line with its `\n`.
+    pub fn write<W: io::Write>(&self, out: &mut W) -> io::Result<()> {
+        writeln!(out, "{self}")
+    }
+}
+
+impl fmt::Display for SignedLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.line)?;
+        match &self.proof {
+            Some(proof) => write!(f, " {proof}"),
+            None => Ok(()),
         }
     }
 }

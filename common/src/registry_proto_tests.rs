@@ -562,3 +562,148 @@ fn fuzz_regression_control_characters_are_refused() {
     );
     assert_eq!(ClientLine::parse("LIST\r\n"), Ok(ClientLine::List));
 }
+
+// --- proofs (issue 16) ------------------------------------------------------
+
+const TAG_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+fn tag() -> [u8; TAG_LEN] {
+    let mut tag = [0u8; TAG_LEN];
+    for (i, b) in tag.iter_mut().enumerate() {
+        *b = ((i % 16) as u8) * 0x11;
+    }
+    tag
+}
+
+#[test]
+fn accepts_a_proof_as_the_last_token_byte_exact() {
+    let proof = Proof {
+        unix_ms: 1_767_225_600_000,
+        nonce: 0x0123_4567_89ab_cdef,
+        tag: tag(),
+    };
+    let cases: Vec<(String, ClientLine)> = vec![
+        (
+            format!("HELLO id=7 mac=02:00:00:00:00:07 ip=10.0.0.7 proof=1767225600000.0123456789abcdef.{TAG_HEX}"),
+            hello(7, None),
+        ),
+        (
+            format!("LIST proof=1767225600000.0123456789abcdef.{TAG_HEX}\r\n"),
+            ClientLine::List,
+        ),
+        (
+            format!("WATCH 42\tproof=1767225600000.0123456789abcdef.{TAG_HEX} \n"),
+            ClientLine::Watch(42),
+        ),
+    ];
+    for (text, line) in cases {
+        let parsed = SignedLine::parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        assert_eq!(parsed.line, line, "{text:?}");
+        assert_eq!(parsed.proof, Some(proof), "{text:?}");
+        assert_eq!(SignedLine::parse_bytes(text.as_bytes()), Ok(parsed));
+    }
+    // Written back in the one canonical form.
+    let signed = SignedLine {
+        line: ClientLine::Watch(42),
+        proof: Some(proof),
+    };
+    assert_eq!(
+        signed.to_string(),
+        format!("WATCH 42 proof=1767225600000.0123456789abcdef.{TAG_HEX}")
+    );
+    // The longest line with a proof fits the registry's MIN_SIGNED_LINE (192).
+    let longest = SignedLine {
+        line: ClientLine::Hello {
+            id: 255,
+            mac: mac("fe:ff:ff:ff:ff:ff"),
+            ip: Ipv4Addr::new(255, 255, 255, 255),
+            udp: Some(65535),
+        },
+        proof: Some(Proof {
+            unix_ms: u64::MAX,
+            ..proof
+        }),
+    };
+    assert_eq!(longest.to_string().len() + 1, 173);
+    // No proof at all is a bare line.
+    assert_eq!(
+        SignedLine::parse("BEAT\n"),
+        Ok(SignedLine::bare(ClientLine::Beat))
+    );
+}
+
+#[test]
+fn rejects_every_malformed_proof() {
+    let ok_tail = format!("0123456789abcdef.{TAG_HEX}");
+    let cases: Vec<(String, ProtoError)> = vec![
+        // Upper-case hex, short or long parts, missing or extra parts.
+        (
+            format!("LIST proof=1.0123456789ABCDEF.{TAG_HEX}"),
+            ProtoError::BadProof(format!("1.0123456789ABCDEF.{TAG_HEX}")[..32].into()),
+        ),
+        (
+            format!("LIST proof=1.0123456789abcde.{TAG_HEX}"),
+            ProtoError::BadProof(format!("1.0123456789abcde.{TAG_HEX}")[..32].into()),
+        ),
+        (
+            format!("LIST proof=1.{ok_tail}00"),
+            ProtoError::BadProof(format!("1.{ok_tail}00")[..32].into()),
+        ),
+        (
+            "LIST proof=1.0123456789abcdef".into(),
+            ProtoError::BadProof("1.0123456789abcdef".into()),
+        ),
+        (
+            format!("LIST proof=1.{ok_tail}.9"),
+            ProtoError::BadProof(format!("1.{ok_tail}.9")[..32].into()),
+        ),
+        (
+            format!("LIST proof=+1.{ok_tail}"),
+            ProtoError::BadProof(format!("+1.{ok_tail}")[..32].into()),
+        ),
+        ("LIST proof=".into(), ProtoError::BadProof(String::new())),
+        // A proof anywhere but last is no proof.
+        (
+            format!("LIST proof=1.{ok_tail} x"),
+            ProtoError::UnexpectedArgument(format!("proof=1.{ok_tail}")[..32].into()),
+        ),
+        (
+            format!("HELLO proof=1.{ok_tail} id=7 mac=02:00:00:00:00:07 ip=10.0.0.7"),
+            ProtoError::UnknownKey("proof".into()),
+        ),
+        // Two proofs: the first is then an unexpected argument.
+        (
+            format!("BEAT proof=1.{ok_tail} proof=1.{ok_tail}"),
+            ProtoError::UnexpectedArgument(format!("proof=1.{ok_tail}")[..32].into()),
+        ),
+        // A proof alone is not a line.
+        (
+            format!("proof=1.{ok_tail}"),
+            ProtoError::UnknownCommand(format!("proof=1.{ok_tail}")[..32].into()),
+        ),
+    ];
+    for (text, err) in cases {
+        assert_eq!(SignedLine::parse(&text), Err(err), "{text:?}");
+    }
+    // The plain parser never takes a proof.
+    assert!(ClientLine::parse(&format!("LIST proof=1.{ok_tail}")).is_err());
+}
+
+proptest! {
+    #[test]
+    fn signed_lines_round_trip(
+        line in arb_client_line(),
+        unix_ms in any::<u64>(),
+        nonce in any::<u64>(),
+        tag in proptest::array::uniform32(any::<u8>()),
+        signed in any::<bool>(),
+    ) {
+        let signed = SignedLine {
+            line,
+            proof: signed.then_some(Proof { unix_ms, nonce, tag }),
+        };
+        let text = signed.to_string();
+        prop_assert!(text.len() < MAX_LINE);
+        prop_assert_eq!(SignedLine::parse(&text), Ok(signed));
+    }
+}

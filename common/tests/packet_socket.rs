@@ -45,7 +45,7 @@ fn ip(args: &[&str]) {
     assert!(status.success(), "ip {args:?} failed");
 }
 
-fn frame(dst: MacAddr, src: MacAddr, tag: u32) -> Vec<u8> {
+fn frame(dst: MacAddr, src: MacAddr, tag: u64) -> Vec<u8> {
     let repr = FrameRepr {
         dst,
         src,
@@ -102,7 +102,7 @@ fn frames_cross_a_veth_pair() {
         receive_all(&rx, 1, Duration::from_millis(100)).is_empty(),
         "only 0x88b5 frames are delivered"
     );
-    let tags: Vec<u32> = got.iter().map(|f| f.tag).collect();
+    let tags: Vec<u64> = got.iter().map(|f| f.tag).collect();
     assert_eq!(tags, (0..20).collect::<Vec<_>>());
     assert!(got.iter().all(|f| f.src == a.mac && f.dst == b.mac));
     // The sender does not hear its own frames.
@@ -119,7 +119,7 @@ fn fanout_splits_frames_by_tag_byte() {
     let b = Interface::lookup(&pair.b).unwrap();
     let tx = PacketSocket::bind(&a, ETHERTYPE).unwrap();
     let (_group, members) = fanout_group(&b, 2);
-    for tag in 0..40u32 {
+    for tag in 0..40u64 {
         tx.send(&frame(b.mac, a.mac, tag)).unwrap();
     }
     assert_split_by_tag(&members, 40);
@@ -157,7 +157,7 @@ fn assert_split_by_tag(members: &[PacketSocket], sent: u32) {
             got.iter().map(|f| f.tag).collect::<Vec<_>>()
         );
         assert!(
-            got.iter().all(|f| f.tag % n == i as u32),
+            got.iter().all(|f| f.tag % u64::from(n) == i as u64),
             "member {i} got {got:?}"
         );
         assert!(
@@ -183,7 +183,7 @@ fn two_fanout_groups_on_one_interface_stay_apart() {
     let (first, first_members) = fanout_group(&b, 2);
     let (second, second_members) = fanout_group(&b, 2);
     assert_ne!(first, second, "the kernel gave both groups one id");
-    for tag in 0..40u32 {
+    for tag in 0..40u64 {
         tx.send(&frame(b.mac, a.mac, tag)).unwrap();
     }
     // Merged into one group of four, each frame would reach one socket of

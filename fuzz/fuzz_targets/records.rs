@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(Record::Capability { max_records, .. }) => {
                 assert!(len > 0, "a capability record never comes first");
                 len += emit_capability(&mut buf[len..], *max_records);
-                // Its tag is not kept: compare everything but those 4 bytes.
+                // Its tag is not kept: compare everything but those 8 bytes.
                 let start = len - CAPABILITY_RECORD_LEN;
                 buf[start + 1..start + RECORD_HEADER_LEN]
                     .copy_from_slice(&data[start + 1..start + RECORD_HEADER_LEN]);

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ipcs_common::sys::privs::{self, Credentials};
+use ipcs_common::sys::sched::thread_nice;
 use ipcs_common::sys::{set_thread_nice, set_udp_segment, Interface};
 
 use crate::admin::{self, AdminView};
@@ -23,6 +25,7 @@ use crate::reactor::{bind_udp, open_raw, stop_signals, Reactor};
 use crate::registry_link::{RegistryLink, RegistryLinkConfig};
 use crate::rtt::TimeoutPolicy;
 use crate::snapshot::shared_empty;
+use crate::tag::LbSecret;
 
 /// The most workers (each one's index must fit the tag's low byte, and more
 /// than the machine's cores only adds contention).
@@ -63,6 +66,12 @@ pub struct Config {
     pub max_records: u8,
     /// How long a stop signal's drain may last.
     pub drain_timeout: Duration,
+    /// The share (0 < share <= 1) of each worker's requests in flight and
+    /// error replies one client prefix may take (crate::fairness).
+    pub source_share: f64,
+    /// Whom to run as once the sockets are open and the workers' priority
+    /// set; `None` keeps the starting user and capabilities.
+    pub user: Option<Credentials>,
 }
 
 /// Why a load balancer could not start.
@@ -82,6 +91,13 @@ pub enum StartError {
     Admin { addr: SocketAddr, source: io::Error },
     #[error("cannot set up worker {worker}: {source}")]
     Worker { worker: usize, source: io::Error },
+    #[error("cannot draw the tag key from the OS random source: {0}")]
+    Secret(getrandom::Error),
+    #[error("cannot drop privileges to {user}: {source}")]
+    Privileges {
+        user: Credentials,
+        source: io::Error,
+    },
 }
 
 /// Why a running load balancer stopped other than by a signal.
@@ -109,6 +125,8 @@ impl LoadBalancer {
         if !(1..=MAX_WORKERS).contains(&n) {
             return Err(StartError::Workers(n));
         }
+        // One secret for the whole load balancer, never leaving the process.
+        let secret = LbSecret::random().map_err(StartError::Secret)?;
         let per_worker = |w: usize| CoreConfig {
             worker: w as u8,
             capacity: config.capacity.div_ceil(n),
@@ -122,8 +140,14 @@ impl LoadBalancer {
             error_rate: config.error_rate / n as f64,
             error_burst: burst(config.error_rate / n as f64),
             max_records: config.max_records,
+            secret: secret.clone(),
+            source_share: config.source_share,
         };
         per_worker(0).validate()?;
+        if let Some(user) = config.user {
+            // Before any thread exists, so every thread has it.
+            privs::set_no_new_privs().map_err(|source| StartError::Privileges { user, source })?;
+        }
         // Before anything that takes time: a stop signal from now on is
         // held for the workers (the default action would kill the process).
         let mut signals = Vec::with_capacity(n);
@@ -187,15 +211,12 @@ impl LoadBalancer {
             overrides: overrides.clone(),
         };
         let mut admin_addr = None;
+        let mut admin_listener = None;
         if let Some(addr) = config.admin {
             let admin_err = |source| StartError::Admin { addr, source };
             let listener = admin::bind(addr).map_err(admin_err)?;
             admin_addr = Some(listener.local_addr().map_err(admin_err)?);
-            admin::spawn_http(listener, view.clone()).map_err(admin_err)?;
-        }
-        if !config.summary_every.is_zero() {
-            admin::spawn_summary(view, config.summary_every)
-                .map_err(|source| StartError::Worker { worker: 0, source })?;
+            admin_listener = Some((addr, listener));
         }
         tracing::info!(
             listen = %listen,
@@ -227,6 +248,17 @@ impl LoadBalancer {
             );
         }
 
+        // The workers inherit the nice value of the thread that creates them,
+        // so it is set here, while the process may still lower it; the
+        // privileges go right after the workers exist.
+        let main_nice = match config.nice {
+            Some(nice) => {
+                let before = thread_nice().ok();
+                prioritise(nice);
+                before
+            }
+            None => None,
+        };
         let now = Instant::now();
         let mut link = Some(link);
         let mut workers = Vec::with_capacity(n);
@@ -252,22 +284,47 @@ impl LoadBalancer {
             )
             .map_err(worker_err)?;
             reactor.set_drain_timeout(config.drain_timeout);
-            let nice = config.nice;
             let exit = ExitNotice {
                 worker: w,
                 tx: exit_tx.clone(),
             };
+            let file_capabilities = config.user.is_some() && !ipcs_common::sys::is_root();
             let handle = std::thread::Builder::new()
                 .name(format!("ipcs-lb-w{w}"))
                 .spawn(move || {
                     let _exit = exit;
-                    if let Some(nice) = nice {
-                        prioritise(w, nice);
+                    if file_capabilities {
+                        // Started without root but with capabilities (setcap):
+                        // each thread holds its own and must clear them.
+                        privs::clear_thread_capabilities()?;
                     }
                     reactor.run()
                 })
                 .map_err(worker_err)?;
             workers.push(handle);
+        }
+        if let Some(before) = main_nice {
+            // Back to where it was (raising a nice value needs no privilege);
+            // the admin threads below inherit this one.
+            let _ = set_thread_nice(before);
+        }
+        if let Some(user) = config.user {
+            let dropped = privs::drop_privileges(user)
+                .map_err(|source| StartError::Privileges { user, source })?;
+            tracing::info!(
+                user = %user,
+                switched_user = dropped.switched_user,
+                bounding_left = dropped.bounding_left,
+                "privileges dropped: running without root and with no capabilities"
+            );
+        }
+        if let Some((addr, listener)) = admin_listener {
+            admin::spawn_http(listener, view.clone())
+                .map_err(|source| StartError::Admin { addr, source })?;
+        }
+        if !config.summary_every.is_zero() {
+            admin::spawn_summary(view, config.summary_every)
+                .map_err(|source| StartError::Worker { worker: 0, source })?;
         }
         Ok(LoadBalancer {
             workers,
@@ -337,17 +394,16 @@ fn enable_reply_gso(sockets: &[std::net::UdpSocket]) -> bool {
     true
 }
 
-/// Gives a worker thread the priority asked for with `--nice` (by default
-/// none is asked and the priority is left alone). A higher priority than
-/// the servers and clients it shares the machine with helps there: every
-/// request crosses it twice, so each time a woken server preempts it, all
-/// traffic waits. Without the privilege the worker runs at the normal
-/// priority (and says so once).
-fn prioritise(worker: usize, nice: i32) {
+/// Gives the worker threads (created next by the calling thread, which
+/// they inherit it from) a higher priority than the servers and clients they
+/// share the machine with: every request crosses a worker twice, so each
+/// time a woken server preempts it, all traffic waits. Without the
+/// privilege the workers run at the normal priority (and say so once).
+fn prioritise(nice: i32) {
     if let Err(e) = set_thread_nice(nice) {
-        if worker == 0 {
-            tracing::warn!("cannot set the workers' nice value to {nice} ({e}); running at the default priority");
-        }
+        tracing::warn!(
+            "cannot set the workers' nice value to {nice} ({e}); running at the default priority"
+        );
     }
 }
 

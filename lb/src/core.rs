@@ -20,7 +20,11 @@
 //! [`crate::outlier`]; attempts the load balancer itself may have lost
 //! (a full queue, a refused send: [`Core::on_local_loss`]) are held
 //! against nobody. A reply from a MAC the request was never sent to is
-//! never accepted.
+//! never accepted, nor one whose tag's keyed check is not the one issued
+//! (crate::tag): a forged answer, reply or error, changes nothing, so only a
+//! server that saw the request can answer it or count against itself.
+//! Each client source prefix gets at most a share of the table and of the
+//! error replies (crate::fairness).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -33,6 +37,7 @@ use ipcs_common::wire::records::{records, Record, MAX_RECORDS};
 use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, Status};
 
 use crate::budget::{BudgetPolicy, RetryBudget};
+use crate::fairness::SourceTable;
 use crate::metrics::{bump, latency_histogram, DropReason, ServerStatsEntry, WorkerStats};
 use crate::operator::{shared_none, Overrides, SharedOverrides};
 use crate::outlier::{EjectionPolicy, TimeoutVerdict};
@@ -41,6 +46,7 @@ use crate::pick::{pick_p2c, HealthTable, Policy, RoundRobin};
 use crate::ratelimit::TokenBucket;
 use crate::rtt::TimeoutPolicy;
 use crate::snapshot::{ServerSnapshot, SharedSnapshot};
+use crate::tag::LbSecret;
 
 /// The deadline lane of requests waiting for their request deadline (and
 /// of answered requests lingering); the others hold attempt deadlines.
@@ -74,6 +80,11 @@ pub struct CoreConfig {
     /// The most request records this worker puts in one frame to a server
     /// that reads that many (1: one request per frame).
     pub max_records: u8,
+    /// Keys the tag checks and the source buckets (crate::tag).
+    pub secret: LbSecret,
+    /// The share (0 < share <= 1) of the table of requests in flight and
+    /// of the error replies one source prefix may take (crate::fairness).
+    pub source_share: f64,
 }
 
 /// Why a configuration cannot be used.
@@ -95,6 +106,8 @@ pub enum ConfigError {
     EjectPercent(u32),
     #[error("records per frame must be 1..={MAX_RECORDS}, got {0}")]
     MaxRecords(u8),
+    #[error("the source share must be above 0 and at most 100 percent, got {0}")]
+    SourceShare(f64),
 }
 
 impl CoreConfig {
@@ -124,6 +137,9 @@ impl CoreConfig {
         if !(1..=MAX_RECORDS).contains(&self.max_records) {
             return Err(ConfigError::MaxRecords(self.max_records));
         }
+        if !(self.source_share > 0.0 && self.source_share <= 1.0) {
+            return Err(ConfigError::SourceShare(self.source_share * 100.0));
+        }
         Ok(())
     }
 }
@@ -138,7 +154,7 @@ pub enum Action {
     /// the frame may carry up to `records` request records for that server.
     Forward {
         server: MacAddr,
-        tag: u32,
+        tag: u64,
         request: Request,
         records: u8,
     },
@@ -182,6 +198,7 @@ pub struct Core {
     stats: Arc<WorkerStats>,
     latency: Histogram<u64>,
     error_bucket: TokenBucket,
+    sources: SourceTable,
     budget: RetryBudget,
     rng: fastrand::Rng,
     /// The attempt deadline of each lane but the last: geometric steps
@@ -206,8 +223,16 @@ impl Core {
         config.validate()?;
         let snapshot = Arc::new(ServerSnapshot::empty());
         let mut core = Core {
-            table: PendingTable::new(config.capacity, config.worker, now),
+            table: PendingTable::new(config.capacity, config.worker, config.secret.tag_key(), now),
             error_bucket: TokenBucket::new(config.error_rate, config.error_burst, now),
+            sources: SourceTable::new(
+                &config.secret.source_key(),
+                config.capacity,
+                config.source_share,
+                config.error_rate,
+                config.error_burst,
+                now,
+            ),
             budget: RetryBudget::new(config.budget, now),
             rng: fastrand::Rng::with_seed(config.seed),
             lanes: lane_durations(&config.timeout),
@@ -347,12 +372,21 @@ impl Core {
         let Some(server) = picked.map(|b| b.mac) else {
             return self.error(client, Status::NoServer, now);
         };
+        let source = self.sources.bucket(client.ip());
+        if !self.sources.try_acquire(source) {
+            bump(&self.stats.source_share_refusals);
+            return self.error(client, Status::Overloaded, now);
+        }
         match self.table.insert(client, request, now) {
             Some(handle) => {
+                self.table.set_source(handle, source);
                 self.budget.on_request(now);
                 self.send_attempt(handle, server, now)
             }
-            None => self.error(client, Status::Overloaded, now),
+            None => {
+                self.sources.release(source);
+                self.error(client, Status::Overloaded, now)
+            }
         }
     }
 
@@ -415,6 +449,7 @@ impl Core {
             Err(TagMiss::ForeignWorker) => return self.dropped(DropReason::ForeignTag),
             Err(TagMiss::NoSuchSlot) => return self.dropped(DropReason::UnknownTag),
             Err(TagMiss::Stale) => return self.dropped(DropReason::Stale),
+            Err(TagMiss::Forged) => return self.dropped(DropReason::BadTag),
         };
         let entry = *self.table.get(handle);
         let Some(attempt) = entry.attempt_to(frame.src) else {
@@ -722,13 +757,17 @@ impl Core {
     }
 
     fn finish(&mut self, handle: Handle) {
-        self.table.remove(handle);
+        let entry = self.table.remove(handle);
+        self.sources.release(entry.source());
         self.stats.in_flight.store(self.table.len() as u64, Relaxed);
     }
 
+    /// An error reply, within the client prefix's share of the error rate
+    /// and the worker's whole error rate.
     fn error(&mut self, client: SocketAddr, status: Status, now: Instant) -> Action {
         bump(self.stats.error(status));
-        if self.error_bucket.try_take(now) {
+        let source = self.sources.bucket(client.ip());
+        if self.sources.try_error(source, now) && self.error_bucket.try_take(now) {
             Action::Error { client, status }
         } else {
             bump(&self.stats.errors_suppressed);

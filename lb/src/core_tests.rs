@@ -5,8 +5,8 @@ use ipcs_common::wire::{FrameBody, FrameRepr};
 use ipcs_common::Op;
 
 use super::*;
-use crate::pending::TagLayout;
 use crate::snapshot::{shared_empty, Backend};
+use crate::tag::{LbSecret, TagLayout};
 
 pub(super) const LB: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 pub(super) const MS: Duration = Duration::from_millis(1);
@@ -45,6 +45,8 @@ pub(super) fn config() -> CoreConfig {
         error_rate: 1e6,
         error_burst: 1e6,
         max_records: 32,
+        secret: LbSecret::from_bytes([0x42; 32]),
+        source_share: 1.0,
     }
 }
 
@@ -123,7 +125,7 @@ pub(super) fn forwarded_to(action: Action) -> MacAddr {
     }
 }
 
-pub(super) fn tag_of(action: Action) -> u32 {
+pub(super) fn tag_of(action: Action) -> u64 {
     match action {
         Action::Forward { tag, .. } => tag,
         other => panic!("not a forward: {other:?}"),
@@ -426,12 +428,12 @@ fn replies_that_do_not_match_are_dropped_and_counted() {
     assert_eq!(count(&rig, DropReason::NotAReply), 1);
     // Tags of another worker and of a slot that does not exist.
     let mut foreign = good.clone();
-    foreign[18] = 7;
+    foreign[22] = 7;
     assert_eq!(rig.core.on_frame(&foreign, now), Action::None);
     assert_eq!(count(&rig, DropReason::ForeignTag), 1);
     let mut no_slot = good.clone();
-    let tag = TagLayout::new(48, 0).encode(50, 0);
-    no_slot[15..19].copy_from_slice(&tag.to_be_bytes());
+    let tag = TagLayout::new(48, 0).encode(50, 0, 0);
+    no_slot[15..23].copy_from_slice(&tag.to_be_bytes());
     assert_eq!(rig.core.on_frame(&no_slot, now), Action::None);
     assert_eq!(count(&rig, DropReason::UnknownTag), 1);
 
@@ -465,7 +467,7 @@ fn server_error_frame_retries_at_once() {
     assert_eq!(rig.server_counter(1, |c| c.failures.load(Relaxed)), 1);
     assert_eq!(rig.core.next_deadline(), Some(rig.at(1) + first_deadline()));
     // The same refusal again (already answered) changes nothing.
-    assert_eq!(rig.core.on_frame(&buf[..20], rig.at(2)), Action::None);
+    assert_eq!(rig.core.on_frame(&buf[..24], rig.at(2)), Action::None);
     assert_eq!(rig.stats.drop_count(DropReason::Stale).load(Relaxed), 1);
     assert_eq!(rig.core.in_flight(), 1);
     // When every server asked refused, the client is told at once.
@@ -686,7 +688,7 @@ fn records_of(action: Action) -> u8 {
 
 /// `frame` with a capability record announcing `max` appended.
 fn with_capability(mut frame: Vec<u8>, max: u8) -> Vec<u8> {
-    let mut record = [0u8; 6];
+    let mut record = [0u8; ipcs_common::wire::records::CAPABILITY_RECORD_LEN];
     ipcs_common::wire::records::emit_capability(&mut record, max);
     frame.extend_from_slice(&record);
     frame
@@ -768,4 +770,133 @@ fn attempts_to_servers_that_left_do_not_count_and_need_no_budget() {
     assert!(matches!(reply, Action::Reply { .. }), "{reply:?}");
     assert_eq!(rig.stats.failovers.load(Relaxed), 3);
     assert_eq!(rig.stats.retries_over_budget.load(Relaxed), 0);
+}
+
+#[test]
+fn one_flooding_network_holds_its_share_of_slots_and_others_still_get_in() {
+    let mut rig = Rig::new(
+        CoreConfig {
+            capacity: 64,
+            source_share: 0.25,
+            ..config()
+        },
+        &[1],
+    );
+    let bytes = request(1, 2, Op::Add).to_bytes();
+    // One /24, many hosts and ports: one bucket.
+    let flooder = |i: u16| SocketAddr::from(([198, 51, 100, (i % 250) as u8], 1000 + i));
+    let actions: Vec<Action> = (0..100)
+        .map(|i| rig.core.on_request(flooder(i), &bytes, rig.t0))
+        .collect();
+    let forwarded = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Forward { .. }))
+        .count();
+    // Work-conserving: alone it may fill half the table (32 of 64 slots),
+    // then, the table contended, no more than its quarter (16).
+    assert_eq!(forwarded, 32, "half of 64 slots");
+    assert!(actions[32..].iter().all(|a| matches!(
+        a,
+        Action::Error {
+            status: Status::Overloaded,
+            ..
+        }
+    )));
+    assert_eq!(rig.stats.source_share_refusals.load(Relaxed), 68);
+    // Another network is not starved.
+    let other = SocketAddr::from(([203, 0, 113, 5], 4000));
+    assert!(matches!(
+        rig.core.on_request(other, &bytes, rig.t0),
+        Action::Forward { .. }
+    ));
+    // One answer is not enough: 31 is still over its share of a contended table.
+    rig.core.on_frame(&answer(actions[0], mac(1), 1), rig.at(1));
+    assert!(matches!(
+        rig.core.on_request(flooder(200), &bytes, rig.at(1)),
+        Action::Error {
+            status: Status::Overloaded,
+            ..
+        }
+    ));
+    // Answers that bring the table under half full let it in again.
+    for a in &actions[1..16] {
+        rig.core.on_frame(&answer(*a, mac(1), 1), rig.at(1));
+    }
+    assert!(matches!(
+        rig.core.on_request(flooder(201), &bytes, rig.at(1)),
+        Action::Forward { .. }
+    ));
+}
+
+#[test]
+fn a_flood_of_bad_datagrams_does_not_silence_errors_to_other_networks() {
+    let mut rig = Rig::new(
+        CoreConfig {
+            error_rate: 100.0,
+            error_burst: 40.0,
+            source_share: 0.25,
+            ..config()
+        },
+        &[1],
+    );
+    let flooder = SocketAddr::from(([198, 51, 100, 7], 1000));
+    let sent = (0..1000)
+        .filter(|_| {
+            matches!(
+                rig.core.on_request(flooder, &[1, 2, 3], rig.t0),
+                Action::Error { .. }
+            )
+        })
+        .count();
+    assert_eq!(sent, 10, "a quarter of the burst");
+    let victim = SocketAddr::from(([203, 0, 113, 5], 4000));
+    assert_eq!(
+        rig.core.on_request(victim, &[1, 2, 3], rig.t0),
+        Action::Error {
+            client: victim,
+            status: Status::Malformed
+        }
+    );
+}
+
+#[test]
+fn forged_error_records_eject_nobody() {
+    let mut rig = Rig::new(config(), &[1, 2]);
+    let mut rng = fastrand::Rng::with_seed(16);
+    for round in 0..50u64 {
+        let now = rig.at(round * 10);
+        let a = rig
+            .core
+            .on_request(client(1), &request(1, 1, Op::Add).to_bytes(), now);
+        let server = forwarded_to(a);
+        // A storm of error records from the server's MAC with made-up checks
+        // on the real tag's slot, then the genuine reply.
+        for _ in 0..20 {
+            let forged = FrameRepr {
+                dst: LB,
+                src: server,
+                tag: tag_of(a) ^ (u64::from(rng.u32(1..)) << 32),
+                body: FrameBody::Error(Status::Overloaded),
+            };
+            let mut buf = [0u8; 64];
+            assert_eq!(
+                rig.core.on_frame(forged.emit_into(&mut buf), now),
+                Action::None
+            );
+        }
+        let id = if server == mac(1) { 1 } else { 2 };
+        assert!(matches!(
+            rig.core.on_frame(&answer(a, server, id), now + MS),
+            Action::Reply { .. }
+        ));
+        let mut out = Vec::new();
+        rig.core.on_tick(now + 5 * MS, |x| out.push(x));
+    }
+    assert_eq!(
+        rig.stats.drop_count(DropReason::BadTag).load(Relaxed),
+        50 * 20
+    );
+    assert_eq!(rig.stats.ejections.load(Relaxed), 0);
+    assert_eq!(rig.server_counter(1, |c| c.failures.load(Relaxed)), 0);
+    assert_eq!(rig.server_counter(2, |c| c.failures.load(Relaxed)), 0);
 }

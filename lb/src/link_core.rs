@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ipcs_common::backoff::Backoff;
+use ipcs_common::registry_auth::seal;
 use ipcs_common::registry_client::{ListReader, ServerList, MAX_SERVERS};
 use ipcs_common::registry_proto::ClientLine;
 
@@ -317,8 +318,9 @@ impl LinkCore {
             } else {
                 ClientLine::List
             };
+            // A fresh proof each time: the registry refuses a replay.
             let mut bytes = Vec::new();
-            let _ = line.write(&mut bytes);
+            let _ = seal(self.config.key.as_ref(), line).write(&mut bytes);
             out.push(Command::Send(bytes));
             *asked_at = Some(now);
         }

@@ -2,12 +2,14 @@
 //! parts live in the library (`ipcs_lb`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use ipcs_common::cli::old_unit;
 use ipcs_common::duration::parse_duration;
+use ipcs_common::sys::privs::{UserFlag, DEFAULT_USER_FLAG};
 use ipcs_lb::balancer::{Config, LoadBalancer};
 use ipcs_lb::budget::BudgetPolicy;
 use ipcs_lb::outlier::EjectionPolicy;
@@ -42,6 +44,14 @@ struct Args {
     /// Registry address (host:port); the host is resolved at each connect.
     #[arg(long, value_name = "HOST:PORT", default_value = "registry.batata:7070")]
     registry: String,
+
+    /// File holding the deployment key (64 hex digits, as `./bootstrap.sh
+    /// key` makes it): every LIST and WATCH carries a proof made with it,
+    /// which a registry with the key requires (docs/SECURITY.md). Read once
+    /// at start. Without it the LB asks without proof, which only a
+    /// registry run with --insecure-no-auth answers.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
 
     /// Least time between two questions to the registry. The LB asks with
     /// WATCH, so a change of the list arrives as soon as the registry has it.
@@ -309,6 +319,25 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u8).range(1..=64))]
     frame_records: u8,
+
+    /// The most of each worker's requests in flight, and of its error
+    /// replies, that one client network (IPv4 /24, IPv6 /48) may take, in
+    /// percent (1..=100). The in-flight share applies once a worker's table
+    /// is half full (an idle table serves one busy client whole); a flood
+    /// from one network then gets error 5 (overloaded) or no error replies,
+    /// while other clients keep the rest. 100 shares nothing out.
+    #[arg(long, value_name = "PERCENT", default_value_t = 25,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    source_share: u8,
+
+    /// Whom to run as after the sockets are open and the workers' priority
+    /// is set, as numeric UID[:GID] (names are not looked up: the images
+    /// have no /etc/passwd). When started as root the LB switches to this
+    /// user; in every case it then clears all its capabilities and sets
+    /// no-new-privs, so the rest of its life runs without privilege.
+    /// "keep" changes nothing.
+    #[arg(long, value_name = "UID[:GID]|keep", default_value = DEFAULT_USER_FLAG)]
+    user: UserFlag,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -342,7 +371,19 @@ fn main() -> anyhow::Result<()> {
     if !args.error_rate.is_finite() || args.error_rate < 0.0 {
         anyhow::bail!("--error-rate must be a number >= 0");
     }
+    // Read first, while the process may still read a root-only file.
+    let key = args
+        .key_file
+        .as_deref()
+        .map(ipcs_common::registry_auth::Key::load)
+        .transpose()?;
+    if key.is_none() {
+        tracing::warn!(
+            "no --key-file: asking the registry without proof; a registry with a key refuses that"
+        );
+    }
     let registry = RegistryLinkConfig {
+        key,
         interval: old_unit(args.registry_interval, args.registry_interval_ms, MS),
         answer_timeout: old_unit(args.registry_timeout, args.registry_timeout_ms, MS),
         resync_grace: old_unit(args.registry_resync, args.registry_resync_ms, MS),
@@ -392,6 +433,8 @@ fn main() -> anyhow::Result<()> {
         reply_gso: !args.no_reply_gso,
         max_records: args.frame_records,
         drain_timeout: args.drain_timeout,
+        source_share: f64::from(args.source_share) / 100.0,
+        user: args.user.0,
     };
     let lb = LoadBalancer::start(config).context("ipcs-lb could not start")?;
     lb.wait()?;

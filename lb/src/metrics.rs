@@ -46,6 +46,9 @@ pub enum DropReason {
     ForeignTag,
     /// A reply whose tag names a slot this table never had.
     UnknownTag,
+    /// A reply whose tag's check bits were never issued for its slot and
+    /// generation: made up, not echoed (crate::tag).
+    BadTag,
     /// A late or duplicated reply for a slot since freed or reused.
     Stale,
     /// A reply from a MAC this request was never sent to.
@@ -61,12 +64,13 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::BadFrame,
         DropReason::NotForUs,
         DropReason::NotAReply,
         DropReason::ForeignTag,
         DropReason::UnknownTag,
+        DropReason::BadTag,
         DropReason::Stale,
         DropReason::WrongServer,
         DropReason::QueueFull,
@@ -82,6 +86,7 @@ impl DropReason {
             DropReason::NotAReply => "not_a_reply",
             DropReason::ForeignTag => "foreign_tag",
             DropReason::UnknownTag => "unknown_tag",
+            DropReason::BadTag => "bad_tag",
             DropReason::Stale => "stale",
             DropReason::WrongServer => "wrong_server",
             DropReason::QueueFull => "queue_full",
@@ -158,6 +163,9 @@ pub struct WorkerStats {
     pub errors: [AtomicU64; 5],
     /// Error replies not sent because of the error rate limit.
     pub errors_suppressed: AtomicU64,
+    /// Requests refused (status 3) because their source prefix held its
+    /// share of the table of requests in flight (crate::fairness).
+    pub source_share_refusals: AtomicU64,
     /// Drops, by [`DropReason`].
     pub drops: [AtomicU64; DropReason::ALL.len()],
     /// Servers taken out of rotation.
@@ -196,6 +204,7 @@ impl Default for WorkerStats {
             local_losses: AtomicU64::new(0),
             errors: Default::default(),
             errors_suppressed: AtomicU64::new(0),
+            source_share_refusals: AtomicU64::new(0),
             drops: Default::default(),
             ejections: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -249,6 +258,7 @@ pub struct Totals {
     pub local_losses: u64,
     pub errors: [u64; 5],
     pub errors_suppressed: u64,
+    pub source_share_refusals: u64,
     pub drops: [u64; DropReason::ALL.len()],
     pub ejections: u64,
     pub in_flight: u64,
@@ -276,6 +286,7 @@ impl Totals {
                 *sum += c.load(Relaxed);
             }
             t.errors_suppressed += w.errors_suppressed.load(Relaxed);
+            t.source_share_refusals += w.source_share_refusals.load(Relaxed);
             for (sum, c) in t.drops.iter_mut().zip(&w.drops) {
                 *sum += c.load(Relaxed);
             }

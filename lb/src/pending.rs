@@ -5,29 +5,22 @@
 //!
 //! # Tags
 //!
-//! Every request sent to a server carries a 32-bit tag that the server echoes.
-//! The tag names the slot, the slot's generation and the worker that owns it:
-//!
-//! ```text
-//!  31                      8+S  8+S-1          8  7          0
-//! +-------------------------+-----------------+-------------+
-//! |  generation (24-S bits) |  slot (S bits)  |  worker (8) |
-//! +-------------------------+-----------------+-------------+
-//! ```
-//!
-//! `S = ceil(log2(capacity))` (16 for the default 65,536 slots, leaving 8
-//! generation bits); capacity is at most 2^20 so at least 4 generation bits
-//! remain. The worker index sits in the tag's lowest byte, which is byte 18
-//! of the backend frame: the kernel's `PACKET_FANOUT` program hashes on it so
-//! a reply reaches the worker that sent the request.
+//! Every request sent to a server carries a 64-bit tag that the server
+//! echoes (layout and key: [`crate::tag`]). The tag names the slot, the
+//! low bits of the slot's generation and the worker that owns it, plus 32
+//! check bits keyed with the load balancer's secret. The worker index sits
+//! in the tag's lowest byte, the last tag byte of the backend frame: the
+//! kernel's `PACKET_FANOUT` program hashes on it so a reply reaches the
+//! worker that sent the request. With `S = ceil(log2(capacity))` slot bits
+//! (16 for the default 65,536 slots), `24 - S` generation bits remain;
+//! capacity is at most 2^20 so at least 4 do.
 //!
 //! A slot's generation is bumped whenever the slot is freed, so a late or
 //! duplicated reply for a slot that has since been reused carries an old
-//! generation and is recognised as stale. The free list is FIFO: a freed slot
-//! is reused only after every other free slot, so with a mostly idle table a
-//! generation wraps only after about `2^(24-S) * capacity` requests, far
-//! longer than any reply can be late.
-//!
+//! generation and is recognised as stale; a tag whose check is not the one
+//! issued for its slot and generation is forged. Each slot keeps the check
+//! of its current generation, so a genuine reply costs no hashing.
+
 //! # Deadlines
 //!
 //! Each request in flight waits on one deadline, in one of [`LANES`]
@@ -53,6 +46,9 @@ use std::time::Instant;
 use ipcs_common::wire::{MacAddr, Request};
 use ipcs_common::Op;
 
+use crate::fairness::Bucket;
+use crate::tag::{TagKey, TagLayout};
+
 /// The most attempts (first send plus retries) one request may get.
 pub const MAX_ATTEMPTS: usize = 8;
 /// The most slots one table may have (keeps 4 generation bits in the tag).
@@ -61,70 +57,6 @@ pub const MAX_CAPACITY: usize = 1 << 20;
 pub const LANES: usize = 48;
 
 const NIL: u32 = u32::MAX;
-const WORKER_BITS: u32 = 8;
-const INDEX_BITS: u32 = 24;
-
-/// How tags are packed for one table (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TagLayout {
-    slot_bits: u32,
-    worker: u8,
-}
-
-/// A tag taken apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TagParts {
-    pub worker: u8,
-    pub slot: u32,
-    /// Only the generation bits the tag has room for.
-    pub generation: u32,
-}
-
-impl TagLayout {
-    /// The layout for a table of `capacity` slots owned by `worker`.
-    ///
-    /// # Panics
-    /// If `capacity` is 0 or above [`MAX_CAPACITY`] (the caller validates).
-    pub fn new(capacity: usize, worker: u8) -> TagLayout {
-        assert!(
-            (1..=MAX_CAPACITY).contains(&capacity),
-            "capacity {capacity} out of range"
-        );
-        let slot_bits = usize::BITS - (capacity - 1).leading_zeros();
-        TagLayout { slot_bits, worker }
-    }
-
-    pub fn slot_bits(&self) -> u32 {
-        self.slot_bits
-    }
-
-    pub fn generation_bits(&self) -> u32 {
-        INDEX_BITS - self.slot_bits
-    }
-
-    fn slot_mask(&self) -> u32 {
-        (1u32 << self.slot_bits) - 1
-    }
-
-    fn generation_mask(&self) -> u32 {
-        (1u32 << self.generation_bits()) - 1
-    }
-
-    pub fn encode(&self, slot: u32, generation: u32) -> u32 {
-        debug_assert!(slot <= self.slot_mask());
-        ((generation & self.generation_mask()) << (WORKER_BITS + self.slot_bits))
-            | ((slot & self.slot_mask()) << WORKER_BITS)
-            | u32::from(self.worker)
-    }
-
-    pub fn decode(&self, tag: u32) -> TagParts {
-        TagParts {
-            worker: tag as u8,
-            slot: (tag >> WORKER_BITS) & self.slot_mask(),
-            generation: (tag >> (WORKER_BITS + self.slot_bits)) & self.generation_mask(),
-        }
-    }
-}
 
 /// Why a tag names no request in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,8 +65,12 @@ pub enum TagMiss {
     ForeignWorker,
     /// The slot number is beyond this table (never issued by it).
     NoSuchSlot,
-    /// The slot is free or has been reused since: a late or duplicated reply.
+    /// The slot is free or has been reused since: a late or duplicated reply
+    /// (its check is the one issued for its generation).
     Stale,
+    /// The check bits are not the ones issued for this slot and generation:
+    /// the tag was made up, not echoed.
+    Forged,
 }
 
 /// A request in flight.
@@ -151,6 +87,8 @@ pub struct Pending {
     /// The client has its answer; the request stays only for the answers
     /// still owed by earlier attempts.
     pub client_answered: bool,
+    /// The client's fairness bucket (crate::fairness).
+    source: Bucket,
     attempts: u8,
     /// Bit `i`: attempt `i`'s server answered.
     answered: u8,
@@ -171,11 +109,17 @@ impl Pending {
             started: now,
             deadline: now,
             client_answered: false,
+            source: Bucket::NONE,
             attempts: 0,
             answered: 0,
             sent_to: [MacAddr::default(); MAX_ATTEMPTS],
             sent_at: [0; MAX_ATTEMPTS],
         }
+    }
+
+    /// The client's fairness bucket.
+    pub fn source(&self) -> Bucket {
+        self.source
     }
 
     /// Attempts made so far (sends to a server).
@@ -244,6 +188,8 @@ enum SlotState {
 #[derive(Debug)]
 struct Slot {
     generation: u32,
+    /// The tag check of `generation` (see [`crate::tag`]).
+    check: u32,
     state: SlotState,
     /// The deadline list it is on, when `Waiting`.
     lane: u8,
@@ -271,6 +217,7 @@ impl List {
 pub struct PendingTable {
     slots: Box<[Slot]>,
     layout: TagLayout,
+    key: TagKey,
     free: List,
     lanes: [List; LANES],
     busy: usize,
@@ -279,12 +226,14 @@ pub struct PendingTable {
 }
 
 impl PendingTable {
-    /// A table of `capacity` slots for `worker` (see [`TagLayout::new`]).
-    pub fn new(capacity: usize, worker: u8, now: Instant) -> PendingTable {
+    /// A table of `capacity` slots for `worker` (see [`TagLayout::new`]),
+    /// checking its tags with `key`.
+    pub fn new(capacity: usize, worker: u8, key: TagKey, now: Instant) -> PendingTable {
         let layout = TagLayout::new(capacity, worker);
         let slots: Box<[Slot]> = (0..capacity)
             .map(|i| Slot {
                 generation: 0,
+                check: key.check(worker, i as u32, 0),
                 state: SlotState::Free,
                 lane: 0,
                 prev: if i == 0 { NIL } else { i as u32 - 1 },
@@ -295,6 +244,7 @@ impl PendingTable {
         PendingTable {
             slots,
             layout,
+            key,
             free: List {
                 head: 0,
                 tail: capacity as u32 - 1,
@@ -347,6 +297,7 @@ impl PendingTable {
             started: now,
             deadline: now,
             client_answered: false,
+            source: Bucket::NONE,
             attempts: 0,
             answered: 0,
             sent_to: [MacAddr::default(); MAX_ATTEMPTS],
@@ -408,6 +359,11 @@ impl PendingTable {
         self.slots[handle.0 as usize].entry.answered |= 1 << i;
     }
 
+    /// Records the client's fairness bucket.
+    pub fn set_source(&mut self, handle: Handle, source: Bucket) {
+        self.slots[handle.0 as usize].entry.source = source;
+    }
+
     /// Notes that the client has its answer.
     pub fn mark_client_answered(&mut self, handle: Handle) {
         let entry = &mut self.slots[handle.0 as usize].entry;
@@ -418,26 +374,42 @@ impl PendingTable {
     }
 
     /// The tag that names this request's slot and generation.
-    pub fn tag(&self, handle: Handle) -> u32 {
-        self.layout
-            .encode(handle.0, self.slots[handle.0 as usize].generation)
+    pub fn tag(&self, handle: Handle) -> u64 {
+        let slot = &self.slots[handle.0 as usize];
+        self.layout.encode(handle.0, slot.generation, slot.check)
     }
 
-    /// Finds the request a reply's tag names.
-    pub fn find(&self, tag: u32) -> Result<Handle, TagMiss> {
+    /// Finds the request a reply's tag names. O(1); hashes only for a tag
+    /// that misses, to tell a late reply ([`TagMiss::Stale`]) from a made
+    /// up one ([`TagMiss::Forged`]).
+    pub fn find(&self, tag: u64) -> Result<Handle, TagMiss> {
         let parts = self.layout.decode(tag);
-        if parts.worker != self.layout.worker {
+        if parts.worker != self.layout.worker() {
             return Err(TagMiss::ForeignWorker);
         }
         let slot = self
             .slots
             .get(parts.slot as usize)
             .ok_or(TagMiss::NoSuchSlot)?;
+        let free = slot.state == SlotState::Free;
         let current = slot.generation & self.layout.generation_mask();
-        if slot.state == SlotState::Free || current != parts.generation {
-            return Err(TagMiss::Stale);
+        if !free && current == parts.generation {
+            return if slot.check == parts.check {
+                Ok(Handle(parts.slot))
+            } else {
+                Err(TagMiss::Forged)
+            };
         }
-        Ok(Handle(parts.slot))
+        // An earlier generation of this slot, if the check says it was
+        // ever issued.
+        let generation = self
+            .layout
+            .latest_generation(slot.generation, parts.generation, free);
+        if self.key.check(self.layout.worker(), parts.slot, generation) == parts.check {
+            Err(TagMiss::Stale)
+        } else {
+            Err(TagMiss::Forged)
+        }
     }
 
     pub fn get(&self, handle: Handle) -> &Pending {
@@ -456,6 +428,7 @@ impl PendingTable {
         }
         let slot = &mut self.slots[index as usize];
         slot.generation = slot.generation.wrapping_add(1);
+        slot.check = self.key.check(self.layout.worker(), index, slot.generation);
         slot.state = SlotState::Free;
         let entry = slot.entry;
         self.push_back(index, ListId::Free);
@@ -464,6 +437,14 @@ impl PendingTable {
             self.unanswered_clients -= 1;
         }
         entry
+    }
+
+    /// Moves a slot to `generation` as if it had been used that often.
+    #[cfg(test)]
+    pub(crate) fn set_generation(&mut self, handle: Handle, generation: u32) {
+        let slot = &mut self.slots[handle.0 as usize];
+        slot.generation = generation;
+        slot.check = self.key.check(self.layout.worker(), handle.0, generation);
     }
 
     /// The earliest deadline of any request in flight.

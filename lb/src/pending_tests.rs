@@ -4,6 +4,11 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::tag::TagParts;
+
+fn key() -> TagKey {
+    TagKey::from_bytes(&[0x5a; 16])
+}
 
 fn client(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -28,16 +33,21 @@ fn layout_packs_worker_in_low_byte_and_round_trips() {
     let layout = TagLayout::new(65_536, 3);
     assert_eq!(layout.slot_bits(), 16);
     assert_eq!(layout.generation_bits(), 8);
-    let tag = layout.encode(0xabcd, 0x1ef);
+    let tag = layout.encode(0xabcd, 0x1ef, 0x1234_5678);
     // generation keeps its low 8 bits
-    assert_eq!(tag, 0xefab_cd03);
-    assert_eq!(tag & 0xff, 3, "byte 18 of the frame is the worker");
+    assert_eq!(tag, 0x1234_5678_efab_cd03);
+    assert_eq!(
+        tag & 0xff,
+        3,
+        "the last tag byte of the frame is the worker"
+    );
     assert_eq!(
         layout.decode(tag),
         TagParts {
             worker: 3,
             slot: 0xabcd,
-            generation: 0xef
+            generation: 0xef,
+            check: 0x1234_5678,
         }
     );
 }
@@ -60,7 +70,7 @@ fn layout_slot_bits_follow_capacity() {
         assert_eq!(layout.slot_bits(), bits, "capacity {capacity}");
         let last = capacity as u32 - 1;
         let g = layout.generation_bits();
-        let tag = layout.encode(last, (1 << g) - 1);
+        let tag = layout.encode(last, (1 << g) - 1, u32::MAX);
         assert_eq!(layout.decode(tag).slot, last);
         assert_eq!(layout.decode(tag).generation, (1 << g) - 1);
     }
@@ -75,7 +85,7 @@ fn layout_rejects_oversized_capacity() {
 #[test]
 fn insert_find_remove_and_stale_tag() {
     let t0 = Instant::now();
-    let mut table = PendingTable::new(4, 1, t0);
+    let mut table = PendingTable::new(4, 1, key(), t0);
     let h = table.insert(client(1000), req(7), t0).unwrap();
     assert!(table.dispatch(h, mac(11), t0, t0 + 20 * MS, 0));
     let tag = table.tag(h);
@@ -98,7 +108,7 @@ fn insert_find_remove_and_stale_tag() {
 fn reused_slot_gets_a_new_generation() {
     let t0 = Instant::now();
     // One slot: every request reuses it.
-    let mut table = PendingTable::new(1, 0, t0);
+    let mut table = PendingTable::new(1, 0, key(), t0);
     let first = table.insert(client(1), req(1), t0).unwrap();
     let old_tag = table.tag(first);
     table.remove(first);
@@ -113,21 +123,83 @@ fn reused_slot_gets_a_new_generation() {
 #[test]
 fn foreign_and_out_of_range_tags_are_told_apart() {
     let t0 = Instant::now();
-    let table = PendingTable::new(3, 2, t0);
+    let table = PendingTable::new(3, 2, key(), t0);
     let other = TagLayout::new(3, 5);
-    assert_eq!(table.find(other.encode(0, 0)), Err(TagMiss::ForeignWorker));
+    assert_eq!(
+        table.find(other.encode(0, 0, 0)),
+        Err(TagMiss::ForeignWorker)
+    );
     // Capacity 3 uses 2 slot bits: slot 3 exists in the tag space only.
     assert_eq!(
-        table.find(table.layout().encode(3, 0)),
+        table.find(table.layout().encode(3, 0, 0)),
         Err(TagMiss::NoSuchSlot)
     );
-    assert_eq!(table.find(table.layout().encode(1, 0)), Err(TagMiss::Stale));
+    // A free slot at a generation never issued: made up, whatever the check.
+    assert_eq!(
+        table.find(table.layout().encode(1, 0, 0)),
+        Err(TagMiss::Forged)
+    );
+}
+
+#[test]
+fn a_tag_with_any_other_check_is_forged_and_changes_nothing() {
+    let t0 = Instant::now();
+    let mut table = PendingTable::new(4, 1, key(), t0);
+    let h = table.insert(client(1000), req(7), t0).unwrap();
+    let tag = table.tag(h);
+    // Every single-bit change of the check, and a few random checks.
+    for bit in 32..64 {
+        assert_eq!(
+            table.find(tag ^ (1 << bit)),
+            Err(TagMiss::Forged),
+            "bit {bit}"
+        );
+    }
+    let mut rng = fastrand::Rng::with_seed(1);
+    for _ in 0..10_000 {
+        let forged = (rng.u64(..) << 32) | (tag & 0xffff_ffff);
+        if forged != tag {
+            assert_eq!(table.find(forged), Err(TagMiss::Forged));
+        }
+    }
+    assert_eq!(table.find(tag), Ok(h), "the real tag still works");
+    // Another key issues other checks: a second load balancer's tags (or
+    // an earlier run's) are not ours.
+    let other = PendingTable::new(4, 1, TagKey::from_bytes(&[1; 16]), t0);
+    assert_eq!(other.find(tag), Err(TagMiss::Forged));
+}
+
+#[test]
+fn a_tag_replayed_after_its_generation_bits_wrap_is_forged() {
+    let t0 = Instant::now();
+    // One slot: 24 generation bits in the tag.
+    let mut table = PendingTable::new(1, 0, key(), t0);
+    let h = table.insert(client(1), req(1), t0).unwrap();
+    let first = table.tag(h);
+    table.remove(h);
+    // 2^24 uses later the tag's low 32 bits come round again.
+    let wrapped = 1 << 24;
+    table.set_generation(h, wrapped);
+    let h = table.insert(client(1), req(1), t0).unwrap();
+    let current = table.tag(h);
+    assert_eq!(current as u32, first as u32, "same low bits");
+    assert_ne!(current, first, "another check");
+    assert_eq!(table.find(current), Ok(h));
+    // The check covers the whole generation: the old tag replayed now is
+    // forged, not taken.
+    assert_eq!(table.find(first), Err(TagMiss::Forged));
+    // The generation just before is a genuine late reply.
+    let previous = wrapped - 1;
+    let late = table
+        .layout()
+        .encode(0, previous, key().check(0, 0, previous));
+    assert_eq!(table.find(late), Err(TagMiss::Stale));
 }
 
 #[test]
 fn free_list_is_fifo_so_a_freed_slot_waits_for_all_others() {
     let t0 = Instant::now();
-    let mut table = PendingTable::new(3, 0, t0);
+    let mut table = PendingTable::new(3, 0, key(), t0);
     let a = table.insert(client(1), req(1), t0).unwrap();
     table.remove(a);
     let b = table.insert(client(2), req(2), t0).unwrap();
@@ -143,7 +215,7 @@ fn free_list_is_fifo_so_a_freed_slot_waits_for_all_others() {
 #[test]
 fn deadlines_expire_in_order_and_redispatch_moves_to_the_back() {
     let t0 = Instant::now();
-    let mut table = PendingTable::new(8, 0, t0);
+    let mut table = PendingTable::new(8, 0, key(), t0);
     let h1 = table.insert(client(1), req(1), t0).unwrap();
     table.dispatch(h1, mac(1), t0, t0 + 20 * MS, 0);
     let h2 = table.insert(client(2), req(2), t0 + MS).unwrap();
@@ -176,7 +248,7 @@ fn deadlines_expire_in_order_and_redispatch_moves_to_the_back() {
 #[test]
 fn lanes_expire_by_earliest_deadline_and_out_of_order_inserts_are_placed() {
     let t0 = Instant::now();
-    let mut table = PendingTable::new(8, 0, t0);
+    let mut table = PendingTable::new(8, 0, key(), t0);
     let h1 = table.insert(client(1), req(1), t0).unwrap();
     let h2 = table.insert(client(2), req(2), t0).unwrap();
     let h3 = table.insert(client(3), req(3), t0).unwrap();
@@ -198,7 +270,7 @@ fn lanes_expire_by_earliest_deadline_and_out_of_order_inserts_are_placed() {
 #[test]
 fn answers_are_recorded_per_attempt() {
     let t0 = Instant::now();
-    let mut table = PendingTable::new(2, 0, t0);
+    let mut table = PendingTable::new(2, 0, key(), t0);
     let h = table.insert(client(1), req(1), t0).unwrap();
     table.dispatch(h, mac(1), t0, t0 + 5 * MS, 0);
     table.dispatch(h, mac(2), t0 + 5 * MS, t0 + 10 * MS, 0);
@@ -222,7 +294,7 @@ fn answers_are_recorded_per_attempt() {
 #[test]
 fn dispatch_stops_at_max_attempts() {
     let t0 = Instant::now();
-    let mut table = PendingTable::new(1, 0, t0);
+    let mut table = PendingTable::new(1, 0, key(), t0);
     let h = table.insert(client(1), req(1), t0).unwrap();
     for i in 0..MAX_ATTEMPTS {
         assert!(table.dispatch(h, mac(i as u8), t0, t0 + MS * i as u32, 0));
@@ -259,11 +331,11 @@ proptest! {
     fn table_matches_model(ops in proptest::collection::vec(op_strategy(), 1..300)) {
         let t0 = Instant::now();
         let capacity = 16;
-        let mut table = PendingTable::new(capacity, 7, t0);
+        let mut table = PendingTable::new(capacity, 7, key(), t0);
         let mut now = t0;
         // tag -> (handle, deadline if waiting)
-        let mut model: BTreeMap<u32, (Handle, Option<Instant>)> = BTreeMap::new();
-        let mut dead_tags: Vec<u32> = Vec::new();
+        let mut model: BTreeMap<u64, (Handle, Option<Instant>)> = BTreeMap::new();
+        let mut dead_tags: Vec<u64> = Vec::new();
         for op in ops {
             match op {
                 Op2::Insert => {
@@ -331,7 +403,7 @@ proptest! {
 #[test]
 fn counts_requests_whose_client_waits() {
     let now = Instant::now();
-    let mut table = PendingTable::new(8, 0, now);
+    let mut table = PendingTable::new(8, 0, key(), now);
     let a = table.insert(client(1), req(1), now).unwrap();
     let b = table.insert(client(2), req(2), now).unwrap();
     assert_eq!(table.unanswered_clients(), 2);

@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipcs_common::registry_auth::Key;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
@@ -38,6 +39,9 @@ pub struct RegistryLinkConfig {
     /// After a reconnect, how long servers missing from the registry's
     /// list stay in the snapshot (see the module docs).
     pub resync_grace: Duration,
+    /// The deployment key: each request carries a proof made with it
+    /// (`None`: bare requests, for a registry run with --insecure-no-auth).
+    pub key: Option<Key>,
 }
 
 impl RegistryLinkConfig {
@@ -53,6 +57,7 @@ impl RegistryLinkConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             resync_grace: Duration::from_secs(3),
+            key: None,
         }
     }
 }

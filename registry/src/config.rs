@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ipcs_common::registry_auth::Key;
 use ipcs_common::registry_proto::MAX_LINE;
 
 use crate::cidr::Cidr;
@@ -17,6 +18,31 @@ pub const MAX_LIST_BYTES: usize = 12 * 1024;
 /// The shortest line limit that still fits every valid line (the longest
 /// `HELLO` is 62 bytes).
 pub const MIN_LINE: usize = 64;
+
+/// The shortest line limit that fits every line with a proof (the longest,
+/// a `HELLO` with its proof, is 173 bytes with the newline).
+pub const MIN_SIGNED_LINE: usize = 192;
+
+/// How lines prove they come from a holder of the deployment key.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub key: Key,
+    /// A proof's time may differ from the registry's clock by this much.
+    pub window: Duration,
+    /// Proofs remembered within the window, at most (bounds memory).
+    pub replay_capacity: usize,
+}
+
+impl Auth {
+    /// `key` with the default window (30 s) and replay capacity (65536).
+    pub fn with_key(key: Key) -> Auth {
+        Auth {
+            key,
+            window: Duration::from_secs(30),
+            replay_capacity: 65_536,
+        }
+    }
+}
 
 /// Everything the registry can be told.
 #[derive(Debug, Clone)]
@@ -39,6 +65,22 @@ pub struct Config {
     pub max_output: usize,
     /// A `WATCH` with no change is answered after this long.
     pub watch_timeout: Duration,
+    /// The deployment key and replay window; `None` (`--insecure-no-auth`)
+    /// takes lines without proof and does not tie a `HELLO`'s ip to its
+    /// connection.
+    pub auth: Option<Auth>,
+    /// Open connections from one address at most.
+    pub max_per_ip: usize,
+    /// Connections that have not yet sent a valid line, at most, in all
+    /// and from one address (see `gate`).
+    pub max_pending: usize,
+    pub max_pending_per_ip: usize,
+    /// A proven connection that sends no valid line for this long is closed.
+    pub idle_timeout: Duration,
+    /// List changes one address may make at once ...
+    pub change_burst: u32,
+    /// ... and then one per this long.
+    pub change_refill: Duration,
 }
 
 impl Default for Config {
@@ -53,6 +95,13 @@ impl Default for Config {
             max_servers: MAX_IDS,
             max_output: 64 * 1024,
             watch_timeout: Duration::from_millis(5000),
+            auth: None,
+            max_per_ip: 64,
+            max_pending: 256,
+            max_pending_per_ip: 8,
+            idle_timeout: Duration::from_secs(30),
+            change_burst: 20,
+            change_refill: Duration::from_millis(500),
         }
     }
 }
@@ -60,6 +109,8 @@ impl Default for Config {
 /// A setting outside what the registry can honour.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    #[error("{0}")]
+    Inconsistent(&'static str),
     #[error("{name} must be between {min} and {max} (got {got})")]
     OutOfRange {
         name: &'static str,
@@ -115,6 +166,51 @@ impl Config {
             10,
             HOUR_MS,
         )?;
+        check(
+            "max connections per ip",
+            size(self.max_per_ip),
+            1,
+            1_000_000,
+        )?;
+        check(
+            "max pending",
+            size(self.max_pending),
+            1,
+            size(self.max_connections),
+        )?;
+        check(
+            "max pending per ip",
+            size(self.max_pending_per_ip),
+            1,
+            size(self.max_per_ip),
+        )?;
+        check(
+            "--idle-timeout (ms)",
+            self.idle_timeout.as_millis(),
+            self.watch_timeout.as_millis() + 1,
+            HOUR_MS,
+        )?;
+        check("change burst", u128::from(self.change_burst), 1, 1_000_000)?;
+        check(
+            "--change-refill (ms)",
+            self.change_refill.as_millis(),
+            1,
+            HOUR_MS,
+        )?;
+        if let Some(auth) = &self.auth {
+            check(
+                "--auth-window (ms)",
+                auth.window.as_millis(),
+                1_000,
+                HOUR_MS,
+            )?;
+            check("replay capacity", size(auth.replay_capacity), 1, 1 << 24)?;
+            if self.max_line < MIN_SIGNED_LINE {
+                return Err(ConfigError::Inconsistent(
+                    "with a key, max line bytes must be at least 192 (lines carry proofs)",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -160,6 +256,23 @@ mod tests {
             },
             Config {
                 first_line_timeout: Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                max_pending: 2000,
+                ..Config::default()
+            },
+            Config {
+                max_pending_per_ip: 100,
+                ..Config::default()
+            },
+            Config {
+                idle_timeout: Duration::from_secs(5),
+                ..Config::default()
+            },
+            Config {
+                auth: Some(Auth::with_key(Key::from_bytes([1; 32]))),
+                max_line: 128,
                 ..Config::default()
             },
         ];

@@ -11,6 +11,10 @@
 //! * [`conn`]: one connection's socket and bounded output.
 //! * [`config`]: the settings and their limits.
 //! * [`cidr`]: the `--allow` networks.
+//! * [`gate`]: who may hold a connection (total, per-address and
+//!   unauthenticated limits), a sans-io state machine.
+//! * [`replay`]: the proofs' replay window, a sans-io state machine.
+//! * [`change_rate`]: the per-address bound on list changes.
 //! * [`metrics`]: the counters `STATS` reports, their names, and their
 //!   Prometheus names, kinds and help.
 //! * [`admin`]: the admin HTTP endpoint's views (`/metrics`, `/healthz`,
@@ -20,12 +24,15 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod change_rate;
 pub mod cidr;
 pub mod config;
 pub mod conn;
 pub mod discovery;
+pub mod gate;
 pub mod metrics;
 pub mod reactor;
+pub mod replay;
 pub mod session;
 pub mod state;
 

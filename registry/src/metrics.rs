@@ -38,6 +38,24 @@ pub const EXPIRED: &str = "expired_total";
 pub const BEATS: &str = "beats_total";
 /// Server lists sent (answers to `LIST` and `WATCH`).
 pub const LISTS_SENT: &str = "lists_sent_total";
+/// Lines refused for carrying no proof (with a key).
+pub const PROOF_MISSING: &str = "proof_missing_total";
+/// Lines refused for a proof whose tag is not the key's (wrong key, forged).
+pub const PROOF_BAD: &str = "proof_bad_total";
+/// Lines refused for a proof outside the time window.
+pub const PROOF_STALE: &str = "proof_stale_total";
+/// Lines refused for a proof seen before (a replay).
+pub const PROOF_REPLAYED: &str = "proof_replayed_total";
+/// `HELLO`s refused because their ip is not the connection's address.
+pub const HELLO_IP_MISMATCH: &str = "hello_ip_mismatch_total";
+/// `HELLO`s refused because their address changed the list too often.
+pub const HELLO_RATE_LIMITED: &str = "hello_rate_limited_total";
+/// Connections refused because `--max-connections-per-ip` proven ones were open.
+pub const CONNECTIONS_REFUSED_PER_IP: &str = "connections_refused_per_ip_total";
+/// Connections that had not sent a valid line, closed to make room for newer ones.
+pub const PENDING_EVICTED: &str = "pending_evicted_total";
+/// Proven connections closed for sending no valid line within `--idle-timeout`.
+pub const IDLE_TIMEOUTS: &str = "idle_timeouts_total";
 
 /// Event counters (gauges are read from the reactor's state when reported).
 #[derive(Debug, Default, Clone)]
@@ -57,11 +75,20 @@ pub struct Counters {
     pub expired: u64,
     pub beats: u64,
     pub lists_sent: u64,
+    pub proof_missing: u64,
+    pub proof_bad: u64,
+    pub proof_stale: u64,
+    pub proof_replayed: u64,
+    pub hello_ip_mismatch: u64,
+    pub hello_rate_limited: u64,
+    pub connections_refused_per_ip: u64,
+    pub pending_evicted: u64,
+    pub idle_timeouts: u64,
 }
 
 impl Counters {
     /// Every counter with its name, for `STATS`.
-    pub fn named(&self) -> [(&'static str, u64); 15] {
+    pub fn named(&self) -> [(&'static str, u64); 24] {
         [
             (CONNECTIONS_ACCEPTED, self.connections_accepted),
             (CONNECTIONS_REFUSED, self.connections_refused),
@@ -78,6 +105,15 @@ impl Counters {
             (LISTS_SENT, self.lists_sent),
             (HELLOS, self.hellos),
             (WATCHES, self.watches),
+            (PROOF_MISSING, self.proof_missing),
+            (PROOF_BAD, self.proof_bad),
+            (PROOF_STALE, self.proof_stale),
+            (PROOF_REPLAYED, self.proof_replayed),
+            (HELLO_IP_MISMATCH, self.hello_ip_mismatch),
+            (HELLO_RATE_LIMITED, self.hello_rate_limited),
+            (CONNECTIONS_REFUSED_PER_IP, self.connections_refused_per_ip),
+            (PENDING_EVICTED, self.pending_evicted),
+            (IDLE_TIMEOUTS, self.idle_timeouts),
         ]
     }
 }
@@ -87,14 +123,14 @@ use ipcs_common::admin_http::{render_table, Kind, MetricDef, Row};
 /// Prometheus names, kinds and help of every `STATS` value: one row per
 /// `STATS` name, `ipcs_registry_*`; the refusals share one metric with a
 /// `reason` label. `/metrics` is rendered from this table only.
-pub const PROMETHEUS: [Row; 18] = {
+pub const PROMETHEUS: [Row; 27] = {
     const fn def(name: &'static str, kind: Kind, help: &'static str) -> MetricDef {
         MetricDef { name, kind, help }
     }
     const REFUSED: MetricDef = def(
         "ipcs_registry_refusals_total",
         Kind::Counter,
-        "Connections or HELLOs refused, by reason.",
+        "Connections, HELLOs or lines refused, by reason.",
     );
     [
         (
@@ -224,6 +260,35 @@ pub const PROMETHEUS: [Row; 18] = {
                 "ipcs_registry_watches_total",
                 Kind::Counter,
                 "WATCH lines received.",
+            ),
+            None,
+        ),
+        (PROOF_MISSING, REFUSED, Some("proof_missing")),
+        (PROOF_BAD, REFUSED, Some("proof_bad")),
+        (PROOF_STALE, REFUSED, Some("proof_stale")),
+        (PROOF_REPLAYED, REFUSED, Some("proof_replayed")),
+        (HELLO_IP_MISMATCH, REFUSED, Some("hello_ip_mismatch")),
+        (HELLO_RATE_LIMITED, REFUSED, Some("hello_rate_limited")),
+        (
+            CONNECTIONS_REFUSED_PER_IP,
+            REFUSED,
+            Some("too_many_from_address"),
+        ),
+        (
+            PENDING_EVICTED,
+            def(
+                "ipcs_registry_pending_evicted_total",
+                Kind::Counter,
+                "Connections without a valid line yet, closed to make room for newer ones.",
+            ),
+            None,
+        ),
+        (
+            IDLE_TIMEOUTS,
+            def(
+                "ipcs_registry_idle_timeouts_total",
+                Kind::Counter,
+                "Connections closed for sending no valid line within --idle-timeout.",
             ),
             None,
         ),

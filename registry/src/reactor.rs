@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipcs_common::admin_http::TURN_AT_LEAST_EVERY;
+use ipcs_common::registry_auth::unix_ms_now;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -25,9 +26,7 @@ use crate::admin::LoopState;
 use crate::config::{Config, ConfigError};
 use crate::conn::Conn;
 use crate::discovery::Discovery;
-use crate::session::{
-    Admission, Close, Outbox, OutputFull, Sessions, WarnLimiter, TOO_MANY_CONNECTIONS,
-};
+use crate::session::{Admission, Close, Outbox, OutputFull, Sessions, WarnLimiter};
 use crate::state::ConnId;
 
 // Connection ids, and so their tokens, start at `session::FIRST_CONN`,
@@ -214,9 +213,15 @@ impl Registry {
             ttl_ms = self.config.ttl.as_millis() as u64,
             max_connections = self.config.max_connections,
             max_servers = self.config.max_servers,
+            max_per_ip = self.config.max_per_ip,
+            max_pending = self.config.max_pending,
+            auth = self.config.auth.is_some(),
             allow = ?self.config.allow.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             "registry listening"
         );
+        if self.config.auth.is_none() {
+            warn!("--insecure-no-auth: lines need no proof; anyone who reaches the port can register any server");
+        }
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
@@ -291,10 +296,17 @@ impl Registry {
     }
 
     fn on_accept(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        let id = match self.sessions.on_accept(peer, Instant::now()) {
+        let mut written = Vec::new();
+        let mut out = Sockets {
+            poll: self.poll.registry(),
+            conns: &mut self.conns,
+            written: &mut written,
+        };
+        let admission = self.sessions.on_accept(peer, Instant::now(), &mut out);
+        let id = match admission {
             Admission::Open(id) => id,
-            Admission::Refused => {
-                let _ = stream.write_all(TOO_MANY_CONNECTIONS);
+            Admission::Refused(words) => {
+                let _ = stream.write_all(words);
                 return;
             }
         };
@@ -335,9 +347,13 @@ impl Registry {
                         conns: &mut self.conns,
                         written: &mut written,
                     };
-                    let open = self
-                        .sessions
-                        .on_bytes(id, &scratch[..n], Instant::now(), &mut out);
+                    let open = self.sessions.on_bytes(
+                        id,
+                        &scratch[..n],
+                        Instant::now(),
+                        unix_ms_now(),
+                        &mut out,
+                    );
                     // This connection's answers go out after the read, in
                     // on_conn_event; any for others, now.
                     written.retain(|&w| w != id);

@@ -9,9 +9,18 @@
 //! or a clock, so every rule is tested with fabricated instants
 //! (`session_tests.rs`).
 //!
-//! Rules (see docs/PROTOCOL.md, "Registry protocol"):
-//! * at most `max_connections` connections; one more is answered `ERR` and
-//!   closed;
+//! Rules (see docs/PROTOCOL.md, "Registry protocol", and docs/SECURITY.md):
+//! * who may hold a connection is the [`Gate`]'s: total, per-address and
+//!   unauthenticated limits, where a newcomer displaces the oldest
+//!   connection that has not yet sent a valid line; a connection refused is
+//!   answered `ERR` and closed;
+//! * with a key, every line but `BEAT` must carry a valid proof that is
+//!   fresh and not replayed; a `HELLO`'s ip must be the connection's
+//!   address; `BEAT` is taken only on a connection registered with proof;
+//! * a `HELLO` that would change the list needs a token of its address's
+//!   [`ChangeLimiter`] bucket;
+//! * a connection that has sent a valid line and then none for
+//!   `idle_timeout` is closed;
 //! * a connection that sends no valid line within `first_line_timeout` is
 //!   closed, and so is one whose first line is an error: until a connection
 //!   has sent one valid line it is unknown, and an `ERR` ends it;
@@ -23,15 +32,20 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use ipcs_common::registry_proto::{ClientLine, LineBuffer, ProtoError, RegistryLine, ServerEntry};
+use ipcs_common::registry_proto::{
+    ClientLine, LineBuffer, ProtoError, RegistryLine, ServerEntry, SignedLine,
+};
 use tracing::{debug, info, warn};
 
+use crate::change_rate::ChangeLimiter;
 use crate::cidr;
 use crate::config::Config;
+use crate::gate::{self, Gate, Refusal, Verdict};
 use crate::metrics::{self, Counters};
+use crate::replay::{ReplayError, ReplayGuard};
 use crate::state::{ConnId, HelloError, Membership};
 
 /// Connection ids start here (the reactor keeps the ones below for its own
@@ -40,6 +54,11 @@ pub const FIRST_CONN: ConnId = 16;
 
 /// What the answer to one connection too many says before it is closed.
 pub const TOO_MANY_CONNECTIONS: &[u8] = b"ERR too many connections\n";
+/// The same for one too many from the connection's address.
+pub const TOO_MANY_FROM_ADDRESS: &[u8] = b"ERR too many connections from this address\n";
+
+/// Addresses whose list changes are tracked at most (see [`ChangeLimiter`]).
+const MAX_CHANGE_BUCKETS: usize = 4096;
 
 /// Where the decisions go. The reactor carries them out on its sockets
 /// at once, so a connection whose peer stops reading is closed before the
@@ -71,6 +90,8 @@ pub enum Close {
     OutputFull,
     Expired,
     Replaced(ConnId),
+    Evicted,
+    Idle,
     Shutdown,
 }
 
@@ -84,6 +105,10 @@ impl std::fmt::Display for Close {
             Close::OutputFull => f.write_str("peer not reading its answers"),
             Close::Expired => f.write_str("no BEAT within the TTL"),
             Close::Replaced(by) => write!(f, "replaced by connection {by}"),
+            Close::Evicted => {
+                f.write_str("displaced by a newer connection before sending a valid line")
+            }
+            Close::Idle => f.write_str("no valid line within the idle timeout"),
             Close::Shutdown => f.write_str("registry stopping"),
         }
     }
@@ -94,8 +119,9 @@ impl std::fmt::Display for Close {
 pub enum Admission {
     /// A session was opened under this id.
     Open(ConnId),
-    /// No room: send [`TOO_MANY_CONNECTIONS`] and drop the connection.
-    Refused,
+    /// No room: send these words ([`TOO_MANY_CONNECTIONS`] or
+    /// [`TOO_MANY_FROM_ADDRESS`]) and drop the connection.
+    Refused(&'static [u8]),
 }
 
 /// A `WATCH` waiting for the version to move.
@@ -115,6 +141,10 @@ pub struct Session {
     /// Until `known`, the connection is closed at this instant.
     pub first_line_deadline: Instant,
     pub watch: Option<PendingWatch>,
+    /// When the last valid line arrived (for the idle timeout).
+    pub last_line: Instant,
+    /// The idle deadline queued for this connection, if any (one at a time).
+    idle_check: Option<Instant>,
 }
 
 /// Logs a limit being hit at most once a second per kind, with a count, so a
@@ -153,13 +183,35 @@ pub struct Sessions {
     announced: u64,
     counters: Counters,
     warn_limiter: WarnLimiter,
+    gate: Gate,
+    /// With a key: the proofs seen within the window.
+    replay: Option<ReplayGuard>,
+    changes: ChangeLimiter,
 }
 
 impl Sessions {
     /// No connections yet; the list version starts at `initial_version`.
     pub fn new(config: Config, initial_version: u64) -> Sessions {
         let membership = Membership::new(config.ttl, config.max_servers, initial_version);
+        let gate = Gate::new(gate::Limits {
+            max_connections: config.max_connections,
+            max_per_ip: config.max_per_ip,
+            max_pending: config.max_pending,
+            max_pending_per_ip: config.max_pending_per_ip,
+        });
+        let replay = config
+            .auth
+            .as_ref()
+            .map(|a| ReplayGuard::new(a.window.as_millis() as u64, a.replay_capacity));
+        let changes = ChangeLimiter::new(
+            config.change_burst,
+            config.change_refill,
+            MAX_CHANGE_BUCKETS,
+        );
         Sessions {
+            gate,
+            replay,
+            changes,
             announced: membership.version(),
             membership,
             config,
@@ -208,21 +260,56 @@ impl Sessions {
         }
     }
 
-    /// A connection from `peer` was accepted.
-    pub fn on_accept(&mut self, peer: SocketAddr, now: Instant) -> Admission {
-        if self.sessions.len() >= self.config.max_connections {
-            self.counters.connections_refused += 1;
-            if self.warn_limiter.allow(metrics::CONNECTIONS_REFUSED, now) {
+    /// A connection from `peer` was accepted. Older connections that had
+    /// not yet sent a valid line may be closed to make room (see [`Gate`]).
+    pub fn on_accept(
+        &mut self,
+        peer: SocketAddr,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Admission {
+        let id = self.next_conn;
+        let evict = match self.gate.admit(id, peer.ip()) {
+            Verdict::Admit { evict } => evict,
+            Verdict::Refuse(why) => {
+                let (kind, words) = match why {
+                    Refusal::Full => {
+                        self.counters.connections_refused += 1;
+                        (metrics::CONNECTIONS_REFUSED, TOO_MANY_CONNECTIONS)
+                    }
+                    Refusal::PerAddress => {
+                        self.counters.connections_refused_per_ip += 1;
+                        (metrics::CONNECTIONS_REFUSED_PER_IP, TOO_MANY_FROM_ADDRESS)
+                    }
+                };
+                if self.warn_limiter.allow(kind, now) {
+                    warn!(
+                        %peer,
+                        max = self.config.max_connections,
+                        max_per_ip = self.config.max_per_ip,
+                        connections_refused_total = self.counters.connections_refused,
+                        connections_refused_per_ip_total = self.counters.connections_refused_per_ip,
+                        "{}, refusing",
+                        String::from_utf8_lossy(&words[4..words.len() - 1])
+                    );
+                }
+                return Admission::Refused(words);
+            }
+        };
+        for old in evict {
+            self.counters.pending_evicted += 1;
+            if self.warn_limiter.allow(metrics::PENDING_EVICTED, now) {
                 warn!(
-                    %peer,
-                    max = self.config.max_connections,
-                    refused_total = self.counters.connections_refused,
-                    "too many connections, refusing"
+                    %peer, evicted = old, evicted_total = self.counters.pending_evicted,
+                    "too many connections without a valid line: closing the oldest"
                 );
             }
-            return Admission::Refused;
+            let _ = out.send(
+                old,
+                b"ERR displaced: no valid line yet and too many waiting\n",
+            );
+            self.close(old, Close::Evicted, true, now, out);
         }
-        let id = self.next_conn;
         self.next_conn += 1;
         self.counters.connections_accepted += 1;
         let deadline = now + self.config.first_line_timeout;
@@ -234,6 +321,8 @@ impl Sessions {
                 known: false,
                 first_line_deadline: deadline,
                 watch: None,
+                last_line: now,
+                idle_check: None,
             },
         );
         self.deadlines.push(Reverse((deadline, id)));
@@ -241,13 +330,16 @@ impl Sessions {
         Admission::Open(id)
     }
 
-    /// Bytes received on `id`; handles each complete line. Returns whether
-    /// the connection is still open (the reactor stops reading it if not).
+    /// Bytes received on `id`; handles each complete line. `unix_ms` is
+    /// the wall clock (milliseconds since the Unix epoch), which proofs'
+    /// times are checked against. Returns whether the connection is still
+    /// open (the reactor stops reading it if not).
     pub fn on_bytes(
         &mut self,
         id: ConnId,
         mut input: &[u8],
         now: Instant,
+        unix_ms: u64,
         out: &mut impl Outbox,
     ) -> bool {
         loop {
@@ -255,7 +347,7 @@ impl Sessions {
                 return false;
             };
             let line = match session.lines.next_line(&mut input) {
-                Ok(Some(line)) => ClientLine::parse_bytes(line),
+                Ok(Some(line)) => SignedLine::parse_bytes(line),
                 Ok(None) => return true,
                 Err(too_long) => {
                     self.counters.lines_too_long += 1;
@@ -266,7 +358,7 @@ impl Sessions {
                     return false;
                 }
             };
-            self.on_line(id, line, now, out);
+            self.on_line(id, line, now, unix_ms, out);
         }
     }
 
@@ -314,7 +406,26 @@ impl Sessions {
             if !session.known && session.first_line_deadline <= now {
                 self.counters.first_line_timeouts += 1;
                 self.close(id, Close::FirstLineTimeout, false, now, out);
-            } else if session.watch.is_some_and(|w| w.deadline <= now) {
+                continue;
+            }
+            if session.known && session.last_line + self.config.idle_timeout <= now {
+                self.counters.idle_timeouts += 1;
+                if self.warn_limiter.allow(metrics::IDLE_TIMEOUTS, now) {
+                    warn!(conn = id, peer = %session.peer, "no valid line within the idle timeout, closing");
+                }
+                let _ = out.send(id, b"ERR idle timeout\n");
+                self.close(id, Close::Idle, true, now, out);
+                continue;
+            }
+            if session.idle_check == Some(at) {
+                // Its idle deadline came but it has spoken since: queue the next.
+                self.arm_idle(id);
+            }
+            if self
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.watch.is_some_and(|w| w.deadline <= now))
+            {
                 self.answer_watch(id, now, out);
             }
         }
@@ -324,8 +435,9 @@ impl Sessions {
     fn on_line(
         &mut self,
         id: ConnId,
-        line: Result<ClientLine, ProtoError>,
+        line: Result<SignedLine, ProtoError>,
         now: Instant,
+        unix_ms: u64,
         out: &mut impl Outbox,
     ) {
         let line = match line {
@@ -335,6 +447,13 @@ impl Sessions {
                 return self.refuse(id, &RegistryLine::err(e), false, now, out);
             }
         };
+        if let Err(why) = self.check_proof(&line, unix_ms) {
+            return self.refuse(id, &RegistryLine::err(why), false, now, out);
+        }
+        let line = line.line;
+        if let Some(session) = self.sessions.get_mut(&id) {
+            session.last_line = now;
+        }
         match line {
             ClientLine::Hello { .. } => {
                 self.counters.hellos += 1;
@@ -365,6 +484,39 @@ impl Sessions {
         }
     }
 
+    /// With a key: whether `line` proves it comes from a key holder, now
+    /// and for the first time; counts a refusal by reason. `BEAT` needs no
+    /// proof: it is taken only on a connection that registered with one.
+    /// Without a key every line passes (a proof, if any, is ignored).
+    fn check_proof(&mut self, line: &SignedLine, unix_ms: u64) -> Result<(), &'static str> {
+        let (Some(auth), Some(replay)) = (&self.config.auth, &mut self.replay) else {
+            return Ok(());
+        };
+        let Some(proof) = &line.proof else {
+            if line.line == ClientLine::Beat {
+                return Ok(());
+            }
+            self.counters.proof_missing += 1;
+            return Err("proof required (this registry has a key; see docs/SECURITY.md)");
+        };
+        // The tag first: only key holders may take room in the replay guard.
+        if !auth.key.verify(&line.line, proof) {
+            self.counters.proof_bad += 1;
+            return Err("bad proof (not made with this registry's key)");
+        }
+        match replay.check(proof.unix_ms, proof.nonce, unix_ms) {
+            Ok(()) => Ok(()),
+            Err(ReplayError::Stale) => {
+                self.counters.proof_stale += 1;
+                Err("stale proof (clock skew beyond the window, or too old)")
+            }
+            Err(ReplayError::Replayed) => {
+                self.counters.proof_replayed += 1;
+                Err("replayed proof")
+            }
+        }
+    }
+
     fn on_hello(&mut self, id: ConnId, entry: ServerEntry, now: Instant, out: &mut impl Outbox) {
         let Some(session) = self.sessions.get(&id) else {
             return;
@@ -378,8 +530,29 @@ impl Sessions {
             let err = RegistryLine::err("source address not allowed");
             return self.refuse(id, &err, false, now, out);
         }
+        // With a key, an entry names its own connection's address: a key
+        // holder cannot point the balancer at someone else's.
+        if self.config.auth.is_some() && IpAddr::V4(entry.ip) != peer.ip().to_canonical() {
+            self.counters.hello_ip_mismatch += 1;
+            if self.warn_limiter.allow(metrics::HELLO_IP_MISMATCH, now) {
+                warn!(%peer, id = entry.id, ip = %entry.ip, "registration for another address refused");
+            }
+            let err = RegistryLine::err("ip is not the connection's address");
+            return self.refuse(id, &err, false, now, out);
+        }
+        if self.membership.would_change(id, entry) && !self.changes.allowed(peer.ip(), now) {
+            self.counters.hello_rate_limited += 1;
+            if self.warn_limiter.allow(metrics::HELLO_RATE_LIMITED, now) {
+                warn!(%peer, id = entry.id, "registration refused: this address changes the list too often");
+            }
+            let err = RegistryLine::err("too many changes from this address; retry later");
+            return self.refuse(id, &err, false, now, out);
+        }
         match self.membership.hello(id, entry, now) {
             Ok(registered) => {
+                if registered.changed {
+                    self.changes.spend(peer.ip(), now);
+                }
                 self.counters.registrations += 1;
                 self.mark_known(id);
                 info!(
@@ -427,8 +600,23 @@ impl Sessions {
     }
 
     fn mark_known(&mut self, id: ConnId) {
-        if let Some(session) = self.sessions.get_mut(&id) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if !session.known {
             session.known = true;
+            self.gate.prove(id);
+            self.arm_idle(id);
+        }
+    }
+
+    /// Queues `id`'s next idle deadline: one idle timeout after its last
+    /// valid line.
+    fn arm_idle(&mut self, id: ConnId) {
+        if let Some(session) = self.sessions.get_mut(&id) {
+            let at = session.last_line + self.config.idle_timeout;
+            session.idle_check = Some(at);
+            self.deadlines.push(Reverse((at, id)));
         }
     }
 
@@ -560,6 +748,7 @@ impl Sessions {
         let Some(session) = self.sessions.remove(&id) else {
             return false;
         };
+        self.gate.remove(id);
         let peer = session.peer;
         let removed = self.membership.closed(id);
         match (&why, removed) {

@@ -45,6 +45,9 @@ impl Recorder {
     }
 }
 
+/// The wall clock when a test starts (proof times are checked against it).
+const UNIX_T0: u64 = 1_767_225_600_000;
+
 struct Rig {
     sessions: Sessions,
     out: Recorder,
@@ -57,6 +60,7 @@ fn config() -> Config {
         first_line_timeout: 300 * MS,
         watch_timeout: 1000 * MS,
         max_connections: 4,
+        max_pending: 4,
         max_line: 64,
         ..Config::default()
     }
@@ -92,17 +96,22 @@ impl Rig {
     }
 
     fn accept(&mut self, from: SocketAddr, ms: u64) -> ConnId {
-        match self.sessions.on_accept(from, self.at(ms)) {
+        match self.sessions.on_accept(from, self.at(ms), &mut self.out) {
             Admission::Open(id) => id,
-            Admission::Refused => panic!("refused"),
+            Admission::Refused(words) => panic!("refused: {words:?}"),
         }
+    }
+
+    /// The wall clock at `ms` into the test.
+    fn unix_ms(ms: u64) -> u64 {
+        UNIX_T0 + ms
     }
 
     /// Feeds `text`; returns whether the connection stays open.
     fn feed(&mut self, id: ConnId, text: &str, ms: u64) -> bool {
         let now = self.at(ms);
         self.sessions
-            .on_bytes(id, text.as_bytes(), now, &mut self.out)
+            .on_bytes(id, text.as_bytes(), now, Rig::unix_ms(ms), &mut self.out)
     }
 
     fn tick(&mut self, ms: u64) {
@@ -223,7 +232,11 @@ fn no_valid_line_within_the_first_line_timeout_closes() {
     assert_eq!(rig.out.take(), [Did::Close(silent, false)]);
     assert_eq!(rig.sessions.counters().first_line_timeouts, 1);
     assert_eq!(rig.sessions.len(), 1, "the known one stays");
-    assert_eq!(rig.sessions.next_deadline(), None);
+    // What is left is the known one's idle deadline.
+    assert_eq!(
+        rig.sessions.next_deadline(),
+        Some(rig.at(100) + Config::default().idle_timeout)
+    );
 }
 
 #[test]
@@ -335,15 +348,32 @@ fn connections_past_the_limit_are_refused_and_counted() {
         ids,
         [FIRST_CONN, FIRST_CONN + 1, FIRST_CONN + 2, FIRST_CONN + 3]
     );
+    // Pending connections make room for a newcomer: the oldest goes.
+    let fifth = rig.accept(peer(8), 1);
     assert_eq!(
-        rig.sessions.on_accept(peer(9), rig.at(1)),
-        Admission::Refused
+        rig.out.take(),
+        [
+            Did::Send(
+                ids[0],
+                "ERR displaced: no valid line yet and too many waiting\n".into()
+            ),
+            Did::Close(ids[0], true)
+        ]
     );
-    rig.sessions.on_closed(ids[0], Close::PeerClosed, rig.at(2));
+    // Once all four have spoken, the limit refuses.
+    for id in [ids[1], ids[2], ids[3], fifth] {
+        assert!(rig.feed(id, "LIST\n", 1));
+    }
+    assert_eq!(
+        rig.sessions.on_accept(peer(9), rig.at(1), &mut rig.out),
+        Admission::Refused(TOO_MANY_CONNECTIONS)
+    );
+    rig.sessions.on_closed(ids[1], Close::PeerClosed, rig.at(2));
     let again = rig.accept(peer(9), 3);
-    assert_eq!(again, FIRST_CONN + 4, "ids are never reused");
+    assert_eq!(again, FIRST_CONN + 5, "ids are never reused");
     assert_eq!(rig.stat(again, "connections_refused_total", 4), 1);
-    assert_eq!(rig.stat(again, "connections_accepted_total", 4), 5);
+    assert_eq!(rig.stat(again, "pending_evicted_total", 4), 1);
+    assert_eq!(rig.stat(again, "connections_accepted_total", 4), 6);
     assert_eq!(rig.stat(again, "connections_open", 4), 4);
 }
 
@@ -381,4 +411,269 @@ fn the_warn_limiter_lets_one_through_a_second_per_kind() {
     assert!(!limiter.allow("a", t0 + 999 * MS));
     assert!(limiter.allow("b", t0 + 999 * MS));
     assert!(limiter.allow("a", t0 + 1000 * MS));
+}
+
+// --- with a key (issue 16) ------------------------------------------------
+
+use ipcs_common::registry_auth::Key;
+use ipcs_common::registry_proto::SignedLine;
+
+use crate::config::Auth;
+
+fn key() -> Key {
+    Key::from_bytes([7; 32])
+}
+
+fn auth_config() -> Config {
+    Config {
+        auth: Some(Auth::with_key(key())),
+        max_line: 256,
+        max_connections: 16,
+        max_pending: 8,
+        max_per_ip: 4,
+        max_pending_per_ip: 2,
+        idle_timeout: 3000 * MS,
+        ..config()
+    }
+}
+
+/// `line` with a proof by `key` made at `ms` into the test with `nonce`.
+fn signed_by(key: &Key, line: &str, ms: u64, nonce: u64) -> String {
+    let line = ClientLine::parse(line).unwrap();
+    format!("{}\n", key.sign_at(line, Rig::unix_ms(ms), nonce))
+}
+
+fn signed(line: &str, ms: u64, nonce: u64) -> String {
+    signed_by(&key(), line, ms, nonce)
+}
+
+impl Rig {
+    /// Registers server `id` from its own address with a valid proof.
+    fn register(&mut self, id: u8, ms: u64) -> ConnId {
+        let conn = self.accept(peer(id), ms);
+        assert!(self.feed(conn, &signed(&hello(id), ms, 1000 + u64::from(id)), ms));
+        assert_eq!(
+            self.out.take(),
+            [Did::Send(conn, "OK ttl_ms=1500\n".into())]
+        );
+        conn
+    }
+
+    fn listed(&self) -> Vec<u8> {
+        self.sessions
+            .membership()
+            .list()
+            .iter()
+            .map(|e| e.id)
+            .collect()
+    }
+
+    fn refused_with(&mut self, conn: ConnId, reason: &str) {
+        let did = self.out.take();
+        let expected = Did::Send(conn, format!("ERR {reason}\n"));
+        assert!(
+            did.first().is_some_and(|d| *d == expected),
+            "want ERR {reason}, got {did:?}"
+        );
+    }
+}
+
+#[test]
+fn signed_lines_parse_back_exactly() {
+    let text = signed(&hello(11), 5, 0xabc);
+    let parsed = SignedLine::parse(&text).unwrap();
+    assert_eq!(format!("{parsed}\n"), text);
+    assert!(key().verify(&parsed.line, &parsed.proof.unwrap()));
+}
+
+#[test]
+fn with_a_key_a_hello_with_a_valid_proof_registers() {
+    let mut rig = Rig::new(auth_config());
+    rig.register(11, 0);
+    assert_eq!(rig.listed(), [11]);
+    // A BEAT needs no proof on a connection registered with one.
+    let conn = FIRST_CONN;
+    assert!(rig.feed(conn, "BEAT\n", 500));
+    assert!(rig.out.take().is_empty());
+    assert_eq!(rig.sessions.counters().beats, 1);
+}
+
+#[test]
+fn lines_without_proof_are_refused_counted_and_close_an_unknown_connection() {
+    let mut rig = Rig::new(auth_config());
+    let server = rig.register(11, 0);
+    for (n, line) in [
+        hello(12),
+        "LIST\n".into(),
+        "WATCH 5\n".into(),
+        "STATS\n".into(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let c = rig.accept(peer(12), 10 + n as u64);
+        assert!(!rig.feed(c, line, 10 + n as u64), "{line}");
+        rig.refused_with(
+            c,
+            "proof required (this registry has a key; see docs/SECURITY.md)",
+        );
+    }
+    // A BEAT on a connection that never registered is refused too.
+    let c = rig.accept(peer(12), 20);
+    assert!(!rig.feed(c, "BEAT\n", 20));
+    rig.refused_with(c, "not registered");
+    assert_eq!(rig.sessions.counters().proof_missing, 4);
+    assert_eq!(rig.listed(), [11]);
+    assert!(rig.sessions.session(server).is_some());
+}
+
+#[test]
+fn a_wrong_key_stale_or_replayed_proof_never_displaces_the_server() {
+    let mut rig = Rig::new(auth_config());
+    let server = rig.register(11, 0);
+    let version = rig.sessions.membership().version();
+    // The same HELLO (same MAC: a replacement) with another key.
+    let intruder = rig.accept(peer(11), 100);
+    let wrong = signed_by(&Key::from_bytes([8; 32]), &hello(11), 100, 1);
+    assert!(!rig.feed(intruder, &wrong, 100));
+    rig.refused_with(intruder, "bad proof (not made with this registry's key)");
+    // The server's own HELLO, replayed byte for byte on another connection.
+    let replay = rig.accept(peer(11), 200);
+    assert!(!rig.feed(replay, &signed(&hello(11), 0, 1011), 200));
+    rig.refused_with(replay, "replayed proof");
+    // A proof from outside the 30 s window, either way.
+    for (n, made_at) in [(2u64, 0u64), (3, 61_000)] {
+        let c = rig.accept(peer(11), 30_500);
+        assert!(!rig.feed(c, &signed(&hello(11), made_at, n), 30_500));
+        rig.refused_with(c, "stale proof (clock skew beyond the window, or too old)");
+        assert!(rig.feed(server, "BEAT\n", 30_500));
+    }
+    let c = rig.counters_now();
+    assert_eq!((c.proof_bad, c.proof_replayed, c.proof_stale), (1, 1, 2));
+    assert_eq!(rig.listed(), [11]);
+    assert_eq!(rig.sessions.membership().version(), version);
+    assert!(rig.sessions.session(server).is_some());
+}
+
+impl Rig {
+    fn counters_now(&self) -> Counters {
+        self.sessions.counters().clone()
+    }
+}
+
+#[test]
+fn a_hello_must_name_its_own_address() {
+    let mut rig = Rig::new(auth_config());
+    let c = rig.accept(peer(12), 0);
+    // Server 11's entry, sent from .12.
+    assert!(!rig.feed(c, &signed(&hello(11), 0, 1), 0));
+    rig.refused_with(c, "ip is not the connection's address");
+    assert_eq!(rig.sessions.counters().hello_ip_mismatch, 1);
+    assert!(rig.listed().is_empty());
+}
+
+#[test]
+fn a_restarted_server_with_proof_replaces_its_old_connection() {
+    let mut rig = Rig::new(auth_config());
+    let old = rig.register(11, 0);
+    let new = rig.accept(peer(11), 100);
+    assert!(rig.feed(new, &signed(&hello(11), 100, 77), 100));
+    assert_eq!(
+        rig.out.take(),
+        [
+            Did::Send(new, "OK ttl_ms=1500\n".into()),
+            Did::Close(old, false)
+        ]
+    );
+    assert_eq!(rig.listed(), [11]);
+    assert_eq!(rig.sessions.membership().entry(new).unwrap().id, 11);
+}
+
+#[test]
+fn list_and_watch_with_proof_are_answered() {
+    let mut rig = Rig::new(auth_config());
+    rig.register(11, 0);
+    let lb = rig.accept(peer(1), 10);
+    assert!(rig.feed(lb, &signed("LIST", 10, 5), 10));
+    assert_eq!(rig.out.take(), [Did::Send(lb, list_of(101, &[11]))]);
+    assert!(rig.feed(lb, &signed("WATCH 3", 11, 6), 11));
+    assert_eq!(rig.out.take(), [Did::Send(lb, list_of(101, &[11]))]);
+}
+
+#[test]
+fn an_idle_connection_is_closed_and_a_talking_one_kept() {
+    let mut rig = Rig::new(auth_config());
+    let server = rig.register(11, 0);
+    let lb = rig.accept(peer(1), 0);
+    assert!(rig.feed(lb, &signed("LIST", 0, 5), 0));
+    rig.out.take();
+    // The server beats (and its TTL is 1.5 s); the LB says nothing.
+    for ms in (500..=3000).step_by(500) {
+        assert!(rig.feed(server, "BEAT\n", ms));
+        rig.tick(ms);
+    }
+    assert_eq!(
+        rig.out.take(),
+        [
+            Did::Send(lb, "ERR idle timeout\n".into()),
+            Did::Close(lb, true)
+        ]
+    );
+    assert_eq!(rig.sessions.counters().idle_timeouts, 1);
+    assert!(rig.sessions.session(server).is_some());
+}
+
+#[test]
+fn connections_without_a_valid_line_make_room_for_new_ones() {
+    let mut rig = Rig::new(auth_config());
+    // An attacker's connections from .12 that never prove anything: at most
+    // two stay, each newcomer displacing the oldest.
+    let idle: Vec<ConnId> = (0..50).map(|i| rig.accept(peer(12), i)).collect();
+    assert_eq!(rig.sessions.len(), 2);
+    assert_eq!(rig.sessions.counters().pending_evicted, 48);
+    assert!(rig.sessions.session(idle[49]).is_some());
+    rig.out.take();
+    // The real server from the same address still gets in and registers.
+    let server = rig.accept(peer(12), 60);
+    assert!(rig.feed(server, &signed(&hello(12), 60, 9), 60));
+    assert_eq!(rig.listed(), [12]);
+    // Proven connections are never displaced; past the per-address cap of
+    // proven ones a newcomer is refused instead.
+    for n in 0..3 {
+        let c = rig.accept(peer(12), 70 + n);
+        assert!(rig.feed(c, &signed("LIST", 70 + n, 100 + n), 70 + n));
+    }
+    assert_eq!(
+        rig.sessions.on_accept(peer(12), rig.at(80), &mut rig.out),
+        Admission::Refused(TOO_MANY_FROM_ADDRESS)
+    );
+    assert_eq!(rig.sessions.counters().connections_refused_per_ip, 1);
+    assert!(rig.sessions.session(server).is_some());
+}
+
+#[test]
+fn one_address_cannot_change_the_list_faster_than_its_bucket() {
+    let mut rig = Rig::new(Config {
+        change_burst: 2,
+        change_refill: 1000 * MS,
+        ..auth_config()
+    });
+    // Each HELLO with a new MAC from .11 is a change (it replaces the last).
+    let c = rig.accept(peer(11), 0);
+    let hello_mac = |n: u8| format!("HELLO id=11 mac=02:00:00:00:01:{n:02x} ip=172.16.238.11");
+    assert!(rig.feed(c, &signed(&hello_mac(1), 0, 1), 0));
+    assert!(rig.feed(c, &signed(&hello_mac(2), 0, 2), 0));
+    rig.out.take();
+    let version = rig.sessions.membership().version();
+    assert!(rig.feed(c, &signed(&hello_mac(3), 0, 3), 0));
+    rig.refused_with(c, "too many changes from this address; retry later");
+    assert_eq!(rig.sessions.membership().version(), version);
+    // Repeating the very same entry changes nothing and costs nothing.
+    assert!(rig.feed(c, &signed(&hello_mac(2), 1, 4), 1));
+    assert_eq!(rig.out.take(), [Did::Send(c, "OK ttl_ms=1500\n".into())]);
+    // A token comes back after the refill.
+    assert!(rig.feed(c, "BEAT\n", 900));
+    assert!(rig.feed(c, &signed(&hello_mac(3), 1000, 5), 1000));
+    assert_eq!(rig.out.take(), [Did::Send(c, "OK ttl_ms=1500\n".into())]);
+    assert_eq!(rig.sessions.counters().hello_rate_limited, 1);
 }

@@ -157,6 +157,18 @@ impl Membership {
         Ok(Registered { replaced, changed })
     }
 
+    /// Whether [`hello`](Self::hello) of `entry` on `conn` would change the
+    /// listed entries (if accepted).
+    pub fn would_change(&self, conn: ConnId, entry: ServerEntry) -> bool {
+        let same_mac = self.by_mac.get(&entry.mac).copied();
+        let mut old = Vec::with_capacity(2);
+        old.extend(self.entry(conn));
+        if let Some(other) = same_mac.filter(|&c| c != conn) {
+            old.extend(self.entry(other));
+        }
+        old != [entry]
+    }
+
     /// Records a `BEAT` on `conn`; false if `conn` holds no registration.
     pub fn beat(&mut self, conn: ConnId, now: Instant) -> bool {
         match self.by_conn.get_mut(&conn) {

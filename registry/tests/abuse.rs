@@ -23,6 +23,7 @@ fn live_server(registry: &TestRegistry, id: u8) -> Heartbeat {
         ip: Ipv4Addr::new(10, 1, 0, id),
         udp: None,
         beat_interval: Duration::from_millis(50),
+        key: None,
     });
     assert!(wait_until(IO_TIMEOUT, || heartbeat.is_registered()));
     heartbeat
@@ -128,10 +129,12 @@ fn half_sent_line_then_silence_is_closed() {
 
 #[test]
 fn two_thousand_idle_connections_are_bounded() {
-    const MAX: usize = 500;
     let registry = TestRegistry::with(Config {
-        max_connections: MAX,
+        max_connections: 500,
+        max_pending_per_ip: 8,
         first_line_timeout: Duration::from_secs(3),
+        // A slow machine must not expire the server during the burst.
+        ttl: Duration::from_secs(3),
         ..test_config()
     });
     let _server = live_server(&registry, 4);
@@ -142,46 +145,35 @@ fn two_thousand_idle_connections_are_bounded() {
     for _ in 0..2000 {
         idle.push(TcpStream::connect_timeout(&registry.addr, IO_TIMEOUT).unwrap());
     }
-    // Every connection attempt is either accepted or refused, and never
-    // more than MAX are open. (Slots are the server's, the list reader's and
-    // the idle ones'; idle ones only leave after the first-line timeout.)
+    // Every one is accepted, and each displaces the oldest silent one from
+    // the same address beyond the 8 allowed: never more than 2 + 8 open.
     assert!(wait_until(IO_TIMEOUT, || {
-        let accepted = stat_of(&mut lb, "connections_accepted_total");
-        let refused = stat_of(&mut lb, "connections_refused_total");
-        accepted - 2 + refused == 2000
+        stat_of(&mut lb, "connections_accepted_total") == 2 + 2000
     }));
-    let open = stat_of(&mut lb, "connections_open");
-    let refused = stat_of(&mut lb, "connections_refused_total");
-    let timed_out = stat_of(&mut lb, "first_line_timeouts_total");
-    assert!(open <= MAX as u64, "{open} open");
-    if timed_out == 0 {
-        assert_eq!(open, MAX as u64);
-        assert_eq!(refused, (2000 - (MAX - 2)) as u64);
-    } else {
-        // This machine was slow enough for early ones to time out already,
-        // and each timeout freed a slot for a later attempt (possibly more
-        // than 2000 - MAX of them, hence the saturation).
-        assert!(
-            refused >= ((2000 - (MAX - 2)) as u64).saturating_sub(timed_out),
-            "{refused} refused"
-        );
-    }
-    // A refused connection is told why.
-    let mut last = Peer {
-        reader: std::io::BufReader::new(idle.pop().unwrap()),
+    assert_eq!(stat_of(&mut lb, "connections_open"), 2 + 8);
+    assert_eq!(stat_of(&mut lb, "pending_evicted_total"), 2000 - 8);
+    assert_eq!(stat_of(&mut lb, "connections_refused_total"), 0);
+    // A displaced connection is told why.
+    let mut first = Peer {
+        reader: std::io::BufReader::new(idle.swap_remove(0)),
     };
-    assert_eq!(last.until_closed(), "ERR too many connections\n");
-    // The established clients never noticed.
+    assert_eq!(
+        first.until_closed(),
+        "ERR displaced: no valid line yet and too many waiting\n"
+    );
+    // The established clients never noticed, and a new server registers.
     still_serving(&mut lb, 4);
-    // The idle ones are closed after the first-line timeout, freeing the slots.
+    let _late = live_server(&registry, 5);
+    assert_eq!(ids(&fetch_list(&mut lb, IO_TIMEOUT).unwrap()), vec![4, 5]);
+    // The idle ones left are closed after the first-line timeout (one of
+    // the 8 made room for the new server's connection).
     assert!(wait_until(Duration::from_secs(6), || stat_of(
         &mut lb,
         "connections_open"
-    ) == 2));
-    let accepted_idle = stat_of(&mut lb, "connections_accepted_total") - 2;
-    assert_eq!(stat_of(&mut lb, "first_line_timeouts_total"), accepted_idle);
+    ) == 3));
+    assert_eq!(stat_of(&mut lb, "first_line_timeouts_total"), 7);
+    assert_eq!(stat_of(&mut lb, "pending_evicted_total"), 2000 - 7);
     drop(idle);
-    assert_eq!(ids(&registry.list()), vec![4]);
 }
 
 #[test]

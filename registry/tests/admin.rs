@@ -50,6 +50,7 @@ fn metrics_and_healthz_follow_the_registry() {
                     &listen.to_string(),
                     "--admin",
                     &admin.to_string(),
+                    "--insecure-no-auth",
                 ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -121,6 +122,7 @@ fn a_busy_admin_port_is_a_startup_error() {
             &free_port().to_string(),
             "--admin",
             &admin.to_string(),
+            "--insecure-no-auth",
         ])
         .stdin(Stdio::null())
         .output()

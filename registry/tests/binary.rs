@@ -1,6 +1,8 @@
 //! The `ipcs-registry` binary itself: its `--help`, its refusal of bad flags,
-//! bounded memory under abuse (read from /proc), and a clean exit on SIGINT
-//! and SIGTERM.
+//! bounded memory under abuse (read from /proc), a clean exit on SIGINT
+//! and SIGTERM, and, with a key, refusing (and counting in /metrics)
+//! forged, stale, replayed and misaddressed lines while a real heartbeat
+//! stays registered, also through 1,000 idle connections.
 
 mod support;
 
@@ -9,7 +11,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use ipcs_common::registry_client::fetch_list;
+use ipcs_common::registry_auth::{unix_ms_now, Key};
+use ipcs_common::registry_client::{fetch_list, fetch_list_as, Heartbeat, HeartbeatConfig};
+use ipcs_common::registry_proto::ClientLine;
+use ipcs_common::wire::MacAddr;
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipcs-registry");
@@ -66,6 +71,10 @@ fn spawn(extra: &[&str]) -> (ChildGuard, SocketAddr) {
             .unwrap();
         let mut command = Command::new(BIN);
         command.arg("--listen").arg(addr.to_string());
+        // Tests of other things than the key run without one.
+        if !extra.contains(&"--key-file") {
+            command.arg("--insecure-no-auth");
+        }
         // Several registries run at once here: none takes the default
         // admin port unless the test asks for it.
         if !extra.contains(&"--admin") {
@@ -79,13 +88,18 @@ fn spawn(extra: &[&str]) -> (ChildGuard, SocketAddr) {
             .spawn()
             .expect("spawn ipcs-registry");
         let mut guard = ChildGuard(child);
+        let key = extra
+            .iter()
+            .position(|a| *a == "--key-file")
+            .map(|i| Key::load(extra[i + 1].as_ref()).unwrap());
         // A real exchange, not just a connect: with nothing listening yet, a
         // loopback connect can land on itself (TCP simultaneous open) when
         // the kernel picks the same port as the client's ephemeral port.
         let up = wait_until(IO_TIMEOUT, || {
             guard.0.try_wait().unwrap().is_none()
-                && TcpStream::connect(addr)
-                    .is_ok_and(|mut s| fetch_list(&mut s, Duration::from_millis(500)).is_ok())
+                && TcpStream::connect(addr).is_ok_and(|mut s| {
+                    fetch_list_as(&mut s, key.as_ref(), Duration::from_millis(500)).is_ok()
+                })
         });
         if up {
             return (guard, addr);
@@ -150,7 +164,7 @@ fn bad_flags_are_refused() {
         &["--no-such-flag"],
     ] {
         let out = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--insecure-no-auth"])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -178,7 +192,17 @@ fn exits_cleanly_on_sigterm_and_sigint() {
 
 #[test]
 fn memory_stays_bounded_under_abuse() {
-    let (mut child, addr) = spawn(&["--max-connections", "1500", "--ttl", "1m"]);
+    // 50 servers from one address: lift the per-address limits.
+    let (mut child, addr) = spawn(&[
+        "--max-connections",
+        "1500",
+        "--ttl",
+        "1m",
+        "--max-connections-per-ip",
+        "1500",
+        "--change-burst",
+        "100",
+    ]);
     // Register some servers so lists are not trivial.
     let mut servers: Vec<Peer> = (1..=50u8)
         .map(|id| {
@@ -241,6 +265,142 @@ fn memory_stays_bounded_under_abuse() {
     child.signal("TERM");
     assert!(child.wait_exit(IO_TIMEOUT).success());
     servers.clear();
+}
+
+/// A heartbeat from 127.0.0.1 (the address its connection comes from).
+fn loopback_server(addr: SocketAddr, id: u8, key: &Key) -> Heartbeat {
+    let heartbeat = Heartbeat::spawn(HeartbeatConfig {
+        registry: addr.to_string(),
+        id,
+        mac: MacAddr([2, 0, 0, 0, 0, id]),
+        ip: [127, 0, 0, 1].into(),
+        udp: None,
+        beat_interval: Duration::from_millis(100),
+        key: Some(key.clone()),
+    });
+    assert!(wait_until(IO_TIMEOUT, || heartbeat.is_registered()));
+    heartbeat
+}
+
+/// `ipcs_registry_<name>` samples of /metrics (`refusals_total{reason=..}`
+/// included), as (name after the prefix, value).
+fn metrics(admin: SocketAddr) -> Vec<(String, u64)> {
+    let (_, page) = ipcs_common::admin_http::get(admin, "/metrics", IO_TIMEOUT).unwrap();
+    page.lines()
+        .filter_map(|l| l.strip_prefix("ipcs_registry_"))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn metric(admin: SocketAddr, name: &str) -> u64 {
+    metrics(admin)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no ipcs_registry_{name}"))
+        .1
+}
+
+fn refused(reason: &str) -> String {
+    format!("refusals_total{{reason=\"{reason}\"}}")
+}
+
+#[test]
+fn with_a_key_forged_stale_replayed_and_misaddressed_hellos_are_refused_and_counted() {
+    let dir = std::env::temp_dir().join(format!("ipcs-registry-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("key");
+    let _ = std::fs::remove_file(&key_file);
+    let key = Key::generate();
+    key.write_new(&key_file).unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (mut child, addr) = spawn(&[
+        "--key-file",
+        key_file.to_str().unwrap(),
+        "--admin",
+        &admin.to_string(),
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let server = loopback_server(addr, 7, &key);
+    let hello = |id: u8, ip: [u8; 4]| ClientLine::Hello {
+        id,
+        mac: MacAddr([2, 0, 0, 0, 0, id]),
+        ip: ip.into(),
+        udp: None,
+    };
+    let refused_with = |line: String, reason: &str| {
+        let mut peer = Peer::connect(addr);
+        peer.send(&line);
+        let answer = peer.until_closed();
+        assert!(
+            answer.starts_with(&format!("ERR {reason}")),
+            "{line}: {answer:?}"
+        );
+    };
+    let loopback = [127, 0, 0, 1];
+    // Taking over server 7 (same MAC) without proof, or with another key.
+    refused_with(hello(7, loopback).to_string(), "proof required");
+    let wrong = Key::from_bytes([0x42; 32]);
+    refused_with(wrong.sign(hello(7, loopback)).to_string(), "bad proof");
+    // A proof from a minute ago.
+    let old = key.sign_at(hello(7, loopback), unix_ms_now() - 60_000, 1);
+    refused_with(old.to_string(), "stale proof");
+    // A key holder naming an address that is not its connection's.
+    refused_with(key.sign(hello(8, [10, 0, 0, 8])).to_string(), "ip is not");
+    // A valid HELLO for server 8, then the same line replayed elsewhere.
+    let valid = key.sign(hello(8, loopback)).to_string();
+    let mut eight = Peer::connect(addr);
+    eight.send(&valid);
+    assert_eq!(eight.line(), "OK ttl_ms=1500");
+    refused_with(valid, "replayed proof");
+    drop(eight);
+
+    let mut lb = TcpStream::connect(addr).unwrap();
+    let listed = |lb: &mut TcpStream| ids(&fetch_list_as(lb, Some(&key), IO_TIMEOUT).unwrap());
+    assert!(wait_until(IO_TIMEOUT, || listed(&mut lb) == vec![7]));
+    for reason in [
+        "proof_missing",
+        "proof_bad",
+        "proof_stale",
+        "hello_ip_mismatch",
+        "proof_replayed",
+    ] {
+        // /metrics shows what the loop last published (at least once a second).
+        assert!(
+            wait_until(IO_TIMEOUT, || metric(admin, &refused(reason)) == 1),
+            "{reason}: {:?}",
+            metrics(admin)
+        );
+    }
+    // Without proof, even the list is refused.
+    assert!(matches!(
+        fetch_list(&mut TcpStream::connect(addr).unwrap(), IO_TIMEOUT),
+        Err(ipcs_common::registry_client::ClientError::Refused(_))
+    ));
+
+    // 1,000 idle connections from this address: a new server still
+    // registers, a new list reader still lists, server 7 stays.
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap())
+        .collect();
+    let nine = loopback_server(addr, 9, &key);
+    let mut reader = TcpStream::connect(addr).unwrap();
+    assert_eq!(listed(&mut reader), vec![7, 9]);
+    assert!(wait_until(IO_TIMEOUT, || metric(
+        admin,
+        "pending_evicted_total"
+    ) >= 990));
+    assert!(metric(admin, "connections_open") <= 2 + 2 + 8);
+    drop(idle);
+    assert!(server.is_registered() && nine.is_registered());
+    drop((server, nine));
+    child.signal("TERM");
+    assert!(child.wait_exit(IO_TIMEOUT).success());
 }
 
 #[test]

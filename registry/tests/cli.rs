@@ -26,8 +26,15 @@ fn registry(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String
 /// log first), and returns its first log line (which states its settings),
 /// then stops it.
 fn first_line(args: &[&str], env: &[(&str, &str)]) -> String {
+    // Without a key unless the test gives one.
+    let insecure: &[&str] = if env.iter().any(|(k, _)| k.ends_with("KEY_FILE")) {
+        &[]
+    } else {
+        &["--insecure-no-auth"]
+    };
     let mut child = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--admin", "off"])
+        .args(insecure)
         .args(args)
         .envs(env.iter().copied())
         .env("RUST_LOG", "info")
@@ -84,4 +91,37 @@ fn flags_come_from_ipcs_registry_variables() {
     let (code, _, err) = registry(&[], &[("IPCS_REGISTRY_TTL", "a while")]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("IPCS_REGISTRY_TTL"), "{err}");
+}
+
+#[test]
+fn a_key_file_is_required_unless_insecure_and_must_hold_a_key() {
+    let (code, _, err) = registry(&["--listen", "127.0.0.1:0", "--admin", "off"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--key-file"), "{err}");
+    let dir = std::env::temp_dir().join(format!("ipcs-registry-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.key");
+    std::fs::write(&bad, "not a key\n").unwrap();
+    let missing = dir.join("missing.key");
+    for (path, why) in [(&bad, "64 hex digits"), (&missing, "cannot read key file")] {
+        let (code, _, err) = registry(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "off",
+                "--key-file",
+                path.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(why), "{err}");
+    }
+    // From the environment too, as every flag.
+    let good = dir.join("good.key");
+    std::fs::write(&good, format!("{}\n", "ab".repeat(32))).unwrap();
+    let line = first_line(&[], &[("IPCS_REGISTRY_KEY_FILE", good.to_str().unwrap())]);
+    assert!(line.contains("auth=true"), "{line}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

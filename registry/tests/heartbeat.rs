@@ -20,6 +20,7 @@ fn config(registry: &str, id: u8, mac_last: u8) -> HeartbeatConfig {
         ip: Ipv4Addr::new(10, 2, 0, mac_last),
         udp: Some(7000),
         beat_interval: Duration::from_millis(100),
+        key: None,
     }
 }
 

@@ -144,8 +144,8 @@ fn generate(args: &Args, server: MacAddr, id: u8) -> anyhow::Result<Vec<u64>> {
     let mut tx = MsgBatch::new(batch, 64);
     let mut rx = MsgBatch::new(batch, 128);
     // Tags of requests in flight, oldest first; a reply's tag must be one.
-    let mut in_flight: VecDeque<u32> = VecDeque::with_capacity(args.window);
-    let mut next_tag: u32 = 0;
+    let mut in_flight: VecDeque<u64> = VecDeque::with_capacity(args.window);
+    let mut next_tag: u64 = 0;
     let mut counts = vec![0u64; args.seconds as usize + 1];
     let start = Instant::now();
     let end = start + Duration::from_secs(args.seconds + 1);
@@ -164,7 +164,7 @@ fn generate(args: &Args, server: MacAddr, id: u8) -> anyhow::Result<Vec<u64>> {
                 src: bridge.mac,
                 tag,
                 body: FrameBody::Request(Request {
-                    a: tag,
+                    a: tag as u32,
                     b: 3,
                     op: Op::Mul,
                 }),
@@ -184,7 +184,7 @@ fn generate(args: &Args, server: MacAddr, id: u8) -> anyhow::Result<Vec<u64>> {
                     let FrameBody::Reply(reply) = frame.body else {
                         bail!("not a reply: {frame:?}");
                     };
-                    if reply.server_id != id || reply.result != u64::from(frame.tag) * 3 {
+                    if reply.server_id != id || reply.result != u64::from(frame.tag as u32) * 3 {
                         bail!("wrong reply {frame:?}");
                     }
                     // Replies come in order; anything older was lost.

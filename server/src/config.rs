@@ -38,6 +38,14 @@ pub struct Config {
     #[arg(long, hide = true, conflicts_with = "registry")]
     pub no_registry: bool,
 
+    /// File holding the deployment key (64 hex digits, as `./bootstrap.sh
+    /// key` makes it): the HELLO carries a proof made with it, which a
+    /// registry with the key requires (docs/SECURITY.md). Read once at
+    /// start. Without it the server registers without proof, which only a
+    /// registry run with --insecure-no-auth takes.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
     /// Server id (1..=255) put in every reply. Default: the last octet of
     /// the interface's IPv4 address, unique on a /24 without per-replica
     /// configuration.
@@ -110,6 +118,17 @@ pub struct Config {
     #[arg(long, value_name = "ADDR:PORT|off",
           default_value = ipcs_common::admin_http::DEFAULT_SERVER_ADMIN)]
     pub admin: ipcs_common::admin_http::AdminAddr,
+
+    /// Whom to run as once the packet socket, the UDP socket and the admin
+    /// port are open, as numeric UID[:GID] (the images have no /etc/passwd
+    /// to look names up in). When started as root the server switches to
+    /// this user; in every case it then clears all its capabilities and
+    /// sets no-new-privs, so it answers frames without any privilege.
+    /// A --fault-delay-file must be readable by this user. "keep" changes
+    /// nothing.
+    #[arg(long, value_name = "UID[:GID]|keep",
+          default_value = ipcs_common::sys::privs::DEFAULT_USER_FLAG)]
+    pub user: ipcs_common::sys::privs::UserFlag,
 }
 
 impl Config {

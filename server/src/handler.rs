@@ -211,10 +211,10 @@ mod tests {
     const ME: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x03]);
     const OTHER: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x04]);
 
-    /// `50 * 1337` with tag 0x01020304, from the LB to server 3. The byte
+    /// `50 * 1337` with tag 0xa1a2a3a401020304, from the LB to server 3. The byte
     /// layout itself is pinned by common's `frame_tests.rs`; here the frame
     /// comes from the one emitter.
-    fn request_frame() -> [u8; 28] {
+    fn request_frame() -> [u8; 32] {
         frame(
             ME,
             LB,
@@ -227,7 +227,7 @@ mod tests {
     }
 
     /// The answer: 66850 from server 3, same tag, back to the LB.
-    fn reply_frame() -> [u8; 28] {
+    fn reply_frame() -> [u8; 32] {
         frame(
             LB,
             ME,
@@ -238,12 +238,12 @@ mod tests {
         )
     }
 
-    fn frame(dst: MacAddr, src: MacAddr, body: FrameBody) -> [u8; 28] {
-        let mut bytes = [0u8; 28];
+    fn frame(dst: MacAddr, src: MacAddr, body: FrameBody) -> [u8; 32] {
+        let mut bytes = [0u8; 32];
         FrameRepr {
             dst,
             src,
-            tag: 0x0102_0304,
+            tag: 0xa1a2_a3a4_0102_0304,
             body,
         }
         .emit_into(&mut bytes);
@@ -264,7 +264,7 @@ mod tests {
         }
     }
 
-    fn request(a: u32, b: u32, op: Op, tag: u32) -> Vec<u8> {
+    fn request(a: u32, b: u32, op: Op, tag: u64) -> Vec<u8> {
         let repr = FrameRepr {
             dst: ME,
             src: LB,
@@ -295,7 +295,7 @@ mod tests {
         for op in Op::ALL {
             for a in [0, 1, u32::MAX] {
                 for b in [0, 1, u32::MAX] {
-                    let tag = a ^ b.rotate_left(7) ^ op as u32;
+                    let tag = u64::from(a ^ b.rotate_left(7) ^ op as u32) << 16 | 0xabcd;
                     let outcome = handler().handle(&request(a, b, op, tag));
                     let FrameOutcome::Reply(repr) = outcome else {
                         panic!("{a} {op} {b}: {outcome:?}");
@@ -332,15 +332,19 @@ mod tests {
     fn unknown_op_gets_error_frame_with_status_2() {
         for op in [0u8, 3, 0xff] {
             let mut frame = request_frame();
-            frame[27] = op;
+            frame[31] = op;
             let bytes = reply_bytes(handler().handle(&frame));
-            assert_eq!(bytes.len(), 20);
+            assert_eq!(bytes.len(), 24);
             assert_eq!(&bytes[..6], &LB.0);
             assert_eq!(&bytes[6..12], &ME.0);
             assert_eq!(&bytes[12..14], &ETHERTYPE.to_be_bytes());
             assert_eq!(bytes[14], 3, "kind: error");
-            assert_eq!(&bytes[15..19], &[1, 2, 3, 4], "tag echoed");
-            assert_eq!(bytes[19], 2, "status: unknown op");
+            assert_eq!(
+                &bytes[15..23],
+                &[0xa1, 0xa2, 0xa3, 0xa4, 1, 2, 3, 4],
+                "tag echoed"
+            );
+            assert_eq!(bytes[23], 2, "status: unknown op");
         }
     }
 
@@ -391,12 +395,12 @@ mod tests {
             handler().handle(&reply),
             FrameOutcome::Drop(DropReason::NotARequest)
         );
-        let mut error = [0u8; 20];
+        let mut error = [0u8; 24];
         error[..6].copy_from_slice(&ME.0);
         error[6..12].copy_from_slice(&LB.0);
         error[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
         error[14] = 3;
-        error[19] = 2;
+        error[23] = 2;
         assert_eq!(
             handler().handle(&error),
             FrameOutcome::Drop(DropReason::NotARequest)
@@ -463,7 +467,7 @@ mod tests {
     }
 
     /// A frame from the LB with one request record per `(a, b, op, tag)`.
-    fn multi_request(requests: &[(u32, u32, u8, u32)]) -> Vec<u8> {
+    fn multi_request(requests: &[(u32, u32, u8, u64)]) -> Vec<u8> {
         let mut buf = vec![0u8; MAX_RECORDS_FRAME_LEN * 2];
         let mut len = 0;
         for (i, &(a, b, op, tag)) in requests.iter().enumerate() {
@@ -493,7 +497,11 @@ mod tests {
 
     #[test]
     fn every_request_record_is_answered_in_order_then_the_capability() {
-        let frame = multi_request(&[(50, 1337, 2, 0x0102_0304), (1, 2, 1, 2), (3, 4, 9, 3)]);
+        let frame = multi_request(&[
+            (50, 1337, 2, 0xa1a2_a3a4_0102_0304),
+            (1, 2, 1, 2),
+            (3, 4, 9, 3),
+        ]);
         let (bytes, outcomes) = answer(&frame);
         let got: Vec<_> = records(&bytes).collect();
         let reply = |tag, result| {
@@ -520,7 +528,7 @@ mod tests {
         assert_eq!(
             got,
             [
-                reply(0x0102_0304, 66_850),
+                reply(0xa1a2_a3a4_0102_0304, 66_850),
                 reply(2, 3),
                 unknown_op,
                 capability
@@ -528,12 +536,12 @@ mod tests {
         );
         assert_eq!(outcomes.len(), 3);
         // The first record is the one-record answer, byte for byte.
-        assert_eq!(&bytes[..28], &reply_frame()[..]);
+        assert_eq!(&bytes[..32], &reply_frame()[..]);
     }
 
     #[test]
     fn records_beyond_the_announced_most_are_dropped_and_counted() {
-        let many: Vec<_> = (0..70u32).map(|i| (i, 1, 1, i)).collect();
+        let many: Vec<_> = (0..70u32).map(|i| (i, 1, 1, u64::from(i))).collect();
         let (bytes, outcomes) = answer(&multi_request(&many));
         let answered = records(&bytes)
             .filter(|r| matches!(r, Ok(Record::Frame(_))))
@@ -550,7 +558,7 @@ mod tests {
     #[test]
     fn non_request_records_are_dropped_one_by_one() {
         let mut frame = multi_request(&[(1, 1, 1, 1), (2, 2, 1, 2)]);
-        frame[28] = 2; // the second record becomes a reply
+        frame[32] = 2; // the second record becomes a reply
         let (bytes, outcomes) = answer(&frame);
         assert_eq!(records(&bytes).count(), 2, "one reply and the capability");
         assert_eq!(

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{anyhow, Context};
+use ipcs_common::sys::privs::drop_privileges;
 use ipcs_common::sys::Interface;
 use ipcs_server::{
     Announcement, Config, FaultOptions, Identity, Reactor, ReactorOptions, Registration,
@@ -14,6 +15,12 @@ use tracing::{info, warn};
 fn main() -> anyhow::Result<()> {
     let config: Config = ipcs_common::cli::parse("IPCS_SERVER");
     ipcs_common::logging::init();
+    // Read first, while the process may still read a root-only file.
+    let key = config
+        .key_file
+        .as_deref()
+        .map(ipcs_common::registry_auth::Key::load)
+        .transpose()?;
 
     let iface = Interface::lookup(&config.iface)
         .with_context(|| format!("backend interface {:?}", config.iface))?;
@@ -55,6 +62,16 @@ fn main() -> anyhow::Result<()> {
             },
         },
     )?;
+    // Every socket is open: nothing below needs privilege, and every
+    // thread (admin, heartbeat) is made after this and inherits the drop.
+    if let Some(user) = config.user.0 {
+        let dropped =
+            drop_privileges(user).with_context(|| format!("cannot drop privileges to {user}"))?;
+        info!(
+            "privileges dropped: running as {user} (switched: {}) with no capabilities",
+            dropped.switched_user
+        );
+    }
     if let Some(listener) = admin {
         info!(
             "admin endpoint on http://{}/metrics",
@@ -99,13 +116,18 @@ fn main() -> anyhow::Result<()> {
         }
         Some(ip) => {
             info!("announcing to registry {target}");
+            if key.is_none() {
+                warn!(
+                    "no --key-file: registering without proof; a registry with a key refuses that"
+                );
+            }
             let announcement = Announcement {
                 id: identity.id,
                 mac: identity.mac,
                 ip,
                 udp: udp.map(|a| a.port()),
             };
-            Registration::start(&target, announcement, config.beat_interval())
+            Registration::start(&target, announcement, config.beat_interval(), key)
         }
     };
 

@@ -8,6 +8,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use ipcs_common::registry_auth::Key;
 use ipcs_common::registry_client::{Heartbeat, HeartbeatConfig};
 use ipcs_common::wire::MacAddr;
 
@@ -31,13 +32,15 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Starts heartbeating `announcement` to `target` every `beat`; `None`
-    /// when the target is [`RegistryTarget::Disabled`]. Never waits for the
+    /// Starts heartbeating `announcement` to `target` every `beat`, with
+    /// proofs made with `key` if given; `None` when the target is
+    /// [`RegistryTarget::Disabled`]. Never waits for the
     /// registry: the first connection is made on the heartbeat's thread.
     pub fn start(
         target: &RegistryTarget,
         announcement: Announcement,
         beat: Duration,
+        key: Option<Key>,
     ) -> Option<Registration> {
         match target {
             RegistryTarget::Disabled => None,
@@ -50,6 +53,7 @@ impl Registration {
                     ip: announcement.ip,
                     udp: announcement.udp,
                     beat_interval: beat,
+                    key,
                 }),
             }),
         }

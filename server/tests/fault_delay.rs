@@ -25,10 +25,19 @@ fn round_trips(core: &str, mac: MacAddr, id: u8, first_tag: u32, count: u32) -> 
         (first_tag..first_tag + count)
             .map(|tag| {
                 let sent = Instant::now();
-                bridge.request(mac, tag, tag, 2, Op::Add);
-                let got = bridge.receive_until(tag, Duration::from_secs(2));
+                bridge.request(mac, u64::from(tag), tag, 2, Op::Add);
+                let got = bridge.receive_until(u64::from(tag), Duration::from_secs(2));
                 let took = sent.elapsed();
-                assert_eq!(got, [reply(bridge.mac, mac, tag, u64::from(tag) + 2, id)]);
+                assert_eq!(
+                    got,
+                    [reply(
+                        bridge.mac,
+                        mac,
+                        u64::from(tag),
+                        u64::from(tag) + 2,
+                        id
+                    )]
+                );
                 took
             })
             .collect()
@@ -186,7 +195,7 @@ fn a_full_delay_queue_drops_and_counts() {
     let answered = in_netns(&core, move || {
         let mut bridge = Bridge::open();
         for tag in 1..=BURST {
-            bridge.request(mac, tag, 1, 1, Op::Add);
+            bridge.request(mac, u64::from(tag), 1, 1, Op::Add);
         }
         // One more after the held ones are out, so receiving stops there.
         std::thread::sleep(Duration::from_millis(1500));

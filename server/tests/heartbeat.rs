@@ -12,7 +12,8 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use ipcs_common::registry_client::{connect, fetch_list, ServerList};
+use ipcs_common::registry_auth::Key;
+use ipcs_common::registry_client::{connect, fetch_list_as, ServerList};
 use ipcs_common::Op;
 use ipcs_testbed::{Signal, Topology};
 use support::{in_netns, mac_in, reply, root_or_skip, wait_for_log, wait_serving, Bridge};
@@ -25,16 +26,19 @@ const TTL: &str = "10s";
 fn wait_for_list(
     core: &str,
     registry: SocketAddr,
+    key: &Key,
     within: Duration,
     done: impl Fn(&ServerList) -> bool + Send + 'static,
 ) -> (Option<ServerList>, Instant) {
+    let key = key.clone();
     in_netns(core, move || {
         let deadline = Instant::now() + within;
         let mut last = None;
         loop {
             // A fresh connection each time: the registry may be restarting.
             if let Ok(mut stream) = connect(&registry.to_string(), Duration::from_millis(200)) {
-                if let Ok(list) = fetch_list(&mut stream, Duration::from_millis(500)) {
+                if let Ok(list) = fetch_list_as(&mut stream, Some(&key), Duration::from_millis(500))
+                {
                     let finished = done(&list);
                     last = Some(list);
                     if finished {
@@ -77,9 +81,13 @@ fn listed_re_registers_after_registry_restart_and_leaves_at_once() {
     let mac_b = mac_in(&topology.server(1).unwrap().netns);
 
     // Both appear, as they announced themselves.
-    let (list, _) = wait_for_list(&core, registry, Duration::from_secs(5), |l| {
-        l.servers.len() == 2
-    });
+    let (list, _) = wait_for_list(
+        &core,
+        registry,
+        topology.key(),
+        Duration::from_secs(5),
+        |l| l.servers.len() == 2,
+    );
     let list = list.unwrap_or_else(|| panic!("no LIST answer:\n{}", topology.logs()));
     assert_eq!(ids(&list), [11, 12], "{}", topology.logs());
     let (sa, sb) = (list.servers[0], list.servers[1]);
@@ -102,7 +110,7 @@ fn listed_re_registers_after_registry_restart_and_leaves_at_once() {
         let mut lb = Bridge::open();
         for (i, mac) in [mac_a, mac_b].into_iter().enumerate() {
             for k in 0..5u32 {
-                let tag = (i as u32) << 8 | k;
+                let tag = (i as u64) << 8 | u64::from(k);
                 lb.request(mac, tag, k, 10, Op::Mul);
                 let got = lb.receive_until(tag, Duration::from_secs(2));
                 assert_eq!(
@@ -117,9 +125,13 @@ fn listed_re_registers_after_registry_restart_and_leaves_at_once() {
     // Restarted, it learns both again within 2 s.
     let restarted = Instant::now();
     topology.start_registry(&["--ttl", TTL]).unwrap();
-    let (list, at) = wait_for_list(&core, registry, Duration::from_secs(5), |l| {
-        l.servers.len() == 2
-    });
+    let (list, at) = wait_for_list(
+        &core,
+        registry,
+        topology.key(),
+        Duration::from_secs(5),
+        |l| l.servers.len() == 2,
+    );
     let list = list.unwrap_or_else(|| panic!("registry did not answer:\n{}", topology.logs()));
     assert_eq!(ids(&list), [11, 12], "{}", topology.logs());
     let took = at - restarted;
@@ -138,9 +150,13 @@ fn listed_re_registers_after_registry_restart_and_leaves_at_once() {
         .expect("server exits on SIGTERM");
     assert!(status.success(), "{status}");
     let exited = Instant::now();
-    let (list, at) = wait_for_list(&core, registry, Duration::from_secs(3), |l| {
-        l.servers.len() == 1
-    });
+    let (list, at) = wait_for_list(
+        &core,
+        registry,
+        topology.key(),
+        Duration::from_secs(3),
+        |l| l.servers.len() == 1,
+    );
     assert_eq!(ids(&list.unwrap()), [12]);
     let took = at - exited;
     assert!(
@@ -177,9 +193,13 @@ fn serves_without_a_registry_and_registers_when_it_comes() {
 
     let started = Instant::now();
     topology.start_registry(&["--ttl", TTL]).unwrap();
-    let (list, at) = wait_for_list(&core, registry, Duration::from_secs(5), |l| {
-        l.servers.len() == 1
-    });
+    let (list, at) = wait_for_list(
+        &core,
+        registry,
+        topology.key(),
+        Duration::from_secs(5),
+        |l| l.servers.len() == 1,
+    );
     assert_eq!(ids(&list.expect("registry answers")), [11]);
     let took = at - started;
     assert!(took <= Duration::from_secs(2), "registered after {took:?}");

@@ -36,7 +36,7 @@ fn replies_are_right_and_only_from_the_addressed_server() {
     let (answered_a, not_for_us_min) = in_netns(&core, move || {
         let mut bridge = Bridge::open();
         let lb = bridge.mac;
-        let mut tag = 0x1000_0000u32;
+        let mut tag = 0x1000_0000u64;
         let mut answered_a = 0;
 
         // Every boundary operand, both ops, to server A.
@@ -60,7 +60,7 @@ fn replies_are_right_and_only_from_the_addressed_server() {
         }
         let got = bridge.receive_until(tag, Duration::from_secs(5));
         let expected: Vec<FrameRepr> = (0..200u32)
-            .map(|i| reply(lb, mac_a, first_tag + i, u64::from(i) * 3, id_a))
+            .map(|i| reply(lb, mac_a, first_tag + u64::from(i), u64::from(i) * 3, id_a))
             .collect();
         assert_eq!(got, expected);
         answered_a += 200;
@@ -148,7 +148,7 @@ fn malformed_frames_get_no_reply_are_counted_and_do_not_stop_the_server() {
     let (short, unknown_kind, not_a_request) = in_netns(&core, move || {
         let mut bridge = Bridge::open();
         let lb = bridge.mac;
-        let mut header = [0u8; 28];
+        let mut header = [0u8; 32];
         header[..6].copy_from_slice(&mac.0);
         header[6..12].copy_from_slice(&lb.0);
         header[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
@@ -157,7 +157,7 @@ fn malformed_frames_get_no_reply_are_counted_and_do_not_stop_the_server() {
         // Too short for the header or for a request body. (The kernel does
         // not send frames shorter than an Ethernet header.)
         let mut short = 0;
-        for len in [14usize, 15, 18, 19, 20, 27] {
+        for len in [14usize, 15, 22, 23, 24, 31] {
             bridge.send(&header[..len]);
             short += 1;
         }
@@ -171,16 +171,16 @@ fn malformed_frames_get_no_reply_are_counted_and_do_not_stop_the_server() {
         }
         // A reply and an error frame: servers only answer requests.
         let mut not_a_request = 0;
-        for (kind, len) in [(2u8, 28usize), (3, 20)] {
+        for (kind, len) in [(2u8, 32usize), (3, 24)] {
             let mut frame = header;
             frame[14] = kind;
-            frame[19] = 1;
+            frame[23] = 1;
             bridge.send(&frame[..len]);
             not_a_request += 1;
         }
         // Still serving, and nothing came back before this reply.
         for round in 0..3u32 {
-            let tag = 0xabcd_0000 + round;
+            let tag = 0xabcd_0000 + u64::from(round);
             bridge.request(mac, tag, u32::MAX, u32::MAX, Op::Add);
             let got = bridge.receive_until(tag, Duration::from_secs(2));
             assert_eq!(got, [reply(lb, mac, tag, 8_589_934_590, 77)]);
@@ -222,18 +222,18 @@ fn a_frame_of_70_requests_gets_64_replies_in_order_and_6_counted() {
     in_netns(&core, move || {
         let mut bridge = Bridge::open();
         let lb = bridge.mac;
-        let request = |tag: u32| FrameRepr {
+        let request = |tag: u64| FrameRepr {
             dst: mac,
             src: lb,
             tag,
             body: FrameBody::Request(Request {
-                a: tag,
+                a: tag as u32,
                 b: 3,
                 op: Op::Mul,
             }),
         };
-        // 14 + 70 * 14 = 994 bytes: well within one Ethernet frame.
-        let mut frame = vec![0u8; 1024];
+        // 14 + 70 * 18 = 1274 bytes: well within one Ethernet frame.
+        let mut frame = vec![0u8; 1400];
         let mut len = request(1).emit_into(&mut frame).len();
         for tag in 2..=70 {
             len += request(tag).emit_record(&mut frame[len..]);
@@ -241,7 +241,7 @@ fn a_frame_of_70_requests_gets_64_replies_in_order_and_6_counted() {
         bridge.send(&frame[..len]);
         let got = bridge.receive_until(64, Duration::from_secs(2));
         let want: Vec<FrameRepr> = (1..=64)
-            .map(|tag| reply(lb, mac, tag, u64::from(tag) * 3, 5))
+            .map(|tag| reply(lb, mac, tag, tag * 3, 5))
             .collect();
         assert_eq!(got, want);
     });
@@ -273,11 +273,19 @@ fn two_load_balancers_share_a_server_and_each_gets_its_own_replies() {
         let mut lb = Bridge::on("eth0");
         go_rx.recv().unwrap();
         for i in 0..100u32 {
-            lb.request(server, 0x2000_0000 + i, i, 2, Op::Add);
+            lb.request(server, 0x2000_0000 + u64::from(i), i, 2, Op::Add);
         }
         let got = lb.receive_until(0x2000_0000 + 99, Duration::from_secs(5));
         let expected: Vec<FrameRepr> = (0..100u32)
-            .map(|i| reply(lb.mac, server, 0x2000_0000 + i, u64::from(i) + 2, id))
+            .map(|i| {
+                reply(
+                    lb.mac,
+                    server,
+                    0x2000_0000 + u64::from(i),
+                    u64::from(i) + 2,
+                    id,
+                )
+            })
             .collect();
         assert_eq!(got, expected, "second balancer");
     });
@@ -285,11 +293,19 @@ fn two_load_balancers_share_a_server_and_each_gets_its_own_replies() {
         let mut lb = Bridge::open();
         go_tx.send(()).unwrap();
         for i in 0..100u32 {
-            lb.request(server, 0x1000_0000 + i, i, 5, Op::Mul);
+            lb.request(server, 0x1000_0000 + u64::from(i), i, 5, Op::Mul);
         }
         let got = lb.receive_until(0x1000_0000 + 99, Duration::from_secs(5));
         let expected: Vec<FrameRepr> = (0..100u32)
-            .map(|i| reply(lb.mac, server, 0x1000_0000 + i, u64::from(i) * 5, id))
+            .map(|i| {
+                reply(
+                    lb.mac,
+                    server,
+                    0x1000_0000 + u64::from(i),
+                    u64::from(i) * 5,
+                    id,
+                )
+            })
             .collect();
         assert_eq!(got, expected, "first balancer");
     });

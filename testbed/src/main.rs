@@ -43,6 +43,11 @@ enum Cmd {
         /// Directory holding ipcs-registry and ipcs-server (default: beside this binary).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// The deployment key's file (64 hex digits), given to the registry
+        /// and the servers; made (mode 0600) if missing. Default:
+        /// `<run-dir>/key`.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// Print the keepalived configuration of LB node N (the one every
     /// deployment of the LB tier uses; testbed/src/vrrp.rs explains it).
@@ -108,6 +113,7 @@ fn main() -> Result<()> {
             servers,
             lbs,
             bin_dir,
+            key_file,
         } => {
             if state.exists() {
                 bail!(
@@ -121,7 +127,8 @@ fn main() -> Result<()> {
             if lbs > vrrp::MAX_LB_NODES {
                 bail!("--lbs {lbs}: at most {} LB nodes", vrrp::MAX_LB_NODES);
             }
-            let up = persisted::up(&cli.prefix, servers, lbs, &cli.run_dir)
+            let key_file = key_file.unwrap_or_else(|| cli.run_dir.join("key"));
+            let up = persisted::up(&cli.prefix, servers, lbs, &cli.run_dir, &key_file)
                 .context("bringing the topology up")?;
             up.save(&state)?;
             up.wait_started(std::time::Duration::from_secs(3));

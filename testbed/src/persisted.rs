@@ -23,18 +23,29 @@ pub struct Persisted {
     pub processes: Vec<(String, u32)>,
     pub bridge: bool,
     pub log_dir: PathBuf,
+    /// The deployment key's file the processes were given.
+    pub key_file: PathBuf,
 }
 
 /// Builds the topology with its core in this namespace and starts the
-/// registry and `servers` servers, detached.
+/// registry and `servers` servers and `lbs` LB nodes' namespaces, detached,
+/// all given the key in `key_file` (made, mode 0600, if it does not exist).
 pub fn up(
     prefix: &str,
     servers: usize,
     lbs: usize,
     run_dir: &Path,
+    key_file: &Path,
 ) -> Result<Persisted, TopologyError> {
     let log_dir = run_dir.join("logs");
+    if !key_file.exists() {
+        if let Some(dir) = key_file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        ipcs_common::registry_auth::Key::generate().write_new(key_file)?;
+    }
     let mut topology = Topology::builder()
+        .key_file(key_file)
         .core(Core::Root)
         .prefix(prefix)
         .servers(servers)
@@ -63,6 +74,7 @@ pub fn up(
         processes,
         bridge: true,
         log_dir,
+        key_file: key_file.to_owned(),
     })
 }
 
@@ -84,6 +96,7 @@ impl Persisted {
             let _ = writeln!(text, "bridge {BRIDGE}");
         }
         let _ = writeln!(text, "logs {}", self.log_dir.display());
+        let _ = writeln!(text, "key {}", self.key_file.display());
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -103,6 +116,7 @@ impl Persisted {
             processes: Vec::new(),
             bridge: false,
             log_dir: PathBuf::new(),
+            key_file: PathBuf::new(),
         };
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
@@ -111,6 +125,7 @@ impl Persisted {
                 ["pid", label, pid] => state.processes.push(((*label).to_owned(), pid.parse()?)),
                 ["bridge", _] => state.bridge = true,
                 ["logs", dir] => state.log_dir = PathBuf::from(dir),
+                ["key", path] => state.key_file = PathBuf::from(path),
                 _ => anyhow::bail!("unreadable line in {}: {line:?}", path.display()),
             }
         }
@@ -258,7 +273,7 @@ impl Persisted {
             &label,
             Some(netns),
             &binary("ipcs-server"),
-            &server_args(&[]),
+            &server_args(&self.key_file, &[]),
             log,
             true,
         )?;
@@ -386,6 +401,7 @@ mod tests {
             processes: vec![("registry".into(), u32::MAX), ("server11".into(), u32::MAX)],
             bridge: true,
             log_dir: PathBuf::from("/run/ipcs/netns/logs"),
+            key_file: PathBuf::from("/run/ipcs/key"),
         };
         let json = up.to_json("ipcs");
         assert_eq!(json["up"], true);

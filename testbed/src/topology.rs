@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use ipcs_common::registry_auth::{Key, KeyError};
+
 use crate::binaries::binary;
 use crate::process::ChildProcess;
 
@@ -36,6 +38,8 @@ pub enum TopologyError {
     NoSuchServer(usize),
     #[error("network namespaces need root")]
     NotRoot,
+    #[error("deployment key: {0}")]
+    Key(#[from] KeyError),
 }
 
 /// Where the bridge (and the load balancer) lives.
@@ -67,9 +71,18 @@ pub struct TopologyBuilder {
     prefix: Option<String>,
     log_dir: Option<PathBuf>,
     detached: bool,
+    key_file: Option<PathBuf>,
 }
 
 impl TopologyBuilder {
+    /// The deployment key's file, which the registry, servers and load
+    /// balancer are given (default: a fresh key of the topology's own, in
+    /// a 0600 file removed with it).
+    pub fn key_file(mut self, path: &Path) -> Self {
+        self.key_file = Some(path.to_owned());
+        self
+    }
+
     /// Where process logs go (default: a fresh directory under the temp
     /// directory, removed with the topology).
     pub fn log_dir(mut self, dir: &Path) -> Self {
@@ -113,7 +126,29 @@ impl TopologyBuilder {
             .log_dir
             .unwrap_or_else(|| std::env::temp_dir().join(format!("{prefix}-logs")));
         std::fs::create_dir_all(&log_dir)?;
+        // Every topology has its own key unless told which to use.
+        let (key_file, made_key) = match self.key_file {
+            Some(path) => (path, false),
+            None => {
+                let path = std::env::temp_dir().join(format!("{prefix}.key"));
+                let _ = std::fs::remove_file(&path);
+                Key::generate().write_new(&path)?;
+                (path, true)
+            }
+        };
+        let key = match Key::load(&key_file) {
+            Ok(key) => key,
+            Err(e) => {
+                if made_key {
+                    let _ = std::fs::remove_file(&key_file);
+                }
+                return Err(e.into());
+            }
+        };
         let mut topology = Topology {
+            key,
+            key_file,
+            made_key,
             core_netns: match self.core {
                 Core::Namespace => Some(format!("{prefix}-core")),
                 Core::Root => None,
@@ -175,6 +210,11 @@ pub struct Topology {
     made_bridge: bool,
     keep_logs: bool,
     detached: bool,
+    key: Key,
+    /// The key's file, handed to every process with `--key-file`.
+    key_file: PathBuf,
+    /// The file is the topology's own (removed with it).
+    made_key: bool,
 }
 
 impl Topology {
@@ -185,7 +225,18 @@ impl Topology {
             prefix: None,
             log_dir: None,
             detached: false,
+            key_file: None,
         }
+    }
+
+    /// The deployment key the topology's processes are given.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// The file holding it.
+    pub fn key_file(&self) -> &Path {
+        &self.key_file
     }
 
     pub fn prefix(&self) -> &str {
@@ -282,7 +333,12 @@ impl Topology {
     /// Starts `ipcs-registry` on its host with extra `args`.
     pub fn start_registry(&mut self, args: &[&str]) -> Result<usize, TopologyError> {
         let netns = self.registry().netns.clone();
-        let mut all = vec!["--listen".to_owned(), format!("0.0.0.0:{REGISTRY_PORT}")];
+        let mut all = vec![
+            "--listen".to_owned(),
+            format!("0.0.0.0:{REGISTRY_PORT}"),
+            "--key-file".to_owned(),
+            self.key_file.display().to_string(),
+        ];
         all.extend(args.iter().map(|s| s.to_string()));
         self.spawn("registry", Some(&netns), &binary("ipcs-registry"), &all)
     }
@@ -295,7 +351,7 @@ impl Topology {
             .ok_or(TopologyError::NoSuchServer(i))?
             .netns
             .clone();
-        let all = server_args(args);
+        let all = server_args(&self.key_file, args);
         self.spawn(
             &format!("server{}", Self::server_id(i)),
             Some(&netns),
@@ -348,6 +404,8 @@ impl Topology {
             BRIDGE.to_owned(),
             "--registry".to_owned(),
             self.registry_addr().to_string(),
+            "--key-file".to_owned(),
+            self.key_file.display().to_string(),
         ];
         all.extend(args.iter().map(|s| s.to_string()));
         self.spawn("lb", None, &binary("ipcs-lb"), &all)
@@ -381,6 +439,7 @@ impl Topology {
             .netns
             .clone();
         let mut all = crate::vrrp::lb_node_args(n, &self.registry_addr().to_string());
+        all.extend(["--key-file".to_owned(), self.key_file.display().to_string()]);
         all.extend(args.iter().map(|s| s.to_string()));
         self.spawn(&format!("lb{n}"), Some(&netns), &binary("ipcs-lb"), &all)
     }
@@ -514,6 +573,8 @@ impl Topology {
         self.core_netns = None;
         self.made_bridge = false;
         self.keep_logs = true;
+        // The processes keep using the key file.
+        self.made_key = false;
         pids
     }
 
@@ -593,6 +654,9 @@ impl Drop for Topology {
         if !self.keep_logs {
             let _ = std::fs::remove_dir_all(&self.log_dir);
         }
+        if self.made_key {
+            let _ = std::fs::remove_file(&self.key_file);
+        }
     }
 }
 
@@ -649,13 +713,15 @@ pub(crate) fn bridge_port_name(prefix: &str, core: Option<&str>, short: &str) ->
 }
 
 /// The arguments every server of a topology starts with.
-pub(crate) fn server_args(extra: &[&str]) -> Vec<String> {
+pub(crate) fn server_args(key_file: &Path, extra: &[&str]) -> Vec<String> {
     let registry = SocketAddrV4::new(REGISTRY_IP, REGISTRY_PORT);
     let mut all = vec![
         "--iface".to_owned(),
         "eth0".to_owned(),
         "--registry".to_owned(),
         registry.to_string(),
+        "--key-file".to_owned(),
+        key_file.display().to_string(),
     ];
     all.extend(extra.iter().map(|s| s.to_string()));
     all

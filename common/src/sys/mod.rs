@@ -1,6 +1,6 @@
 //! The one place where IPCS calls the kernel through `unsafe` code: raw
 //! `AF_PACKET` sockets, batched `recvmmsg`/`sendmmsg`, interface look-up and
-//! `PACKET_FANOUT`. Everything above this module is safe Rust.
+//! `PACKET_FANOUT`, dropping privileges. Everything above this module is safe Rust.
 //!
 //! * [`iface`]: an interface's index, MAC and IPv4 address.
 //! * [`packet`]: a non-blocking raw socket bound to one interface and one
@@ -11,11 +11,14 @@
 //! * [`timer`]: a thread's timer slack (how precisely its sleeps end).
 //! * [`sched`]: a thread's nice value (scheduling priority).
 //! * [`udp`]: UDP segmentation offload (many datagrams per send).
+//! * [`privs`]: giving up root and every capability once the sockets are
+//!   open.
 
 pub mod batch;
 pub mod iface;
 pub mod netns;
 pub mod packet;
+pub mod privs;
 pub mod sched;
 pub mod timer;
 pub mod udp;

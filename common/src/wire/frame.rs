@@ -2,23 +2,26 @@
 //! server, as an Ethernet II frame on the backend bridge.
 //!
 //! ```text
-//!  0      6      12     14     15     19
+//!  0      6      12     14     15     23
 //! +------+------+------+------+------+----------------------------+
 //! | dst  | src  | type | kind | tag  | body                       |
 //! +------+------+------+------+------+----------------------------+
-//!  MAC    MAC    88b5    u8    u32    request 9 | reply 9 | status 1
+//!  MAC    MAC    88b5    u8    u64    request 9 | reply 9 | status 1
 //! ```
 //!
 //! `kind` is 1 (request), 2 (reply) or 3 (error). The `tag` is chosen by the
 //! load balancer and echoed verbatim by the server, so the load balancer can
-//! match a reply to the request it sent. Bytes after the body are ignored:
+//! match a reply to the request it sent. It is 64 bits wide so that it can
+//! carry, besides the slot it names, 32 bits keyed with a secret of the load
+//! balancer: a frame forged by someone on the bridge who has not seen the
+//! request cannot guess them (docs/SECURITY.md). Bytes after the body are ignored:
 //! Ethernet pads short frames to 60 bytes on real links.
 
 use core::fmt;
 use core::str::FromStr;
 
 use super::hsmap::{Reply, ReplyPacket, Request, RequestPacket, Status, REPLY_LEN, REQUEST_LEN};
-use super::{read_u32, Error, Result};
+use super::{read_u64, Error, Result};
 
 mod field {
     use crate::wire::Field;
@@ -26,8 +29,8 @@ mod field {
     pub const SRC: Field = 6..12;
     pub const ETHERTYPE: Field = 12..14;
     pub const KIND: usize = 14;
-    pub const TAG: Field = 15..19;
-    pub const BODY: usize = 19;
+    pub const TAG: Field = 15..23;
+    pub const BODY: usize = 23;
 }
 
 /// The IPCS EtherType (IEEE 802 local experimental range).
@@ -161,7 +164,7 @@ impl<T: AsRef<[u8]>> FramePacket<T> {
         let bytes = self.buffer.as_ref();
         if bytes.len() < HEADER_LEN {
             return Err(Error::Length {
-                expected: "at least 19",
+                expected: "at least 23",
                 got: bytes.len(),
             });
         }
@@ -170,8 +173,8 @@ impl<T: AsRef<[u8]>> FramePacket<T> {
         if bytes.len() < HEADER_LEN + kind.body_len() {
             return Err(Error::Length {
                 expected: match kind {
-                    Kind::Request | Kind::Reply => "at least 28",
-                    Kind::Error => "at least 20",
+                    Kind::Request | Kind::Reply => "at least 32",
+                    Kind::Error => "at least 24",
                 },
                 got: bytes.len(),
             });
@@ -200,8 +203,8 @@ impl<T: AsRef<[u8]>> FramePacket<T> {
         self.buffer.as_ref()[field::KIND]
     }
 
-    pub fn tag(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::TAG)
+    pub fn tag(&self) -> u64 {
+        read_u64(self.buffer.as_ref(), field::TAG)
     }
 
     /// The body, exactly as long as the kind requires (padding cut off).
@@ -233,7 +236,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> FramePacket<T> {
         self.buffer.as_mut()[field::KIND] = kind as u8;
     }
 
-    pub fn set_tag(&mut self, tag: u32) {
+    pub fn set_tag(&mut self, tag: u64) {
         self.buffer.as_mut()[field::TAG].copy_from_slice(&tag.to_be_bytes());
     }
 
@@ -266,7 +269,7 @@ impl FrameBody {
 pub struct FrameRepr {
     pub dst: MacAddr,
     pub src: MacAddr,
-    pub tag: u32,
+    pub tag: u64,
     pub body: FrameBody,
 }
 

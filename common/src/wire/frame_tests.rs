@@ -7,23 +7,23 @@ use crate::arith::Op;
 pub(crate) const LB: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x01]);
 pub(crate) const SERVER: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x10, 0xee, 0x03]);
 
-/// `50 * 1337` with tag 0x01020304, from the LB to server 3.
-const REQUEST_FRAME: [u8; 28] = [
+/// `50 * 1337` with tag 0xa1a2a3a401020304, from the LB to server 3.
+const REQUEST_FRAME: [u8; 32] = [
     0x02, 0x42, 0xac, 0x10, 0xee, 0x03, // dst
     0x02, 0x42, 0xac, 0x10, 0xee, 0x01, // src
     0x88, 0xb5, // ethertype
     0x01, // kind: request
-    0x01, 0x02, 0x03, 0x04, // tag
+    0xa1, 0xa2, 0xa3, 0xa4, 0x01, 0x02, 0x03, 0x04, // tag
     0x00, 0x00, 0x00, 0x32, 0x00, 0x00, 0x05, 0x39, 0x02, // 50 * 1337
 ];
 
 /// The answer, `66850` from server 3, same tag.
-const REPLY_FRAME: [u8; 28] = [
+const REPLY_FRAME: [u8; 32] = [
     0x02, 0x42, 0xac, 0x10, 0xee, 0x01, // dst
     0x02, 0x42, 0xac, 0x10, 0xee, 0x03, // src
     0x88, 0xb5, // ethertype
     0x02, // kind: reply
-    0x01, 0x02, 0x03, 0x04, // tag
+    0xa1, 0xa2, 0xa3, 0xa4, 0x01, 0x02, 0x03, 0x04, // tag
     0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x05, 0x22, 0x03, // 66850, server 3
 ];
 
@@ -31,7 +31,7 @@ fn request_repr() -> FrameRepr {
     FrameRepr {
         dst: SERVER,
         src: LB,
-        tag: 0x0102_0304,
+        tag: 0xa1a2_a3a4_0102_0304,
         body: FrameBody::Request(Request {
             a: 50,
             b: 1337,
@@ -52,14 +52,14 @@ fn reply_frame_parse_and_emit() {
     let repr = FrameRepr {
         dst: LB,
         src: SERVER,
-        tag: 0x0102_0304,
+        tag: 0xa1a2_a3a4_0102_0304,
         body: FrameBody::Reply(Reply {
             result: 66_850,
             server_id: 3,
         }),
     };
     assert_eq!(FrameRepr::parse_bytes(&REPLY_FRAME), Ok(repr));
-    let mut buf = [0u8; 28];
+    let mut buf = [0u8; 32];
     assert_eq!(repr.emit_into(&mut buf), &REPLY_FRAME[..]);
 }
 
@@ -69,14 +69,14 @@ fn error_frame_round_trip() {
         let repr = FrameRepr {
             dst: LB,
             src: SERVER,
-            tag: u32::MAX,
+            tag: u64::MAX,
             body: FrameBody::Error(status),
         };
-        let mut buf = [0u8; 20];
+        let mut buf = [0u8; 24];
         let bytes = repr.emit_into(&mut buf);
-        assert_eq!(bytes.len(), 20);
+        assert_eq!(bytes.len(), 24);
         assert_eq!(bytes[14], 3);
-        assert_eq!(bytes[19], status.to_u8());
+        assert_eq!(bytes[23], status.to_u8());
         assert_eq!(FrameRepr::parse_bytes(bytes), Ok(repr));
     }
 }
@@ -84,7 +84,7 @@ fn error_frame_round_trip() {
 #[test]
 fn trailing_padding_is_accepted() {
     let mut padded = [0xeeu8; 60];
-    padded[..28].copy_from_slice(&REQUEST_FRAME);
+    padded[..32].copy_from_slice(&REQUEST_FRAME);
     assert_eq!(FrameRepr::parse_bytes(&padded), Ok(request_repr()));
     let packet = FramePacket::new_checked(&padded[..]).unwrap();
     assert_eq!(packet.body().len(), 9);
@@ -104,7 +104,7 @@ fn every_truncation_is_rejected() {
             "len {len}: {err:?}"
         );
     }
-    let mut error_frame = [0u8; 20];
+    let mut error_frame = [0u8; 24];
     FrameRepr {
         dst: LB,
         src: SERVER,
@@ -112,7 +112,7 @@ fn every_truncation_is_rejected() {
         body: FrameBody::Error(Status::UnknownOp),
     }
     .emit_into(&mut error_frame);
-    assert!(FrameRepr::parse_bytes(&error_frame[..19]).is_err());
+    assert!(FrameRepr::parse_bytes(&error_frame[..23]).is_err());
     let parsed = FrameRepr::parse_bytes(&error_frame).unwrap();
     assert_eq!(parsed.body, FrameBody::Error(Status::UnknownOp));
     assert_eq!(parsed.tag, 7);
@@ -122,7 +122,7 @@ fn every_truncation_is_rejected() {
 fn every_unknown_kind_is_rejected() {
     for kind in (0..=u8::MAX).filter(|k| !(1..=3).contains(k)) {
         let mut frame = [0u8; 64];
-        frame[..28].copy_from_slice(&REQUEST_FRAME);
+        frame[..32].copy_from_slice(&REQUEST_FRAME);
         frame[14] = kind;
         assert_eq!(
             FrameRepr::parse_bytes(&frame),
@@ -134,16 +134,16 @@ fn every_unknown_kind_is_rejected() {
 #[test]
 fn unknown_op_keeps_src_and_tag_readable() {
     let mut frame = REQUEST_FRAME;
-    frame[27] = 9;
+    frame[31] = 9;
     assert_eq!(FrameRepr::parse_bytes(&frame), Err(Error::UnknownOp(9)));
     let packet = FramePacket::new_checked(&frame[..]).unwrap();
     assert_eq!(packet.src(), LB);
-    assert_eq!(packet.tag(), 0x0102_0304);
+    assert_eq!(packet.tag(), 0xa1a2_a3a4_0102_0304);
 }
 
 #[test]
 fn unknown_status_and_ethertype_are_rejected() {
-    let mut frame = [0u8; 20];
+    let mut frame = [0u8; 24];
     FrameRepr {
         dst: LB,
         src: SERVER,
@@ -151,7 +151,7 @@ fn unknown_status_and_ethertype_are_rejected() {
         body: FrameBody::Error(Status::UnknownOp),
     }
     .emit_into(&mut frame);
-    frame[19] = 0;
+    frame[23] = 0;
     assert_eq!(FrameRepr::parse_bytes(&frame), Err(Error::UnknownStatus(0)));
     let mut frame = REQUEST_FRAME;
     frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
@@ -197,7 +197,7 @@ fn any_body() -> impl Strategy<Value = FrameBody> {
 
 proptest! {
     #[test]
-    fn frame_round_trips(dst: [u8; 6], src: [u8; 6], tag: u32, body in any_body(), pad in 0usize..40) {
+    fn frame_round_trips(dst: [u8; 6], src: [u8; 6], tag: u64, body in any_body(), pad in 0usize..40) {
         let repr = FrameRepr { dst: MacAddr(dst), src: MacAddr(src), tag, body };
         let mut buf = [0u8; 80];
         let len = repr.emit_into(&mut buf).len();
@@ -217,8 +217,8 @@ proptest! {
 fn the_tag_low_byte_offset_names_the_last_tag_byte() {
     let mut buf = [0u8; MAX_FRAME_LEN];
     let mut repr = request_repr();
-    repr.tag = 0x0102_03fe;
+    repr.tag = 0x0506_0708_0102_03fe;
     repr.emit_into(&mut buf);
-    assert_eq!(TAG_LOW_BYTE_OFFSET, 18);
+    assert_eq!(TAG_LOW_BYTE_OFFSET, 22);
     assert_eq!(buf[TAG_LOW_BYTE_OFFSET], 0xfe);
 }

@@ -32,14 +32,14 @@
 
 use super::frame::{FramePacket, FrameRepr, Kind, MacAddr, ETHERNET_LEN, RECORD_HEADER_LEN};
 use super::hsmap::{Reply, Request, Status};
-use super::{read_u32, Error, FrameBody};
+use super::{read_u64, Error, FrameBody};
 
 /// The kind byte of a capability record.
 pub const CAPABILITY_KIND: u8 = 4;
 /// A capability record's length: kind, tag, one byte.
 pub const CAPABILITY_RECORD_LEN: usize = RECORD_HEADER_LEN + 1;
 /// The most request records an IPCS server reads from one frame (and so
-/// announces). A frame of that many requests is 14 + 64 * 14 = 910 bytes.
+/// announces). A frame of that many requests is 14 + 64 * 18 = 1166 bytes.
 pub const MAX_RECORDS: u8 = 64;
 /// The longest Ethernet frame (1500-byte MTU) without the FCS: what a
 /// receiver must make room for to see a frame whole.
@@ -63,7 +63,7 @@ pub enum Record {
 pub struct RecordError {
     /// The record's tag, when the record got that far (a request with an
     /// unknown operation is answered with an error record for this tag).
-    pub tag: Option<u32>,
+    pub tag: Option<u64>,
     pub error: Error,
 }
 
@@ -135,7 +135,7 @@ impl Records<'_> {
             let record = rest.get(..CAPABILITY_RECORD_LEN)?;
             // Its tag is always 0: anything else is not a capability record
             // (non-zero Ethernet padding, say) and ends the list.
-            if record[1..RECORD_HEADER_LEN] != [0; 4] {
+            if record[1..RECORD_HEADER_LEN].iter().any(|b| *b != 0) {
                 return None;
             }
             self.offset += CAPABILITY_RECORD_LEN;
@@ -148,7 +148,7 @@ impl Records<'_> {
         let kind = Kind::from_u8(kind_byte)?;
         let record = rest.get(..RECORD_HEADER_LEN + kind.body_len())?;
         self.offset += record.len();
-        let tag = read_u32(record, 1..RECORD_HEADER_LEN);
+        let tag = read_u64(record, 1..RECORD_HEADER_LEN);
         let body = &record[RECORD_HEADER_LEN..];
         let body = match kind {
             Kind::Request => Request::parse_bytes(body).map(FrameBody::Request),

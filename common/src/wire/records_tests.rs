@@ -3,33 +3,33 @@ use crate::arith::Op;
 use crate::wire::frame::tests::{LB, SERVER};
 use crate::wire::frame::ETHERTYPE;
 
-/// Two requests to server 3 in one frame: `50 * 1337` (tag 0x01020304) and
-/// `1 + 2` (tag 0x0a0b0c0d), then Ethernet's zero padding.
+/// Two requests to server 3 in one frame: `50 * 1337` (tag 0xa1a2a3a401020304) and
+/// `1 + 2` (tag 0xb1b2b3b40a0b0c0d), then Ethernet's zero padding.
 const TWO_REQUESTS: [u8; 60] = [
     0x02, 0x42, 0xac, 0x10, 0xee, 0x03, // dst
     0x02, 0x42, 0xac, 0x10, 0xee, 0x01, // src
     0x88, 0xb5, // ethertype
-    0x01, 0x01, 0x02, 0x03, 0x04, // request, tag
+    0x01, 0xa1, 0xa2, 0xa3, 0xa4, 0x01, 0x02, 0x03, 0x04, // request, tag
     0x00, 0x00, 0x00, 0x32, 0x00, 0x00, 0x05, 0x39, 0x02, // 50 * 1337
-    0x01, 0x0a, 0x0b, 0x0c, 0x0d, // request, tag
+    0x01, 0xb1, 0xb2, 0xb3, 0xb4, 0x0a, 0x0b, 0x0c, 0x0d, // request, tag
     0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02, 0x01, // 1 + 2
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // padding
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // padding
 ];
 
 /// Server 3's answer: a reply, an error, and its capability record (64).
-const ANSWER: [u8; 40] = [
+const ANSWER: [u8; 52] = [
     0x02, 0x42, 0xac, 0x10, 0xee, 0x01, // dst
     0x02, 0x42, 0xac, 0x10, 0xee, 0x03, // src
     0x88, 0xb5, // ethertype
-    0x02, 0x01, 0x02, 0x03, 0x04, // reply, tag
+    0x02, 0xa1, 0xa2, 0xa3, 0xa4, 0x01, 0x02, 0x03, 0x04, // reply, tag
     0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x05, 0x22, 0x03, // 66850, server 3
-    0x03, 0x0a, 0x0b, 0x0c, 0x0d, // error, tag
+    0x03, 0xb1, 0xb2, 0xb3, 0xb4, 0x0a, 0x0b, 0x0c, 0x0d, // error, tag
     0x02, // status 2: unknown operation
-    0x04, 0x00, 0x00, 0x00, 0x00, // capability, tag 0
+    0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // capability, tag 0
     0x40, // 64 records
 ];
 
-fn request(tag: u32, a: u32, b: u32, op: Op) -> FrameRepr {
+fn request(tag: u64, a: u32, b: u32, op: Op) -> FrameRepr {
     FrameRepr {
         dst: SERVER,
         src: LB,
@@ -47,24 +47,29 @@ fn two_requests_then_padding() {
     assert_eq!(
         all(&TWO_REQUESTS),
         [
-            Ok(Record::Frame(request(0x0102_0304, 50, 1337, Op::Mul))),
-            Ok(Record::Frame(request(0x0a0b_0c0d, 1, 2, Op::Add))),
+            Ok(Record::Frame(request(
+                0xa1a2_a3a4_0102_0304,
+                50,
+                1337,
+                Op::Mul
+            ))),
+            Ok(Record::Frame(request(0xb1b2_b3b4_0a0b_0c0d, 1, 2, Op::Add))),
         ]
     );
     // A peer that knows one record per frame reads the first.
     assert_eq!(
         FrameRepr::parse_bytes(&TWO_REQUESTS),
-        Ok(request(0x0102_0304, 50, 1337, Op::Mul))
+        Ok(request(0xa1a2_a3a4_0102_0304, 50, 1337, Op::Mul))
     );
 }
 
 #[test]
 fn emitting_records_one_after_another_builds_the_frame() {
     let mut buf = [0u8; 60];
-    let first = request(0x0102_0304, 50, 1337, Op::Mul);
+    let first = request(0xa1a2_a3a4_0102_0304, 50, 1337, Op::Mul);
     let mut len = first.emit_into(&mut buf).len();
-    len += request(0x0a0b_0c0d, 1, 2, Op::Add).emit_record(&mut buf[len..]);
-    assert_eq!(len, 42);
+    len += request(0xb1b2_b3b4_0a0b_0c0d, 1, 2, Op::Add).emit_record(&mut buf[len..]);
+    assert_eq!(len, 50);
     assert_eq!(buf, TWO_REQUESTS);
 }
 
@@ -73,14 +78,14 @@ fn an_answer_with_an_error_and_a_capability() {
     let reply = FrameRepr {
         dst: LB,
         src: SERVER,
-        tag: 0x0102_0304,
+        tag: 0xa1a2_a3a4_0102_0304,
         body: FrameBody::Reply(Reply {
             result: 66_850,
             server_id: 3,
         }),
     };
     let error = FrameRepr {
-        tag: 0x0a0b_0c0d,
+        tag: 0xb1b2_b3b4_0a0b_0c0d,
         body: FrameBody::Error(Status::UnknownOp),
         ..reply
     };
@@ -95,7 +100,7 @@ fn an_answer_with_an_error_and_a_capability() {
             }),
         ]
     );
-    let mut buf = [0u8; 40];
+    let mut buf = [0u8; 52];
     let mut len = reply.emit_into(&mut buf).len();
     len += error.emit_record(&mut buf[len..]);
     len += emit_capability(&mut buf[len..], MAX_RECORDS);
@@ -106,17 +111,17 @@ fn an_answer_with_an_error_and_a_capability() {
 #[test]
 fn unknown_ops_are_errors_with_their_tags_and_the_list_goes_on() {
     let mut frame = TWO_REQUESTS;
-    frame[27] = 9; // first record's op
-    frame[41] = 7; // second record's op
+    frame[31] = 9; // first record's op
+    frame[49] = 7; // second record's op
     assert_eq!(
         all(&frame),
         [
             Err(RecordError {
-                tag: Some(0x0102_0304),
+                tag: Some(0xa1a2_a3a4_0102_0304),
                 error: Error::UnknownOp(9)
             }),
             Err(RecordError {
-                tag: Some(0x0a0b_0c0d),
+                tag: Some(0xb1b2_b3b4_0a0b_0c0d),
                 error: Error::UnknownOp(7)
             }),
         ]
@@ -127,7 +132,7 @@ fn unknown_ops_are_errors_with_their_tags_and_the_list_goes_on() {
 fn a_first_error_record_with_an_unknown_status_does_not_hide_the_rest() {
     // An error record with status 9 first, then the answer's records.
     let mut frame = ANSWER[..14].to_vec();
-    frame.extend_from_slice(&[0x03, 0, 0, 0, 7, 9]);
+    frame.extend_from_slice(&[0x03, 0, 0, 0, 0, 0, 0, 0, 7, 9]);
     frame.extend_from_slice(&ANSWER[14..]);
     let got = all(&frame);
     assert_eq!(
@@ -143,12 +148,12 @@ fn a_first_error_record_with_an_unknown_status_does_not_hide_the_rest() {
 #[test]
 fn a_bad_first_record_ends_everything() {
     assert_eq!(
-        all(&TWO_REQUESTS[..20]),
+        all(&TWO_REQUESTS[..24]),
         [Err(RecordError {
             tag: None,
             error: Error::Length {
-                expected: "at least 28",
-                got: 20
+                expected: "at least 32",
+                got: 24
             }
         })]
     );
@@ -178,17 +183,17 @@ fn a_bad_first_record_ends_everything() {
 #[test]
 fn trailing_bytes_that_are_not_a_whole_record_are_ignored() {
     // Cut inside the second record: only the first is read.
-    for cut in 28..42 {
+    for cut in 32..50 {
         assert_eq!(all(&TWO_REQUESTS[..cut]).len(), 1, "cut at {cut}");
     }
     // Garbage (an unknown kind) after the first record.
     let mut frame = TWO_REQUESTS;
-    frame[28] = 0xee;
+    frame[32] = 0xee;
     assert_eq!(all(&frame).len(), 1);
     // A capability record cut short, or with a tag other than 0.
     assert_eq!(all(&ANSWER[..ANSWER.len() - 1]).len(), 2);
     let mut answer = ANSWER;
-    answer[36] = 1;
+    answer[44] = 1;
     assert_eq!(all(&answer).len(), 2);
     assert_eq!(ETHERTYPE, 0x88b5);
 }
@@ -198,7 +203,7 @@ fn the_biggest_frame_fits_its_bound() {
     let mut buf = vec![0u8; MAX_RECORDS_FRAME_LEN];
     let first = request(1, 1, 1, Op::Add);
     let mut len = first.emit_into(&mut buf).len();
-    for tag in 2..=u32::from(MAX_RECORDS) {
+    for tag in 2..=u64::from(MAX_RECORDS) {
         len += request(tag, 1, 1, Op::Add).emit_record(&mut buf[len..]);
     }
     len += emit_capability(&mut buf[len..], MAX_RECORDS);

@@ -22,13 +22,17 @@ pub struct TestRegistry {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Short timers so tests that wait for expiry stay fast.
+/// Short timers so tests that wait for expiry stay fast. Every client here
+/// connects from 127.0.0.1, so the per-address limits on proven
+/// connections and list changes are lifted (the unauthenticated share stays).
 pub fn test_config() -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         ttl: Duration::from_millis(300),
         first_line_timeout: Duration::from_millis(300),
         watch_timeout: Duration::from_millis(300),
+        max_per_ip: 100_000,
+        change_burst: 100_000,
         ..Config::default()
     }
 }

@@ -134,7 +134,7 @@ impl Bridge {
         assert_eq!(self.socket.send(frame).expect("send frame"), frame.len());
     }
 
-    pub fn request(&self, dst: MacAddr, tag: u32, a: u32, b: u32, op: Op) {
+    pub fn request(&self, dst: MacAddr, tag: u64, a: u32, b: u32, op: Op) {
         let repr = FrameRepr {
             dst,
             src: self.mac,
@@ -148,7 +148,7 @@ impl Bridge {
     /// Every reply or error record received until one with tag `until`
     /// arrives (included), or `within` passes. (Capability records, which
     /// end every reply frame, are checked and left out.)
-    pub fn receive_until(&mut self, until: u32, within: Duration) -> Vec<FrameRepr> {
+    pub fn receive_until(&mut self, until: u64, within: Duration) -> Vec<FrameRepr> {
         let deadline = Instant::now() + within;
         let mut got = Vec::new();
         while Instant::now() < deadline {
@@ -175,7 +175,7 @@ impl Bridge {
     }
 }
 
-pub fn reply(to: MacAddr, from: MacAddr, tag: u32, result: u64, id: u8) -> FrameRepr {
+pub fn reply(to: MacAddr, from: MacAddr, tag: u64, result: u64, id: u8) -> FrameRepr {
     FrameRepr {
         dst: to,
         src: from,
