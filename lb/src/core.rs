@@ -652,7 +652,10 @@ impl Core {
         };
         let mut h = state.health;
         let policy = &self.config.ejection;
-        let window = policy.silence_window(state.rtt.timeout(&self.config.timeout));
+        let window = policy.silence_window(
+            state.rtt.timeout(&self.config.timeout),
+            state.rtt.measured_for(now),
+        );
         let verdict = h.on_timeout(sent, now, window, policy, others);
         let failover = matches!(verdict, TimeoutVerdict::Silent | TimeoutVerdict::Dead)
             && self.health.others_answered(server, sent);

@@ -389,3 +389,37 @@ fn a_source_port_of_zero_is_dropped() {
     assert_eq!(sim.stats.drop_count(DropReason::BadSource).load(Relaxed), 1);
     assert_eq!(sim.core.in_flight(), 0);
 }
+
+/// The LB tier's failover, as the chaos soak met it on a busy machine: a
+/// standby that has carried nothing takes the VIP and gets 20,000 rps at
+/// once, while the servers, on a host whose load is several times its
+/// cores, are descheduled in turn for a while (here 200 ms each, one after
+/// the other, the first at the very start). Every server is alive and
+/// answers everything; none may be taken out of rotation, nothing may be
+/// lost, and the retries must stay near what the stalls cost.
+#[test]
+fn a_cold_lb_taking_over_under_load_ejects_no_stalled_server() {
+    let stall = 200 * MS;
+    let mut rng = fastrand::Rng::with_seed(6);
+    let behaviour = Box::new(move |id: u8, at: Duration| {
+        let start = (300 * MS) * u32::from(id - 1);
+        let usual = jittered(Duration::from_micros(400), &mut rng);
+        let wait = if at >= start && at < start + stall {
+            start + stall - at
+        } else {
+            Duration::ZERO
+        };
+        Some(wait + usual)
+    });
+    let mut sim = Sim::new(sim_config(), &[1, 2, 3, 4], behaviour);
+    sim.run(20_000, Duration::from_millis(1_500));
+    assert_eq!(sim.sent, 30_000);
+    let (retries, failovers) = (sim.retries(), sim.stats.failovers.load(Relaxed));
+    eprintln!(
+        "cold takeover: {retries} retries ({failovers} failovers), {} ejections, {} answered",
+        sim.ejections(),
+        sim.answered()
+    );
+    assert_eq!(sim.ejections(), 0, "a stalled server is not a dead one");
+    assert_eq!(sim.answered(), sim.sent, "nothing lost");
+}

@@ -193,7 +193,9 @@ struct Args {
 
     /// How long a server must have answered nothing, while another server
     /// answered, before it is taken out of rotation: eight of its attempt
-    /// deadlines, at least --eject-silence-min and at most this. A
+    /// deadlines, at least --eject-silence-min and at most this; this
+    /// itself until the server's round trips have been measured for this
+    /// long (a cold LB has not seen the host's stalls yet). A
     /// server that answers, however late, is never ejected for it; when no
     /// server answers (the whole host is slow) none is ejected.
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]

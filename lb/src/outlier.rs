@@ -80,11 +80,19 @@ impl Default for EjectionPolicy {
 }
 
 impl EjectionPolicy {
-    /// The silence window of a server whose attempt deadline is `deadline`.
-    pub fn silence_window(&self, deadline: Duration) -> Duration {
+    /// The silence window of a server whose attempt deadline is `deadline`,
+    /// learnt from round trips measured over `measured`. Until the LB has
+    /// watched a server for the longest window, its deadline has not seen
+    /// the path's stalls (a cold LB, a new server), so the longest window
+    /// applies: an accrual detector with no history cannot scale down.
+    pub fn silence_window(&self, deadline: Duration, measured: Duration) -> Duration {
+        let longest = self.silence.max(self.silence_min);
+        if measured < longest {
+            return longest;
+        }
         deadline
             .saturating_mul(SILENCE_DEADLINES)
-            .clamp(self.silence_min, self.silence.max(self.silence_min))
+            .clamp(self.silence_min, longest)
     }
 
     /// How many of `listed` servers may be ejected at once.

@@ -151,8 +151,17 @@ fn the_cap_is_a_share_of_the_listed_servers_but_at_least_one() {
 #[test]
 fn the_silence_window_is_eight_deadlines_within_the_bounds() {
     let p = policy();
-    assert_eq!(p.silence_window(5 * MS), 100 * MS);
-    assert_eq!(p.silence_window(20 * MS), 160 * MS);
-    assert_eq!(p.silence_window(50 * MS), 400 * MS);
-    assert_eq!(p.silence_window(250 * MS), 500 * MS);
+    let watched = 500 * MS;
+    assert_eq!(p.silence_window(5 * MS, watched), 100 * MS);
+    assert_eq!(p.silence_window(20 * MS, watched), 160 * MS);
+    assert_eq!(p.silence_window(50 * MS, watched), 400 * MS);
+    assert_eq!(p.silence_window(250 * MS, watched), 500 * MS);
+}
+
+#[test]
+fn a_server_not_yet_watched_for_the_longest_window_gets_it() {
+    let p = policy();
+    assert_eq!(p.silence_window(5 * MS, Duration::ZERO), 500 * MS);
+    assert_eq!(p.silence_window(5 * MS, 499 * MS), 500 * MS);
+    assert_eq!(p.silence_window(5 * MS, 500 * MS), 100 * MS);
 }

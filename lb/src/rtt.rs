@@ -116,6 +116,9 @@ pub struct RttEstimator {
     /// Attempts sent before this instant cannot back the deadline off
     /// again (one back-off per event).
     backed_off_at: Option<Instant>,
+    /// When the first round trip was measured: how long the deadline has
+    /// had to learn the path's stalls.
+    first_sample_at: Option<Instant>,
 }
 
 impl Default for RttEstimator {
@@ -126,6 +129,7 @@ impl Default for RttEstimator {
             peak: PeakEwma::new(PEAK_DECAY),
             rto: None,
             backed_off_at: None,
+            first_sample_at: None,
         }
     }
 }
@@ -141,8 +145,17 @@ impl RttEstimator {
         self.srtt_us.map(Duration::from_micros)
     }
 
+    /// How long round trips have been measured, at `now` (zero before the
+    /// first): a deadline learnt over less than a few seconds of stalls
+    /// says little about the next one.
+    pub fn measured_for(&self, now: Instant) -> Duration {
+        self.first_sample_at
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
+    }
+
     /// An answer that came `rtt` after its attempt was sent, at `now`.
     pub fn sample(&mut self, rtt: Duration, now: Instant, policy: &TimeoutPolicy) {
+        self.first_sample_at.get_or_insert(now);
         // Until a stall has been seen, assume one as long as the initial
         // deadline (RFC 6298 starts conservative too), decaying from there:
         // a fresh LB does not fire a wave of retries at its first stall.
@@ -280,6 +293,17 @@ mod tests {
         assert!(t > 60 * MS && t < 80 * MS, "{t:?}");
         rtt.sample(Duration::from_micros(400), t0 + 60_000 * MS, &policy);
         assert_eq!(rtt.timeout(&policy), 5 * MS);
+    }
+
+    #[test]
+    fn measured_for_counts_from_the_first_sample() {
+        let policy = TimeoutPolicy::default();
+        let mut rtt = RttEstimator::default();
+        let t0 = Instant::now();
+        assert_eq!(rtt.measured_for(t0 + 900 * MS), Duration::ZERO);
+        rtt.sample(MS, t0 + 100 * MS, &policy);
+        rtt.sample(MS, t0 + 300 * MS, &policy);
+        assert_eq!(rtt.measured_for(t0 + 900 * MS), 800 * MS);
     }
 
     #[test]

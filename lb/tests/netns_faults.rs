@@ -74,6 +74,42 @@ fn sigstop_of_a_server_loses_no_request() {
     let _ = rig.topo.process(victim).signal(Signal::Cont);
 }
 
+/// The LB tier's takeover in small: an LB that has carried nothing gets
+/// steady load at once while one server is descheduled (here frozen) for
+/// 300 ms from the first request. The LB has not measured that server yet,
+/// so its 20 ms initial deadline says nothing about the host's stalls: the
+/// server must not be taken for dead (the longest silence window, 500 ms,
+/// applies until its round trips have been measured that long).
+#[test]
+fn a_cold_lb_does_not_eject_a_server_stalled_at_its_first_requests() {
+    if !root_or_skip(
+        "a_cold_lb_does_not_eject_a_server_stalled_at_its_first_requests",
+        "network namespaces, raw sockets",
+    ) {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::start(3, &[]);
+    let victim = rig.servers[0];
+    rig.topo.process(victim).signal(Signal::Stop).unwrap();
+    let mut thaw_at = None;
+    let out = paced_load(rig.lb_addr(), TOTAL / 4, RATE, |_| {
+        let at = *thaw_at.get_or_insert_with(|| Instant::now() + Duration::from_millis(300));
+        if Instant::now() >= at {
+            rig.topo.process(victim).signal(Signal::Cont).unwrap();
+        }
+    });
+    let _ = rig.topo.process(victim).signal(Signal::Cont);
+    assert_eq!(out.errors, [0; 6]);
+    assert_eq!(
+        rig.metric("ipcs_lb_ejections_total"),
+        0,
+        "a stalled server was taken for dead:\n{}",
+        rig.lb_log()
+    );
+    assert_all_answered(&out, &rig);
+}
+
 #[test]
 fn registry_killed_the_lb_keeps_serving_its_last_list() {
     if !root_or_skip(
