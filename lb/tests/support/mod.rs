@@ -272,6 +272,12 @@ pub fn paced_load(
     socket
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
+    // Room for bursts, as loadgen makes itself (up to net.core.rmem_max):
+    // when a fault ends, the answers it held arrive together, and with the
+    // default ~200 KB (a few hundred datagrams) a descheduled receiver
+    // thread lost some of them in the kernel: the test then blamed the LB
+    // for answers it had sent.
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
     let receiver_socket = socket.try_clone().unwrap();
     let seen = Arc::new(Mutex::new((
         vec![false; total as usize],
