@@ -117,16 +117,8 @@ CALC=$IPCS_BIN_DIR/calc
 LOADGEN=$IPCS_BIN_DIR/loadgen
 TARGET=$IPCS_CALC_HOST:$IPCS_LB_PORT
 
-passed=0
-failed=0
-pass() {
-    passed=$((passed + 1))
-    say "PASS $*"
-}
-fail() {
-    failed=$((failed + 1))
-    say "FAIL $*"
-}
+# shellcheck source=deploy/tally.sh
+source "$IPCS_REPO/deploy/tally.sh"
 
 # --- refuse to touch a deployment that is already up ---------------------------------
 preflight() {
@@ -853,5 +845,4 @@ for p in "${passes[@]}"; do
         run_pass "$p"
     fi
 done
-printf '%s passed, %s failed\n' "$passed" "$failed"
-((failed == 0))
+tally_summary

@@ -73,16 +73,8 @@ mkdir -p "$work"
 BOOTSTRAP=$IPCS_REPO/bootstrap.sh
 PROM_DIR=$IPCS_REPO/deploy/prometheus
 DASHBOARD=$IPCS_REPO/deploy/grafana/ipcs-dashboard.json
-passed=0
-failed=0
-pass() {
-    passed=$((passed + 1))
-    say "PASS $*"
-}
-fail() {
-    failed=$((failed + 1))
-    say "FAIL $*"
-}
+# shellcheck source=deploy/tally.sh
+source "$IPCS_REPO/deploy/tally.sh"
 
 deployed=0
 prom_pid=""
@@ -306,5 +298,4 @@ for mode in "${modes[@]}"; do
     fi
     run_mode "$mode"
 done
-say "$passed passed, $failed failed"
-((failed == 0))
+tally_summary

@@ -30,6 +30,15 @@ pub use sched::set_thread_nice;
 pub use timer::set_timer_slack;
 pub use udp::set_udp_segment;
 
+/// A libc call's `0 on success, -1 and errno on failure` as a `Result`.
+pub(crate) fn check_rc(rc: libc::c_int) -> std::io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Whether the process runs with root's effective user id (tests that need
 /// namespaces or raw sockets skip themselves otherwise).
 pub fn is_root() -> bool {

@@ -27,6 +27,7 @@
 use core::fmt;
 use core::str::FromStr;
 use std::io;
+use super::check_rc;
 
 /// The user and group to run as, by number: FROM-scratch images have no
 /// `/etc/passwd` to look names up in.
@@ -114,11 +115,11 @@ pub fn drop_privileges(to: Credentials) -> io::Result<Dropped> {
     let root = unsafe { libc::geteuid() } == 0;
     if root {
         // SAFETY: a zero-length list; the pointer is not read.
-        check(unsafe { libc::setgroups(0, core::ptr::null()) })?;
+        check_rc(unsafe { libc::setgroups(0, core::ptr::null()) })?;
         // SAFETY: plain integers in; no memory of ours is touched.
-        check(unsafe { libc::setresgid(to.gid, to.gid, to.gid) })?;
+        check_rc(unsafe { libc::setresgid(to.gid, to.gid, to.gid) })?;
         // SAFETY: as above.
-        check(unsafe { libc::setresuid(to.uid, to.uid, to.uid) })?;
+        check_rc(unsafe { libc::setresuid(to.uid, to.uid, to.uid) })?;
     }
     clear_thread_capabilities()?;
     if root {
@@ -135,7 +136,7 @@ pub fn drop_privileges(to: Credentials) -> io::Result<Dropped> {
 pub fn set_no_new_privs() -> io::Result<()> {
     // SAFETY: prctl with integer arguments only; PR_SET_NO_NEW_PRIVS reads
     // no memory.
-    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+    check_rc(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
 }
 
 /// Empties the calling thread's effective, permitted and inheritable
@@ -149,7 +150,7 @@ pub fn clear_thread_capabilities() -> io::Result<()> {
     // SAFETY: capset reads one header and, for version 3, two data
     // structs, both laid out as <linux/capability.h> declares them (repr(C),
     // three u32 each) and alive for the call; pid 0 is the calling thread.
-    check(unsafe {
+    check_rc(unsafe {
         libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) as libc::c_int
     })
 }
@@ -211,10 +212,10 @@ fn clear_ambient() {
 fn verify(to: Credentials) -> io::Result<()> {
     let (mut r, mut e, mut s) = (0, 0, 0);
     // SAFETY: the three pointers are to live locals for the call.
-    check(unsafe { libc::getresuid(&mut r, &mut e, &mut s) })?;
+    check_rc(unsafe { libc::getresuid(&mut r, &mut e, &mut s) })?;
     let (mut gr, mut ge, mut gs) = (0, 0, 0);
     // SAFETY: as above.
-    check(unsafe { libc::getresgid(&mut gr, &mut ge, &mut gs) })?;
+    check_rc(unsafe { libc::getresgid(&mut gr, &mut ge, &mut gs) })?;
     if [r, e, s] != [to.uid; 3] || [gr, ge, gs] != [to.gid; 3] {
         return Err(io::Error::other(format!(
             "after dropping to {to}: uids {r}/{e}/{s}, gids {gr}/{ge}/{gs}"
@@ -226,14 +227,6 @@ fn verify(to: Credentials) -> io::Result<()> {
         return Err(io::Error::other("uid 0 is still reachable after the drop"));
     }
     Ok(())
-}
-
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[cfg(test)]

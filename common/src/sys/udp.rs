@@ -26,11 +26,7 @@ pub fn set_udp_segment(socket: &impl AsRawFd, size: u16) -> io::Result<()> {
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    super::check_rc(rc)
 }
 
 #[cfg(test)]
