@@ -24,10 +24,10 @@
 //! their capabilities by step 3 when the process ran as root, and should
 //! call [`clear_thread_capabilities`] themselves otherwise.
 
+use super::check_rc;
 use core::fmt;
 use core::str::FromStr;
 use std::io;
-use super::check_rc;
 
 /// The user and group to run as, by number: FROM-scratch images have no
 /// `/etc/passwd` to look names up in.
