@@ -5,6 +5,8 @@ use ipcs_common::wire::{FrameBody, FrameRepr};
 use ipcs_common::Op;
 
 use super::*;
+use crate::budget::BudgetPolicy;
+use crate::outlier::EjectionPolicy;
 use crate::snapshot::{shared_empty, Backend};
 use crate::tag::{LbSecret, TagLayout};
 

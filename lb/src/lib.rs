@@ -26,6 +26,7 @@ pub mod admin_control;
 pub mod balancer;
 pub mod budget;
 pub mod core;
+pub mod core_config;
 pub mod exposition;
 pub mod fairness;
 pub mod link_core;
