@@ -41,16 +41,23 @@ pub enum FilterError {
     Reload(String),
 }
 
+/// The filter a process starts with, and its text: `RUST_LOG` when it is
+/// set and valid, else `info`. (An empty string parses as a filter that
+/// lets nothing through, so unset and empty must not reach the parser.)
+fn start_filter(rust_log: Option<&str>) -> (EnvFilter, String) {
+    match rust_log.filter(|d| !d.trim().is_empty()) {
+        Some(d) => match EnvFilter::try_new(d) {
+            Ok(filter) => (filter, d.to_owned()),
+            Err(_) => (EnvFilter::new("info"), "info".to_owned()),
+        },
+        None => (EnvFilter::new("info"), "info".to_owned()),
+    }
+}
+
 /// Installs the global subscriber. Safe to call more than once (later calls
 /// are ignored), so tests that drive a binary's library may call it too.
 pub fn init() {
-    let directives = std::env::var("RUST_LOG").unwrap_or_default();
-    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let shown = if directives.is_empty() || EnvFilter::try_new(&directives).is_err() {
-        "info".to_owned()
-    } else {
-        directives
-    };
+    let (filter, shown) = start_filter(std::env::var("RUST_LOG").ok().as_deref());
     let (layer, handle) = reload::Layer::new(filter);
     let installed = tracing_subscriber::registry()
         .with(layer)
@@ -104,6 +111,23 @@ pub fn filter() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn without_rust_log_the_level_is_info() {
+        for unset in [None, Some(""), Some("  "), Some("not==a filter")] {
+            let (filter, shown) = start_filter(unset);
+            assert_eq!(
+                filter.max_level_hint(),
+                Some(LevelFilter::INFO),
+                "{unset:?}"
+            );
+            assert_eq!(shown, "info");
+        }
+        let (filter, shown) = start_filter(Some("debug"));
+        assert_eq!(filter.max_level_hint(), Some(LevelFilter::DEBUG));
+        assert_eq!(shown, "debug");
+    }
 
     #[test]
     fn a_bad_or_long_filter_is_refused_and_a_good_one_taken() {
