@@ -20,7 +20,7 @@ use ipcs_common::admin_http::Answer;
 use ipcs_common::duration::parse_duration;
 use ipcs_common::logging;
 
-use crate::operator::{Command, SharedOverrides, Target};
+use crate::operator::{Command, SharedOverrides, Target, DRAINING, EJECTED_BY_OPERATOR};
 use crate::snapshot::ServerSnapshot;
 
 /// The longest `eject?for=` taken (a day: longer is "until undone").
@@ -97,10 +97,10 @@ pub fn post(
         Ok(next) => {
             overrides.store(std::sync::Arc::new(next));
             let state = match command {
-                Command::Drain(_) => "draining".to_owned(),
-                Command::Eject(_, None) => "ejected-by-operator until set ready".to_owned(),
+                Command::Drain(_) => DRAINING.to_owned(),
+                Command::Eject(_, None) => format!("{EJECTED_BY_OPERATOR} until set ready"),
                 Command::Eject(_, Some(d)) => {
-                    format!("ejected-by-operator for {} ms", d.as_millis())
+                    format!("{EJECTED_BY_OPERATOR} for {} ms", d.as_millis())
                 }
                 Command::Ready(_) => "ready".to_owned(),
             };

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use ipcs_common::sys::privs::{self, Credentials};
 use ipcs_common::sys::sched::thread_nice;
 use ipcs_common::sys::{set_thread_nice, set_udp_segment, Interface};
-use ipcs_common::wire::records::requests_within;
 
 use crate::admin::{self, AdminView};
 use crate::budget::BudgetPolicy;
@@ -165,7 +164,7 @@ impl LoadBalancer {
             "{} has MTU {}: at most {} requests per frame",
             iface.name,
             iface.mtu,
-            config.max_records.min(requests_within(iface.mtu))
+            per_worker(0).frame_records()
         );
 
         // Sockets first. The UDP sockets queue requests while the list loads.

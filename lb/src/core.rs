@@ -33,12 +33,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::Guard;
 use hdrhistogram::Histogram;
-use ipcs_common::wire::records::{records, requests_within, Record};
+use ipcs_common::wire::records::{records, Record};
 use ipcs_common::wire::{FrameBody, FrameRepr, MacAddr, Reply, Request, Status};
 
 use crate::budget::RetryBudget;
 pub use crate::core_config::{ConfigError, CoreConfig};
-use crate::fairness::SourceTable;
+use crate::fairness::{Bucket, SourceTable};
 use crate::metrics::{bump, latency_histogram, DropReason, ServerStatsEntry, WorkerStats};
 use crate::operator::{shared_none, Overrides, SharedOverrides};
 use crate::outlier::TimeoutVerdict;
@@ -285,17 +285,16 @@ impl Core {
         let source = self.sources.bucket(client.ip());
         if !self.sources.try_acquire(source) {
             bump(&self.stats.source_share_refusals);
-            return self.error(client, Status::Overloaded, now);
+            return self.error_from(source, client, Status::Overloaded, now);
         }
-        match self.table.insert(client, request, now) {
+        match self.table.insert(client, request, source, now) {
             Some(handle) => {
-                self.table.set_source(handle, source);
                 self.budget.on_request(now);
                 self.send_attempt(handle, server, now)
             }
             None => {
                 self.sources.release(source);
-                self.error(client, Status::Overloaded, now)
+                self.error_from(source, client, Status::Overloaded, now)
             }
         }
     }
@@ -643,9 +642,7 @@ impl Core {
     /// The most request records one frame may carry: what `--frame-records`
     /// allows and what fits the link's MTU, whichever is fewer.
     pub fn frame_records(&self) -> u8 {
-        self.config
-            .max_records
-            .min(requests_within(self.config.link_mtu))
+        self.config.frame_records()
     }
 
     /// Follows a change of the backend interface's MTU: frames packed from
@@ -690,8 +687,19 @@ impl Core {
     /// An error reply, within the client prefix's share of the error rate
     /// and the worker's whole error rate.
     fn error(&mut self, client: SocketAddr, status: Status, now: Instant) -> Action {
-        bump(self.stats.error(status));
         let source = self.sources.bucket(client.ip());
+        self.error_from(source, client, status, now)
+    }
+
+    /// [`error`](Self::error) for a client whose bucket is already known.
+    fn error_from(
+        &mut self,
+        source: Bucket,
+        client: SocketAddr,
+        status: Status,
+        now: Instant,
+    ) -> Action {
+        bump(self.stats.error(status));
         if self.sources.try_error(source, now) && self.error_bucket.try_take(now) {
             Action::Error { client, status }
         } else {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ipcs_common::wire::records::MAX_RECORDS;
+use ipcs_common::wire::records::{requests_within, MAX_RECORDS};
 
 use crate::budget::BudgetPolicy;
 use crate::outlier::EjectionPolicy;
@@ -44,8 +44,7 @@ pub struct CoreConfig {
     /// of the error replies one source prefix may take (crate::fairness).
     pub source_share: f64,
     /// The backend interface's MTU, as read from the kernel: no frame is
-    /// packed past it (see
-    /// [`requests_within`](ipcs_common::wire::records::requests_within)).
+    /// packed past it (see [`requests_within`]).
     pub link_mtu: usize,
 }
 
@@ -73,6 +72,12 @@ pub enum ConfigError {
 }
 
 impl CoreConfig {
+    /// The most request records one frame may carry: what `--frame-records`
+    /// allows and what fits the link's MTU, whichever is fewer.
+    pub fn frame_records(&self) -> u8 {
+        self.max_records.min(requests_within(self.link_mtu))
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_CAPACITY).contains(&self.capacity) {
             return Err(ConfigError::Capacity(self.capacity));

@@ -123,7 +123,7 @@ pub const FAMILIES: &[Family] = &[
         "Error replies not sent because of the error rate limit.",
         Total(|t| t.errors_suppressed)),
     family("ipcs_lb_source_share_refusals_total", Counter,
-        "Requests refused (status 3) because their source prefix held its share of the requests in flight.",
+        "Requests refused (status 5) because their source prefix held its share of the requests in flight.",
         Total(|t| t.source_share_refusals)),
     family("ipcs_lb_drops_total", Counter,
         "Datagrams and frames dropped, by reason (bad_tag: a reply tag whose keyed check was never issued, i.e. forged).",

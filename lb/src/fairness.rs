@@ -10,7 +10,7 @@
 //! token bucket:
 //!
 //! * a bucket may hold at most `share` of the slots: a flood from one
-//!   prefix fills its share and then gets status 3 (overloaded), while the
+//!   prefix fills its share and then gets status 5 (overloaded), while the
 //!   other prefixes keep the rest of the table;
 //! * a bucket may send at most `share` of the worker's error rate (and
 //!   burst): one flooder of malformed datagrams cannot use up the error
@@ -35,7 +35,8 @@ pub const BUCKETS: usize = 1024;
 pub struct Bucket(u16);
 
 impl Bucket {
-    /// The bucket requests are counted in before they have one (tests).
+    /// No bucket: the source of a free slot of the table of requests in
+    /// flight (and of requests in tests that do not care).
     pub const NONE: Bucket = Bucket(u16::MAX);
 }
 
@@ -91,6 +92,7 @@ impl SourceTable {
     }
 
     /// The most requests in flight one bucket may have.
+    #[cfg(test)]
     pub fn max_in_flight(&self) -> u32 {
         self.max_in_flight
     }
@@ -143,6 +145,7 @@ impl SourceTable {
     }
 
     /// Requests in flight from `bucket`.
+    #[cfg(test)]
     pub fn in_flight(&self, bucket: Bucket) -> u32 {
         self.entries
             .get(usize::from(bucket.0))

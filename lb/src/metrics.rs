@@ -163,7 +163,7 @@ pub struct WorkerStats {
     pub errors: [AtomicU64; 5],
     /// Error replies not sent because of the error rate limit.
     pub errors_suppressed: AtomicU64,
-    /// Requests refused (status 3) because their source prefix held its
+    /// Requests refused (status 5) because their source prefix held its
     /// share of the table of requests in flight (crate::fairness).
     pub source_share_refusals: AtomicU64,
     /// Drops, by [`DropReason`].
@@ -367,9 +367,9 @@ impl ServerRow {
     /// `ejected-by-operator`), else `ejected` or `live`.
     pub fn state(&self) -> &'static str {
         if self.draining {
-            "draining"
+            crate::operator::DRAINING
         } else if self.ejected_by_operator {
-            "ejected-by-operator"
+            crate::operator::EJECTED_BY_OPERATOR
         } else if self.ejected {
             "ejected"
         } else {

@@ -86,15 +86,12 @@ impl Mode {
             Mode::Eject { until } => until.is_none_or(|u| now < u),
         }
     }
-
-    /// The state word `/servers` shows.
-    pub fn word(&self) -> &'static str {
-        match self {
-            Mode::Drain => "draining",
-            Mode::Eject { .. } => "ejected-by-operator",
-        }
-    }
 }
+
+/// The state words of an operator's override, as `/servers` and the admin
+/// replies show them.
+pub const DRAINING: &str = "draining";
+pub const EJECTED_BY_OPERATOR: &str = "ejected-by-operator";
 
 /// A command from the admin endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +173,7 @@ impl Overrides {
         &self.entries
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -281,9 +281,16 @@ impl PendingTable {
         self.busy == self.slots.len()
     }
 
-    /// Takes a free slot for a new request; `None` when the table is full.
-    /// The request is on no deadline until [`dispatch`](Self::dispatch).
-    pub fn insert(&mut self, client: SocketAddr, request: Request, now: Instant) -> Option<Handle> {
+    /// Takes a free slot for a new request from `source`'s bucket (whose
+    /// in-flight count it holds until removed); `None` when the table is
+    /// full. The request is on no deadline until [`dispatch`](Self::dispatch).
+    pub fn insert(
+        &mut self,
+        client: SocketAddr,
+        request: Request,
+        source: Bucket,
+        now: Instant,
+    ) -> Option<Handle> {
         let index = self.free.head;
         if index == NIL {
             return None;
@@ -297,7 +304,7 @@ impl PendingTable {
             started: now,
             deadline: now,
             client_answered: false,
-            source: Bucket::NONE,
+            source,
             attempts: 0,
             answered: 0,
             sent_to: [MacAddr::default(); MAX_ATTEMPTS],
@@ -357,11 +364,6 @@ impl PendingTable {
     /// Notes that attempt `i`'s server answered.
     pub fn mark_answered(&mut self, handle: Handle, i: usize) {
         self.slots[handle.0 as usize].entry.answered |= 1 << i;
-    }
-
-    /// Records the client's fairness bucket.
-    pub fn set_source(&mut self, handle: Handle, source: Bucket) {
-        self.slots[handle.0 as usize].entry.source = source;
     }
 
     /// Notes that the client has its answer.

@@ -4,6 +4,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::fairness::Bucket;
 use crate::tag::TagParts;
 
 fn key() -> TagKey {
@@ -86,7 +87,9 @@ fn layout_rejects_oversized_capacity() {
 fn insert_find_remove_and_stale_tag() {
     let t0 = Instant::now();
     let mut table = PendingTable::new(4, 1, key(), t0);
-    let h = table.insert(client(1000), req(7), t0).unwrap();
+    let h = table
+        .insert(client(1000), req(7), Bucket::NONE, t0)
+        .unwrap();
     assert!(table.dispatch(h, mac(11), t0, t0 + 20 * MS, 0));
     let tag = table.tag(h);
     assert_eq!(table.find(tag), Ok(h));
@@ -109,10 +112,10 @@ fn reused_slot_gets_a_new_generation() {
     let t0 = Instant::now();
     // One slot: every request reuses it.
     let mut table = PendingTable::new(1, 0, key(), t0);
-    let first = table.insert(client(1), req(1), t0).unwrap();
+    let first = table.insert(client(1), req(1), Bucket::NONE, t0).unwrap();
     let old_tag = table.tag(first);
     table.remove(first);
-    let second = table.insert(client(2), req(2), t0).unwrap();
+    let second = table.insert(client(2), req(2), Bucket::NONE, t0).unwrap();
     assert_eq!(first, second, "same slot");
     let new_tag = table.tag(second);
     assert_ne!(old_tag, new_tag);
@@ -145,7 +148,9 @@ fn foreign_and_out_of_range_tags_are_told_apart() {
 fn a_tag_with_any_other_check_is_forged_and_changes_nothing() {
     let t0 = Instant::now();
     let mut table = PendingTable::new(4, 1, key(), t0);
-    let h = table.insert(client(1000), req(7), t0).unwrap();
+    let h = table
+        .insert(client(1000), req(7), Bucket::NONE, t0)
+        .unwrap();
     let tag = table.tag(h);
     // Every single-bit change of the check, and a few random checks.
     for bit in 32..64 {
@@ -174,13 +179,13 @@ fn a_tag_replayed_after_its_generation_bits_wrap_is_forged() {
     let t0 = Instant::now();
     // One slot: 24 generation bits in the tag.
     let mut table = PendingTable::new(1, 0, key(), t0);
-    let h = table.insert(client(1), req(1), t0).unwrap();
+    let h = table.insert(client(1), req(1), Bucket::NONE, t0).unwrap();
     let first = table.tag(h);
     table.remove(h);
     // 2^24 uses later the tag's low 32 bits come round again.
     let wrapped = 1 << 24;
     table.set_generation(h, wrapped);
-    let h = table.insert(client(1), req(1), t0).unwrap();
+    let h = table.insert(client(1), req(1), Bucket::NONE, t0).unwrap();
     let current = table.tag(h);
     assert_eq!(current as u32, first as u32, "same low bits");
     assert_ne!(current, first, "another check");
@@ -200,27 +205,31 @@ fn a_tag_replayed_after_its_generation_bits_wrap_is_forged() {
 fn free_list_is_fifo_so_a_freed_slot_waits_for_all_others() {
     let t0 = Instant::now();
     let mut table = PendingTable::new(3, 0, key(), t0);
-    let a = table.insert(client(1), req(1), t0).unwrap();
+    let a = table.insert(client(1), req(1), Bucket::NONE, t0).unwrap();
     table.remove(a);
-    let b = table.insert(client(2), req(2), t0).unwrap();
-    let c = table.insert(client(3), req(3), t0).unwrap();
+    let b = table.insert(client(2), req(2), Bucket::NONE, t0).unwrap();
+    let c = table.insert(client(3), req(3), Bucket::NONE, t0).unwrap();
     assert_ne!(a, b);
     assert_ne!(a, c);
-    let d = table.insert(client(4), req(4), t0).unwrap();
+    let d = table.insert(client(4), req(4), Bucket::NONE, t0).unwrap();
     assert_eq!(a, d, "a's slot comes last");
     assert!(table.is_full());
-    assert_eq!(table.insert(client(5), req(5), t0), None);
+    assert_eq!(table.insert(client(5), req(5), Bucket::NONE, t0), None);
 }
 
 #[test]
 fn deadlines_expire_in_order_and_redispatch_moves_to_the_back() {
     let t0 = Instant::now();
     let mut table = PendingTable::new(8, 0, key(), t0);
-    let h1 = table.insert(client(1), req(1), t0).unwrap();
+    let h1 = table.insert(client(1), req(1), Bucket::NONE, t0).unwrap();
     table.dispatch(h1, mac(1), t0, t0 + 20 * MS, 0);
-    let h2 = table.insert(client(2), req(2), t0 + MS).unwrap();
+    let h2 = table
+        .insert(client(2), req(2), Bucket::NONE, t0 + MS)
+        .unwrap();
     table.dispatch(h2, mac(2), t0 + MS, t0 + 21 * MS, 0);
-    let h3 = table.insert(client(3), req(3), t0 + 2 * MS).unwrap();
+    let h3 = table
+        .insert(client(3), req(3), Bucket::NONE, t0 + 2 * MS)
+        .unwrap();
     table.dispatch(h3, mac(3), t0 + 2 * MS, t0 + 22 * MS, 0);
     assert_eq!(table.next_deadline(), Some(t0 + 20 * MS));
 
@@ -249,9 +258,9 @@ fn deadlines_expire_in_order_and_redispatch_moves_to_the_back() {
 fn lanes_expire_by_earliest_deadline_and_out_of_order_inserts_are_placed() {
     let t0 = Instant::now();
     let mut table = PendingTable::new(8, 0, key(), t0);
-    let h1 = table.insert(client(1), req(1), t0).unwrap();
-    let h2 = table.insert(client(2), req(2), t0).unwrap();
-    let h3 = table.insert(client(3), req(3), t0).unwrap();
+    let h1 = table.insert(client(1), req(1), Bucket::NONE, t0).unwrap();
+    let h2 = table.insert(client(2), req(2), Bucket::NONE, t0).unwrap();
+    let h3 = table.insert(client(3), req(3), Bucket::NONE, t0).unwrap();
     table.dispatch(h1, mac(1), t0, t0 + 50 * MS, 3);
     table.dispatch(h2, mac(2), t0, t0 + 10 * MS, 1);
     // Out of order in lane 3: placed before h1.
@@ -271,7 +280,7 @@ fn lanes_expire_by_earliest_deadline_and_out_of_order_inserts_are_placed() {
 fn answers_are_recorded_per_attempt() {
     let t0 = Instant::now();
     let mut table = PendingTable::new(2, 0, key(), t0);
-    let h = table.insert(client(1), req(1), t0).unwrap();
+    let h = table.insert(client(1), req(1), Bucket::NONE, t0).unwrap();
     table.dispatch(h, mac(1), t0, t0 + 5 * MS, 0);
     table.dispatch(h, mac(2), t0 + 5 * MS, t0 + 10 * MS, 0);
     table.dispatch(h, mac(1), t0 + 10 * MS, t0 + 15 * MS, 0);
@@ -295,7 +304,7 @@ fn answers_are_recorded_per_attempt() {
 fn dispatch_stops_at_max_attempts() {
     let t0 = Instant::now();
     let mut table = PendingTable::new(1, 0, key(), t0);
-    let h = table.insert(client(1), req(1), t0).unwrap();
+    let h = table.insert(client(1), req(1), Bucket::NONE, t0).unwrap();
     for i in 0..MAX_ATTEMPTS {
         assert!(table.dispatch(h, mac(i as u8), t0, t0 + MS * i as u32, 0));
     }
@@ -339,7 +348,7 @@ proptest! {
         for op in ops {
             match op {
                 Op2::Insert => {
-                    let got = table.insert(client(9), req(1), now);
+                    let got = table.insert(client(9), req(1), Bucket::NONE, now);
                     prop_assert_eq!(got.is_none(), model.len() == capacity);
                     if let Some(h) = got {
                         model.insert(table.tag(h), (h, None));
@@ -404,8 +413,8 @@ proptest! {
 fn counts_requests_whose_client_waits() {
     let now = Instant::now();
     let mut table = PendingTable::new(8, 0, key(), now);
-    let a = table.insert(client(1), req(1), now).unwrap();
-    let b = table.insert(client(2), req(2), now).unwrap();
+    let a = table.insert(client(1), req(1), Bucket::NONE, now).unwrap();
+    let b = table.insert(client(2), req(2), Bucket::NONE, now).unwrap();
     assert_eq!(table.unanswered_clients(), 2);
     // An answered request that lingers no longer counts, even twice marked.
     table.mark_client_answered(a);

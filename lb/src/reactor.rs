@@ -150,7 +150,6 @@ pub struct Reactor {
     /// Since when deadlines have been put off (unread replies, blocked
     /// output).
     tick_deferred_since: Option<Instant>,
-    stats: Arc<WorkerStats>,
     /// The longest a stop signal's drain may last.
     drain_timeout: Duration,
     /// Set by the first stop signal: until when the worker drains.
@@ -184,7 +183,6 @@ impl Reactor {
             link.attach(poll.registry(), REGISTRY)?;
         }
         let lb_mac = raw.interface().mac;
-        let worker_stats = stats.clone();
         Ok(Reactor {
             poll,
             signals,
@@ -210,7 +208,6 @@ impl Reactor {
             next_publish: Instant::now() + PUBLISH_EVERY,
             next_link_check: Instant::now() + LINK_CHECK_EVERY,
             tick_deferred_since: None,
-            stats: worker_stats,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             draining_until: None,
         })
@@ -252,7 +249,8 @@ impl Reactor {
             }
             if signals > 0 && self.draining_until.is_none() {
                 self.draining_until = Some(now + self.drain_timeout);
-                self.stats
+                self.io
+                    .stats
                     .stopping
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 // What the socket holds came before the signal: read it.
@@ -292,7 +290,7 @@ impl Reactor {
     /// Ends the worker: requests whose client still waits are abandoned.
     fn stop(&mut self, now: Instant, why: &str) {
         let abandoned = self.core.awaiting_clients() as u64;
-        crate::metrics::add(&self.stats.abandoned, abandoned);
+        crate::metrics::add(&self.io.stats.abandoned, abandoned);
         self.core.publish(now);
         if abandoned > 0 {
             tracing::warn!(

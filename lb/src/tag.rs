@@ -33,6 +33,8 @@
 
 use siphasher::sip::SipHasher24;
 
+use crate::pending::MAX_CAPACITY;
+
 /// Bits of the tag below the check.
 const CHECK_SHIFT: u32 = 32;
 const WORKER_BITS: u32 = 8;
@@ -92,7 +94,9 @@ impl std::fmt::Debug for TagKey {
 }
 
 impl TagKey {
-    /// A fresh key from the OS random source (`getrandom(2)`).
+    /// A fresh key from the OS random source (`getrandom(2)`); the LB
+    /// derives its keys from one [`LbSecret`] instead.
+    #[cfg(test)]
     pub fn random() -> Result<TagKey, getrandom::Error> {
         let mut key = [0u8; 16];
         getrandom::fill(&mut key)?;
@@ -135,10 +139,10 @@ impl TagLayout {
     /// The layout for a table of `capacity` slots owned by `worker`.
     ///
     /// # Panics
-    /// If `capacity` is 0 or above `2^20` (the caller validates).
+    /// If `capacity` is 0 or above [`MAX_CAPACITY`] (the caller validates).
     pub fn new(capacity: usize, worker: u8) -> TagLayout {
         assert!(
-            (1..=1 << 20).contains(&capacity),
+            (1..=MAX_CAPACITY).contains(&capacity),
             "capacity {capacity} out of range"
         );
         let slot_bits = usize::BITS - (capacity - 1).leading_zeros();

@@ -47,12 +47,9 @@ fn refusals(rig: &Rig, reason: &str) -> u64 {
             .expect("registry /metrics")
             .1
     });
-    let prefix = format!("ipcs_registry_refusals_total{{reason=\"{reason}\"}} ");
-    page.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {prefix} in\n{page}"))
-        .parse()
-        .unwrap()
+    let name = format!("ipcs_registry_refusals_total{{reason=\"{reason}\"}}");
+    ipcs_common::admin_http::sample(&page, &name).unwrap_or_else(|| panic!("no {name} in\n{page}"))
+        as u64
 }
 
 #[test]
