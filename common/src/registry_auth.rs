@@ -79,16 +79,7 @@ impl Key {
     /// Parses a key file's text: 64 hex digits (either case), surrounding
     /// whitespace allowed.
     fn parse_hex(text: &str) -> Option<Key> {
-        let text = text.trim();
-        if text.len() != 2 * KEY_LEN || !text.is_ascii() {
-            return None;
-        }
-        let mut bytes = [0u8; KEY_LEN];
-        for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
-            let pair = std::str::from_utf8(pair).ok()?;
-            bytes[i] = u8::from_str_radix(pair, 16).ok()?;
-        }
-        Some(Key(bytes))
+        crate::registry_proto::parse_hex(&text.trim().to_ascii_lowercase()).map(Key)
     }
 
     /// Reads a key file. Read it before dropping privileges: the file is

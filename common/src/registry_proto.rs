@@ -372,7 +372,8 @@ pub fn signing_input(line: &ClientLine, unix_ms: u64, nonce: u64) -> String {
     format!("ipcs-registry-v1 {unix_ms} {nonce:016x} {line}")
 }
 
-fn parse_hex<const N: usize>(token: &str) -> Option<[u8; N]> {
+/// `2 * N` lower-case hex digits as bytes (proofs' tags, key files).
+pub(crate) fn parse_hex<const N: usize>(token: &str) -> Option<[u8; N]> {
     let digits = token.as_bytes();
     if digits.len() != 2 * N {
         return None;

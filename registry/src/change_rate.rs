@@ -26,6 +26,21 @@ pub struct ChangeLimiter {
     buckets: HashMap<IpAddr, Bucket>,
 }
 
+impl Bucket {
+    /// The bucket at `now`, with the tokens earned since, at most `burst`.
+    fn refilled(self, burst: u32, refill: Duration, now: Instant) -> Bucket {
+        let elapsed = now.saturating_duration_since(self.at);
+        let earned = (elapsed.as_nanos() / refill.as_nanos()).min(u128::from(burst));
+        let tokens = (self.tokens + earned as u32).min(burst);
+        let at = if tokens == burst {
+            now
+        } else {
+            self.at + refill * earned as u32
+        };
+        Bucket { tokens, at }
+    }
+}
+
 impl ChangeLimiter {
     /// `burst` (at least 1) changes at once, then one per `refill` (not zero).
     pub fn new(burst: u32, refill: Duration, max_buckets: usize) -> ChangeLimiter {
@@ -38,15 +53,7 @@ impl ChangeLimiter {
     }
 
     fn refilled(&self, bucket: Bucket, now: Instant) -> Bucket {
-        let elapsed = now.saturating_duration_since(bucket.at);
-        let earned = (elapsed.as_nanos() / self.refill.as_nanos()).min(u128::from(self.burst));
-        let tokens = (bucket.tokens + earned as u32).min(self.burst);
-        let at = if tokens == self.burst {
-            now
-        } else {
-            bucket.at + self.refill * earned as u32
-        };
-        Bucket { tokens, at }
+        bucket.refilled(self.burst, self.refill, now)
     }
 
     /// Whether `ip` may make one change now.
@@ -55,14 +62,10 @@ impl ChangeLimiter {
             Some(&b) => self.refilled(b, now).tokens > 0,
             None => {
                 if self.buckets.len() >= self.max_buckets {
-                    let burst = self.burst;
-                    let snapshot: Vec<(IpAddr, Bucket)> =
-                        self.buckets.iter().map(|(k, v)| (*k, *v)).collect();
-                    for (k, b) in snapshot {
-                        if self.refilled(b, now).tokens == burst {
-                            self.buckets.remove(&k);
-                        }
-                    }
+                    // Full buckets say nothing a fresh one would not.
+                    let (burst, refill) = (self.burst, self.refill);
+                    self.buckets
+                        .retain(|_, b| b.refilled(burst, refill, now).tokens < burst);
                 }
                 self.buckets.len() < self.max_buckets
             }

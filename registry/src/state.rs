@@ -132,11 +132,14 @@ impl Membership {
             });
         }
 
-        let mut old = Vec::with_capacity(2);
-        old.extend(self.remove(conn));
+        // Re-registering the very same address (say, a server that
+        // restarted faster than its old connection closed) changes nothing a
+        // list reader could see, so it does not move the version.
+        let changed = self.would_change(conn, entry);
+        self.remove(conn);
         let replaced = same_mac.filter(|&c| c != conn);
         if let Some(other) = replaced {
-            old.extend(self.remove(other));
+            self.remove(other);
         }
         self.by_conn.insert(
             conn,
@@ -147,10 +150,6 @@ impl Membership {
         );
         self.by_id[usize::from(entry.id)] = Some(conn);
         self.by_mac.insert(entry.mac, conn);
-        // Re-registering the very same address (say, a server that
-        // restarted faster than its old connection closed) changes nothing a
-        // list reader could see, so it does not move the version.
-        let changed = old != [entry];
         if changed {
             self.version += 1;
         }

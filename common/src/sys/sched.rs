@@ -10,11 +10,7 @@ pub fn set_thread_nice(nice: i32) -> io::Result<()> {
     // SAFETY: setpriority takes plain integers and touches no memory of
     // ours; `who == 0` names the calling thread.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    super::check_rc(rc)
 }
 
 /// The calling thread's nice value.

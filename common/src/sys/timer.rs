@@ -15,11 +15,7 @@ pub fn set_timer_slack(slack: Duration) -> io::Result<()> {
     // SAFETY: PR_SET_TIMERSLACK takes one integer argument by value and
     // touches no memory of ours; it only changes this thread's timer slack.
     let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, nanos, 0, 0, 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    super::check_rc(rc)
 }
 
 /// The calling thread's timer slack.
