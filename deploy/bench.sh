@@ -81,6 +81,8 @@ fi
 
 # shellcheck source=deploy/lib.sh
 source deploy/lib.sh
+# shellcheck source=deploy/swarm.sh
+source deploy/swarm.sh
 IPCS_LOG_PREFIX=bench
 ((build)) && build_binaries
 require_binaries ipcs-bench loadgen ipcs-lb ipcs-server ipcs-registry calc
@@ -89,11 +91,6 @@ export IPCS_BIN_DIR
 # --- the Docker deployment for G and H ---------------------------------------
 wants_docker() { [[ -z $only || ",$only," == *,G,* || ",$only," == *,H,* ]]; }
 wants_swarm() { [[ -z $only || ",$only," == *,J,* ]]; }
-
-compose_containers() { # service
-  docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
-    --filter "label=com.docker.compose.service=$1"
-}
 
 # The plain-UDP endpoint of a server container: its address on the network
 # and the port of its --udp argument (compose.yaml's command).
@@ -174,9 +171,8 @@ if wants_swarm; then
     swarm_unavailable="no Docker engine"
   elif ((!docker_ours)) && [[ -e "$IPCS_RUN_DIR/mode" ]]; then
     swarm_unavailable="a $(cat "$IPCS_RUN_DIR/mode") deployment was already up (./bootstrap.sh down first; not ours to take down)"
-  elif [[ "$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)" == true ]] &&
-    docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$IPCS_COMPOSE_PROJECT"; then
-    swarm_unavailable="a stack $IPCS_COMPOSE_PROJECT is deployed (./bootstrap.sh down first; not ours to take down)"
+  elif swarm_stack_exists; then
+    swarm_unavailable="a stack $IPCS_STACK is deployed (./bootstrap.sh down first; not ours to take down)"
   fi
   if [[ -n $swarm_unavailable ]]; then
     warn "J not run: $swarm_unavailable"

@@ -56,6 +56,9 @@ docker_reachable || die "the Docker engine is not reachable"
 have python3 || die "python3 is needed to read loadgen's JSON report"
 have nsenter || die "nsenter (util-linux) is needed to find a container's link"
 [[ -e "$IPCS_RUN_DIR/mode" ]] && die "a deployment is up ($IPCS_RUN_DIR/mode): ./bootstrap.sh down first"
+# Then a run directory and deployment key of our own, which our `down`
+# removes, leaving a key the user made (./bootstrap.sh key) alone.
+use_own_run_dir chaos
 
 BOOTSTRAP=$IPCS_REPO/bootstrap.sh
 # Servers get the test-only fault-injection layer (deploy/docker/
@@ -77,10 +80,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-containers_of() { # service
-    docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
-        --filter "label=com.docker.compose.service=$1" | sort
-}
+containers_of() { compose_containers "$1" | sort; } # SERVICE
 name_of() { docker inspect -f '{{.Name}}' "$1" | tr -d /; }
 
 # The host-side end of a container's eth0: its peer's interface index,

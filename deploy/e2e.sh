@@ -104,12 +104,8 @@ done
 ((EUID == 0)) || die "run as root (hosts file, raw sockets, namespaces)"
 have python3 || die "python3 is needed to read loadgen's JSON report"
 
-# A run directory of our own, so a concurrent run elsewhere never shares
-# pidfiles or logs with this one.
-IPCS_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ipcs-e2e.$$.XXXXXX")
-# Its own deployment key too (bootstrap.sh makes it, down removes it).
-IPCS_KEY_FILE=$IPCS_RUN_DIR/key
-export IPCS_RUN_DIR IPCS_KEY_FILE
+# A run directory (and deployment key) of our own.
+use_own_run_dir e2e
 work=$IPCS_RUN_DIR.work
 mkdir -p "$work"
 BOOTSTRAP=$IPCS_REPO/bootstrap.sh
@@ -196,7 +192,6 @@ diagnostics() {
 
 # --- the servers of the current pass ---------------------------------------------------
 current=""
-frozen=()
 
 
 # Server ids (last octet of each address) the registry lists.
@@ -221,44 +216,6 @@ running_ids() {
     fi
 }
 
-
-# Kills (KILL) or freezes (STOP) one running server; prints what it hit.
-disrupt_one() {
-    local how=$1 c pid
-    if [[ $current != netns ]]; then
-        c=$(server_containers | head -n 1)
-        [[ -n $c ]] || return 1
-        if [[ $how == kill ]]; then
-            docker kill "$c" >/dev/null
-        else
-            docker pause "$c" >/dev/null
-            frozen+=("$c")
-        fi
-        printf 'container %s\n' "$(docker inspect -f '{{.Name}}' "$c")"
-    else
-        read -r _ pid < <(netns_server_pids | head -n 1) || return 1
-        [[ -n $pid ]] || return 1
-        if [[ $how == kill ]]; then
-            kill -KILL "$pid"
-        else
-            kill -STOP "$pid"
-            frozen+=("$pid")
-        fi
-        printf 'server process %s\n' "$pid"
-    fi
-}
-
-unfreeze_all() {
-    local f
-    for f in "${frozen[@]}"; do
-        if [[ $f =~ ^[0-9]+$ ]]; then
-            kill -CONT "$f" 2>/dev/null || true
-        else
-            docker unpause "$f" >/dev/null 2>&1 || true
-        fi
-    done
-    frozen=()
-}
 
 # --- load and answers ---------------------------------------------------------------------
 # Whether calc.batata names an address of this machine (the bridge's host
@@ -361,8 +318,7 @@ unprivileged() {
 daemon_pids() {
     local c
     if [[ $current != netns ]]; then
-        for c in $(docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
-            --filter "label=com.docker.compose.service=lb") $(server_containers); do
+        for c in $(compose_containers lb) $(server_containers); do
             printf '%s %s\n' "$(docker inspect -f '{{.Name}}' "$c")" \
                 "$(docker inspect -f '{{.State.Pid}}' "$c")"
         done
@@ -438,8 +394,8 @@ scale_to() {
     fail "scale to $n: running ids [$want], seen in replies [$seen]"
     return 1
 }
-kill_one() { disrupt_one kill >"$work/disrupted" && say "killed $(cat "$work/disrupted")"; }
-pause_one() { disrupt_one pause >"$work/disrupted" && say "froze $(cat "$work/disrupted")"; }
+kill_one() { disrupt_one "$current" kill >"$work/disrupted" && say "killed $(cat "$work/disrupted")"; }
+pause_one() { disrupt_one "$current" pause >"$work/disrupted" && say "froze $(cat "$work/disrupted")"; }
 
 step_scale_down() {
     under_load "scale down to 2 under load" scale_to_2

@@ -46,6 +46,15 @@ IPCS_RUN_DIR=${IPCS_RUN_DIR:-/run/ipcs}
 IPCS_KEY_FILE=${IPCS_KEY_FILE:-$IPCS_RUN_DIR/key}
 IPCS_KEY_GID=${IPCS_KEY_GID:-7070}
 export IPCS_KEY_FILE IPCS_KEY_GID
+
+# A test's own run directory (a fresh temporary one): pidfiles, logs and its
+# own deployment key, so a test never shares them with, nor removes, those of
+# a deployment the user runs.
+use_own_run_dir() { # NAME
+    IPCS_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ipcs-$1.$$.XXXXXX")
+    IPCS_KEY_FILE=$IPCS_RUN_DIR/key
+    export IPCS_RUN_DIR IPCS_KEY_FILE
+}
 IPCS_HOSTS_FILE=${IPCS_HOSTS_FILE:-/etc/hosts}
 # Statically linked release binaries: the same files go into the scratch
 # images and run on the host (LB, calc, loadgen) and in the namespaces.
@@ -446,11 +455,13 @@ registry_list() {
 }
 
 # --- the servers of a deployment ---------------------------------------------------------
-# Container ids of the running server replicas (Docker mode).
-server_containers() {
+# Container ids of the running containers of a compose service (Docker mode).
+compose_containers() { # SERVICE
     docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
-        --filter "label=com.docker.compose.service=server"
+        --filter "label=com.docker.compose.service=$1"
 }
+# ... of the server replicas.
+server_containers() { compose_containers server; }
 
 # "id pid" for each running server process of a netns deployment, from the
 # harness's machine-readable status (nothing when no topology answers).
@@ -465,4 +476,46 @@ except ValueError:
 for p in processes:
     if p["role"] == "server" and p["running"]:
         print(p["id"], p["pid"])'
+}
+
+# Kills (KILL) or freezes (STOP, docker pause) one running server of a
+# deployment in MODE (netns, or a Docker mode); prints what it hit. What it
+# froze is added to the array `frozen`, which unfreeze_all thaws and empties.
+frozen=()
+disrupt_one() { # MODE kill|pause
+    local mode=$1 how=$2 c pid
+    if [[ $mode != netns ]]; then
+        c=$(server_containers | head -n 1)
+        [[ -n $c ]] || return 1
+        if [[ $how == kill ]]; then
+            docker kill "$c" >/dev/null
+        else
+            docker pause "$c" >/dev/null
+            frozen+=("$c")
+        fi
+        printf 'container %s\n' "$(docker inspect -f '{{.Name}}' "$c")"
+    else
+        # (head closes the pipe early: the lister's broken pipe is no error.)
+        read -r _ pid < <(netns_server_pids 2>/dev/null | head -n 1) || return 1
+        [[ -n $pid ]] || return 1
+        if [[ $how == kill ]]; then
+            kill -KILL "$pid"
+        else
+            kill -STOP "$pid"
+            frozen+=("$pid")
+        fi
+        printf 'server process %s\n' "$pid"
+    fi
+}
+
+unfreeze_all() {
+    local f
+    for f in "${frozen[@]}"; do
+        if [[ $f =~ ^[0-9]+$ ]]; then
+            kill -CONT "$f" 2>/dev/null || true
+        else
+            docker unpause "$f" >/dev/null 2>&1 || true
+        fi
+    done
+    frozen=()
 }

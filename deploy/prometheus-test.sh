@@ -66,8 +66,9 @@ if ip link show "$IPCS_BRIDGE" >/dev/null 2>&1; then
     die "interface $IPCS_BRIDGE exists: a deployment (or a test) is up; take it down first"
 fi
 
-IPCS_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ipcs-prom.$$.XXXXXX")
-export IPCS_RUN_DIR
+# A run directory and deployment key of our own: the deployment's `down`
+# removes its key, which must never be the user's /run/ipcs/key.
+use_own_run_dir prom
 work=$IPCS_RUN_DIR.work
 mkdir -p "$work"
 BOOTSTRAP=$IPCS_REPO/bootstrap.sh
@@ -79,7 +80,6 @@ source "$IPCS_REPO/deploy/tally.sh"
 deployed=0
 prom_pid=""
 load_pid=""
-frozen=""
 cleanup() {
     local rc=$?
     [[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null
@@ -87,7 +87,7 @@ cleanup() {
         kill "$prom_pid" 2>/dev/null
         wait "$prom_pid" 2>/dev/null || true
     fi
-    unfreeze
+    unfreeze_all
     if ((deployed)); then
         "$BOOTSTRAP" down >/dev/null 2>&1 || warn "bootstrap.sh down failed during cleanup"
     fi
@@ -96,15 +96,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-unfreeze() {
-    if [[ $frozen =~ ^[0-9]+$ ]]; then
-        kill -CONT "$frozen" 2>/dev/null || true
-    elif [[ -n $frozen ]]; then
-        docker unpause "$frozen" >/dev/null 2>&1 || true
-    fi
-    frozen=""
-}
 
 # A free TCP port on loopback (bound, released, handed over).
 free_port() {
@@ -203,23 +194,6 @@ lb_target_count() {
         "$IPCS_RUN_DIR/prometheus/lb-targets.json"
 }
 
-# Freezes one running server; sets $frozen to what it froze.
-freeze_one() {
-    local mode=$1 c pid
-    if [[ $mode == docker ]]; then
-        c=$(server_containers | head -n 1)
-        [[ -n $c ]] || return 1
-        docker pause "$c" >/dev/null
-        frozen=$c
-    else
-        # (head closes the pipe early: the lister's broken pipe is no error.)
-        read -r _ pid < <(netns_server_pids 2>/dev/null | head -n 1) || return 1
-        [[ -n $pid ]] || return 1
-        kill -STOP "$pid"
-        frozen=$pid
-    fi
-}
-
 run_mode() {
     local mode=$1 out
     say "=== $mode ==="
@@ -264,7 +238,7 @@ run_mode() {
     else
         fail "$mode: dashboard: $out"
     fi
-    if freeze_one "$mode"; then
+    if disrupt_one "$mode" pause >/dev/null; then
         if out=$(api_wait 30 alert IPCSServerEjected); then
             pass "$mode: IPCSServerEjected fired after a server was frozen under load"
         else
@@ -273,7 +247,7 @@ run_mode() {
     else
         fail "$mode: no server to freeze"
     fi
-    unfreeze
+    unfreeze_all
     kill "$load_pid" 2>/dev/null || true
     wait "$load_pid" 2>/dev/null || true
     load_pid=""

@@ -12,8 +12,7 @@
 //! them again.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -751,16 +750,9 @@ fn scrape(admins: &[SocketAddr]) -> Option<Scrape> {
 }
 
 fn scrape_one(admin: SocketAddr) -> Option<Scrape> {
-    let mut stream = TcpStream::connect_timeout(&admin, Duration::from_millis(200)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: lb\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    Some(parse_scrape(&body))
+    let (status, body) =
+        ipcs_common::admin_http::get(admin, "/metrics", Duration::from_millis(500)).ok()?;
+    (status == 200).then(|| parse_scrape(&body))
 }
 
 /// Reads a metrics text into a [`Scrape`].

@@ -257,19 +257,8 @@ fn measure(
     let (target, process) = match scenario {
         Scenario::Ipcs { workers, coalesce } => {
             let workers = workers.to_string();
-            let mut args = vec![
-                "--listen",
-                BALANCER_ADDR,
-                "--workers",
-                &workers,
-                "--admin",
-                "127.0.0.1:0",
-                // The LB leaves its priority alone by default; the published
-                // figures (docs/BENCHMARKS.md) were measured with its workers
-                // at nice -10 on cores shared with the servers and loadgen.
-                "--nice",
-                "-10",
-            ];
+            let mut args = LB_ARGS.to_vec();
+            args.extend(["--workers", &workers]);
             if !coalesce {
                 args.extend(["--no-reply-gso", "--frame-records", "1"]);
             }
@@ -391,13 +380,27 @@ fn measure_docker(
 
 /// Scenario I: a two-host topology of its own, every server on the far
 /// host, the registry and the LB on the near one; loadgen in its core.
+/// The arguments every netns scenario's LB starts with. The LB leaves its
+/// priority alone by default; the published figures (docs/BENCHMARKS.md)
+/// were measured with its workers at nice -10 on cores shared with the
+/// servers and loadgen.
+const LB_ARGS: &[&str] = &[
+    "--listen",
+    BALANCER_ADDR,
+    "--admin",
+    "127.0.0.1:0",
+    "--nice",
+    "-10",
+];
+
 fn measure_two_hosts(loadgen: &Loadgen, config: &BenchConfig, key: &str) -> anyhow::Result<Row> {
     let mut topology = Topology::builder().far_servers(config.servers).build()?;
     topology.start_registry(&[])?;
     for slot in topology.server_slots() {
         topology.start_server(slot, &[])?;
     }
-    let lb = topology.start_lb(&["--listen", BALANCER_ADDR, "--admin", "127.0.0.1:0"])?;
+    // As scenario A's LB, so that I/A compares the tunnel and nothing else.
+    let lb = topology.start_lb(LB_ARGS)?;
     let loadgen = Loadgen {
         netns: topology.core_netns().map(str::to_owned),
         ..loadgen.clone()
