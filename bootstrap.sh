@@ -47,12 +47,15 @@ Commands:
 
 Options:
   --servers N    number of servers for 'up' (default 3)
-  --lbs N        load balancers (netns mode; default 2): with 2 or more, each
-                 runs in a namespace of its own (172.16.238.201, .202, ...)
-                 with keepalived, and $IPCS_CALC_HOST names the virtual address
-                 $IPCS_VIP that one of them holds at a time (VRRP); a killed LB
-                 is restarted and rejoins as standby. 1: the single LB on the
-                 host at $IPCS_GATEWAY. Docker mode runs 1.
+  --lbs N        load balancers (netns mode: default 2; Docker mode: 1 or 2,
+                 default 1). With 2 or more, each LB node (ipcs-lb-node:
+                 ipcs-lb and keepalived) runs in a network namespace of its
+                 own on $IPCS_BRIDGE (172.16.238.201, .202, ...; in Docker mode
+                 the compose services lb1, lb2 of profile lb-tier), and
+                 $IPCS_CALC_HOST names the virtual address $IPCS_VIP that one of
+                 them holds at a time (VRRP); a killed LB is restarted and
+                 rejoins as standby. 1: the single LB (netns: on the host at
+                 $IPCS_GATEWAY; Docker: compose service lb, host network).
   --docker       use Docker (default when the Docker engine is reachable)
   --netns        use network namespaces (default when it is not); uses the
                  testbed's ipcs-netns harness, no Docker needed
@@ -81,7 +84,8 @@ Environment:
 
 Needs: root or sudo (hosts file, raw socket, namespaces); cargo unless
 --no-build; Docker mode: a reachable Docker engine and docker compose or
-docker-compose; netns mode: iproute2 (ip), and keepalived for --lbs 2+.
+docker-compose; netns mode: iproute2 (ip); --lbs 2+: keepalived (netns mode
+runs it, Docker mode copies it into the lb-node image).
 EOF
 }
 
@@ -197,8 +201,11 @@ choose_mode() {
     if [[ -z $lbs ]]; then
         if [[ $mode == netns ]]; then lbs=2; else lbs=1; fi
     fi
-    if [[ $mode != netns ]] && ((lbs > 1)); then
-        die "--lbs $lbs: the LB tier (VRRP) runs in netns mode only so far; $mode mode runs one LB"
+    if [[ $mode == swarm ]] && ((lbs > 1)); then
+        die "--lbs $lbs: swarm mode runs one LB (the LB tier runs in netns and Docker modes)"
+    fi
+    if [[ $mode == docker ]] && ((lbs > 2)); then
+        die "--lbs $lbs: compose.yaml defines two LB nodes (lb1, lb2); add a service per further node (docs/DEPLOY.md, \"The LB tier\")"
     fi
     local other
     other=$(recorded_mode)
@@ -298,17 +305,31 @@ check_lb_port() {
 
 docker_up() {
     "$IPCS_REPO/deploy/build-images.sh"
+    if ((lbs > 1)) && [[ -n "$(missing_images lb-node)" ]]; then
+        rm -f "$IPCS_RUN_DIR/lbs"
+        die "image $IPCS_IMAGE_REPO/lb-node is missing: the LB tier needs keepalived on this host (apt install keepalived), then ./bootstrap.sh build; or --lbs 1"
+    fi
     # A host LB of an earlier bootstrap.sh would hold the LB's port.
     lb_stop
     retire_bootstrap_network
     check_network
     check_lb_port
     hosts_add
-    local lb_before
+    local lb_before n ids
     lb_before=$(lb_container)
-    say "starting the network, the registry, $servers servers and the load balancer (compose project $IPCS_COMPOSE_PROJECT)"
-    compose up -d --remove-orphans --scale "server=$servers"
-    if ((bridge_new)) && [[ -n $lb_before ]]; then
+    if ((lbs > 1)); then
+        say "starting the network, the registry, $servers servers and $lbs LB nodes sharing $IPCS_VIP (compose project $IPCS_COMPOSE_PROJECT, profile lb-tier)"
+    else
+        # Nodes of an earlier tier: compose no longer lists them (profile off).
+        for ((n = 1; n <= 2; n++)); do
+            ids=$(compose_containers "lb$n")
+            # shellcheck disable=SC2086 # one id per word
+            [[ -z $ids ]] || docker rm -f $ids >/dev/null
+        done
+        say "starting the network, the registry, $servers servers and the load balancer (compose project $IPCS_COMPOSE_PROJECT)"
+    fi
+    compose_up --remove-orphans --scale "server=$servers"
+    if ((bridge_new)) && [[ -n $lb_before ]] && ((lbs == 1)); then
         # Its raw socket is bound to the interface index of the old bridge.
         say "$IPCS_BRIDGE was made anew: restarting the load balancer"
         compose restart lb
@@ -433,10 +454,10 @@ netns_up() {
     hosts_add
 }
 
-# The LB tier: a supervisor per node (deploy/lb-node.sh) runs its ipcs-lb
+# The LB tier: a supervisor per node (ipcs-lb-node) runs its ipcs-lb
 # and keepalived; one node takes the VIP once its LB answers.
 tier_up() {
-    require_binaries ipcs-lb calc ipcs-netns
+    require_binaries ipcs-lb ipcs-lb-node calc ipcs-netns
     local n
     if ((bridge_new)); then
         tier_stop # their namespaces were made anew
@@ -489,7 +510,9 @@ ensure_lb() {
 # The commands wait_for_answer uses to tell a dead LB, to show its log and
 # to tell that calc.batata is on this machine.
 lb_alive_cmd() {
-    if [[ $mode == docker ]]; then
+    if (($(tier_count) > 1)); then
+        echo tier_alive
+    elif [[ $mode == docker ]]; then
         echo compose_lb_alive
     elif [[ $mode == swarm ]]; then
         echo swarm_lb_alive
@@ -500,7 +523,9 @@ lb_alive_cmd() {
     fi
 }
 lb_log_cmd() {
-    if [[ $mode == docker ]]; then
+    if (($(tier_count) > 1)); then
+        echo tier_log_tail
+    elif [[ $mode == docker ]]; then
         echo compose_lb_log
     elif [[ $mode == swarm ]]; then
         echo swarm_lb_log
@@ -512,7 +537,9 @@ lb_log_cmd() {
 }
 target_local_cmd() { if [[ $mode == swarm ]]; then echo swarm_target_local; else echo bridge_is_local; fi; }
 lb_log_where() {
-    if [[ $mode == docker ]]; then
+    if [[ $mode == docker ]] && (($(tier_count) > 1)); then
+        printf '%s\n' "'${COMPOSE[*]} logs lb1 lb2'"
+    elif [[ $mode == docker ]]; then
         printf '%s\n' "'${COMPOSE[*]} logs lb'"
     elif [[ $mode == swarm ]]; then
         printf '%s\n' "'docker service logs ${IPCS_STACK}_lb'"
@@ -580,7 +607,12 @@ cmd_up() {
     ensure_key || die "cannot make the deployment key $IPCS_KEY_FILE"
     case $mode in
     docker)
-        rm -f "$IPCS_RUN_DIR/lbs"
+        # Before compose runs: compose() and hosts_add follow the node count.
+        if ((lbs > 1)); then
+            printf '%s\n' "$lbs" >"$IPCS_RUN_DIR/lbs"
+        else
+            rm -f "$IPCS_RUN_DIR/lbs"
+        fi
         docker_up
         ;;
     swarm)
@@ -608,11 +640,12 @@ cmd_scale() {
         swarm_scale "$scale_to" || die "docker service scale ${IPCS_STACK}_server=$scale_to failed"
     elif [[ $mode == docker ]]; then
         find_compose || die "no Compose tool (docker compose or docker-compose)"
-        local missing
-        missing=$(missing_images | tr '\n' ' ')
+        local missing images=(registry server lb)
+        (($(tier_count) > 1)) && images=(registry server lb-node)
+        missing=$(missing_images "${images[@]}" | tr '\n' ' ')
         [[ -z $missing ]] || die "images missing: $missing(run ./bootstrap.sh build first)"
         # The whole system, so a stopped LB or registry comes back too.
-        compose up -d --no-recreate --scale "server=$scale_to"
+        compose_up --no-recreate --scale "server=$scale_to"
     else
         require_binaries ipcs-netns ipcs-server
         # Adds or removes servers in place: the registry, the bridge and the
@@ -637,7 +670,7 @@ cmd_down() {
     docker_down
     netns_down
     hosts_remove
-    rm -f "$(mode_file)" "$(lb_logfile)" "$IPCS_KEY_FILE"
+    rm -f "$(mode_file)" "$(lb_logfile)" "$IPCS_KEY_FILE" "$IPCS_RUN_DIR/lbs"
     rm -rf "$IPCS_RUN_DIR/prometheus"
     rmdir "$IPCS_RUN_DIR" 2>/dev/null || true
     say "down: nothing of IPCS left running"
@@ -649,8 +682,8 @@ cmd_status() {
     echo "mode:          ${m:-none (not up)}"
     if (($(tier_count) > 1)); then
         local n holder
-        holder=$(netns status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("vip_holder") or "none")' 2>/dev/null || echo unknown)
-        echo "load balancers: $(tier_count) nodes sharing $IPCS_CALC_HOST ($IPCS_VIP:$IPCS_LB_PORT); held by node $holder"
+        holder=$(tier_vip_holder)
+        echo "load balancers: $(tier_count) nodes sharing $IPCS_CALC_HOST ($IPCS_VIP:$IPCS_LB_PORT); held by node ${holder:-none}"
         for ((n = 1; n <= $(tier_count); n++)); do
             echo "  node $n: 172.16.238.$((200 + n)), supervisor $(tier_supervisor_pid "$n" || echo gone), ipcs-lb $(tier_lb_pid "$n" || echo gone), down file $(cat "$(tier_dir "$n")/down" 2>/dev/null || echo -), logs $(tier_dir "$n")"
         done

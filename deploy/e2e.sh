@@ -15,7 +15,7 @@ IPCS_LOG_PREFIX="e2e"
 
 usage() {
     cat <<EOF
-Usage: deploy/e2e.sh [--docker-only | --compose-only | --swarm-only | --netns-only] [--no-build] [--rps R] [--seconds S]
+Usage: deploy/e2e.sh [--docker-only | --docker-tier-only | --compose-only | --swarm-only | --netns-only] [--no-build] [--rps R] [--seconds S]
 
 Runs ./bootstrap.sh in Docker mode and then in netns mode, and in each:
   1. answers through the LB (calc, and loadgen: every request answered);
@@ -32,6 +32,12 @@ Runs ./bootstrap.sh in Docker mode and then in netns mode, and in each:
      supervisor and rejoin as standby (the VIP stays where it moved);
   7. ./bootstrap.sh down leaves no container, network, bridge, hosts entry, LB
      or keepalived.
+
+The Docker LB tier pass runs './bootstrap.sh --docker --lbs 2' (compose
+profile lb-tier: LB nodes lb1 and lb2 in containers on the backend network,
+each ipcs-lb and keepalived under ipcs-lb-node): calc.batata must name the
+VIP and a node must hold it; then steps 1, the privilege check, scaling to 5
+and step 6 (the failover, measured the same way) and 7.
 "Every request answered" is loadgen --json at R rps for S s with
 lost == 0, wrong == 0 and errors == 0.
 
@@ -61,6 +67,8 @@ Ends with 'N passed, M failed'; exits 1 if anything failed.
 
 Options:
   --docker-only   only the Docker pass
+  --docker-tier-only
+                  only the Docker LB tier pass (--lbs 2)
   --compose-only  only the compose (fresh-clone) pass
   --swarm-only    only the swarm pass
   --netns-only    only the netns pass
@@ -71,13 +79,14 @@ Options:
 EOF
 }
 
-passes=(docker compose swarm netns)
+passes=(docker docker-tier compose swarm netns)
 build=1
 rps=2000
 seconds=5
 while (($#)); do
     case $1 in
     --docker-only) passes=(docker) ;;
+    --docker-tier-only) passes=(docker-tier) ;;
     --compose-only) passes=(compose) ;;
     --swarm-only) passes=(swarm) ;;
     --netns-only) passes=(netns) ;;
@@ -316,21 +325,23 @@ unprivileged() {
 # "what pid" for the LB (each LB of a netns tier) and every server of the
 # current pass, as the host sees them.
 daemon_pids() {
-    local c
+    local c n lbs=() servers
+    if (($(tier_count) > 1)); then
+        for ((n = 1; n <= $(tier_count); n++)); do
+            printf 'lb-node%s/ipcs-lb %s\n' "$n" "$(tier_lb_pid "$n")"
+        done
+    elif [[ $current != netns ]]; then
+        mapfile -t lbs < <(compose_containers lb)
+    else
+        printf 'ipcs-lb %s\n' "$(lb_pid)"
+    fi
     if [[ $current != netns ]]; then
-        for c in $(compose_containers lb) $(server_containers); do
+        servers=$(server_containers)
+        for c in "${lbs[@]}" $servers; do
             printf '%s %s\n' "$(docker inspect -f '{{.Name}}' "$c")" \
                 "$(docker inspect -f '{{.State.Pid}}' "$c")"
         done
     else
-        if (($(tier_count) > 1)); then
-            local n
-            for ((n = 1; n <= $(tier_count); n++)); do
-                printf 'ipcs-lb-node%s %s\n' "$n" "$(tier_lb_pid "$n")"
-            done
-        else
-            printf 'ipcs-lb %s\n' "$(lb_pid)"
-        fi
         netns_server_pids | awk '{ print "server" $1, $2 }'
     fi
 }
@@ -439,7 +450,7 @@ step_down() {
         ip netns list 2>/dev/null | grep -qE '^ipcs-' && left+=("namespaces ipcs-*")
         ip -br link 2>/dev/null | grep -qE '^ipcs-' && left+=("links ipcs-* (veth ends)")
         iptables -S FORWARD 2>/dev/null | grep -q ipcs-bootstrap && left+=("the FORWARD rule for $IPCS_BRIDGE")
-        pgrep -f "$IPCS_RUN_DIR/lb" >/dev/null && left+=("LB tier processes (keepalived, lb-node.sh) of $IPCS_RUN_DIR")
+        pgrep -f "$IPCS_RUN_DIR/lb" >/dev/null && left+=("LB tier processes (keepalived, ipcs-lb-node) of $IPCS_RUN_DIR")
         [[ -e $IPCS_RUN_DIR/lb1 || -e $IPCS_RUN_DIR/lbs ]] && left+=("LB tier files in $IPCS_RUN_DIR")
     fi
     if ((${#left[@]})); then
@@ -450,11 +461,7 @@ step_down() {
 }
 
 # --- the LB tier: the VIP survives the loss of the LB holding it ----------------------
-# The node holding the VIP now, from the harness's machine-readable status.
-vip_holder() {
-    "$IPCS_BIN_DIR/ipcs-netns" --run-dir "$IPCS_RUN_DIR/netns" status --json 2>/dev/null |
-        python3 -c 'import json, sys; print(json.load(sys.stdin).get("vip_holder") or "")'
-}
+vip_holder() { tier_vip_holder; }
 
 # Waits up to `limit` seconds until `cmd` succeeds.
 wait_until() {
@@ -536,10 +543,10 @@ PY
     if wait_until 10 tier_node_back "$holder" "$lbpid"; then
         newpid=$(tier_lb_pid "$holder")
         sleep 1 # several adverts: a node that wanted the VIP back would take it now
-        if [[ $(vip_holder) == "$other" ]] && answers_on "172.16.238.$((200 + holder)):$IPCS_LB_PORT"; then
+        if [[ $(tier_vip_holders | tr '\n' ' ') == "$other " ]] && answers_on "172.16.238.$((200 + holder)):$IPCS_LB_PORT"; then
             pass "LB failover: node $holder's LB restarted by its supervisor (pid $newpid) within $((SECONDS - t0 + 1)) s, answering, standby"
         else
-            fail "LB failover: after the restart the VIP is on node '$(vip_holder)' (want $other: a restarted node must stay standby)"
+            fail "LB failover: after the restart the VIP is on nodes [$(tier_vip_holders | tr '\n' ' ')] (want only $other: a restarted node must stay standby)"
         fi
     else
         fail "LB failover: node $holder's LB did not come back within 10 s"
@@ -589,6 +596,40 @@ run_pass() {
     fi
     ((failed)) && diagnostics
     unfreeze_all
+    step_down
+}
+
+# Docker mode with the LB tier (compose profile lb-tier: services lb1, lb2,
+# each ipcs-lb-node with ipcs-lb and keepalived in a container on the
+# backend network): calc.batata is the VIP; answers, privileges, scaling,
+# and the failover when the active node's ipcs-lb is SIGKILLed.
+run_docker_tier_pass() {
+    current=docker
+    say "=== docker LB tier pass ==="
+    local args=(up --docker --lbs 2 --servers 3 --timeout 60)
+    ((build)) || args+=(--no-build)
+    deployed=1
+    if ! "$BOOTSTRAP" "${args[@]}" >"$work/up.log" 2>&1; then
+        fail "docker tier: bootstrap.sh ${args[*]}: $(tail -n 5 "$work/up.log" | tr '\n' ' ')"
+        diagnostics
+        "$BOOTSTRAP" down >/dev/null 2>&1 || true
+        deployed=0
+        return
+    fi
+    build=0
+    local holders
+    holders=$(tier_vip_holders | tr '\n' ' ')
+    if [[ "$(getent hosts "$IPCS_CALC_HOST" | awk '{ print $1; exit }')" == "$IPCS_VIP" && $holders =~ ^[0-9]+\ $ ]]; then
+        pass "docker tier: bootstrap.sh up --lbs 2 answered; $IPCS_CALC_HOST is $IPCS_VIP, held by node $holders(exactly one)"
+    else
+        fail "docker tier: $IPCS_CALC_HOST is '$(getent hosts "$IPCS_CALC_HOST")', VIP held by nodes [${holders% }] (want exactly one)"
+    fi
+    step_answers
+    step_unprivileged
+    step_scale_up
+    scale_to 3
+    step_lb_failover
+    ((failed)) && diagnostics
     step_down
 }
 
@@ -792,7 +833,7 @@ run_compose_pass() {
 }
 
 preflight
-if [[ " ${passes[*]} " =~ " "(docker|compose|swarm)" " ]] && ! docker_reachable; then
+if [[ " ${passes[*]} " =~ " "(docker|docker-tier|compose|swarm)" " ]] && ! docker_reachable; then
     die "the Docker, compose and swarm passes need a reachable Docker engine (or run --netns-only)"
 fi
 for p in "${passes[@]}"; do
@@ -800,6 +841,8 @@ for p in "${passes[@]}"; do
         run_compose_pass
     elif [[ $p == swarm ]]; then
         run_swarm_pass
+    elif [[ $p == docker-tier ]]; then
+        run_docker_tier_pass
     else
         run_pass "$p"
     fi

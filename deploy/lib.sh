@@ -31,7 +31,9 @@ IPCS_TARGET=x86_64-unknown-linux-gnu
 # them from a public registry (a pull would only ask this machine and fail).
 # compose.yaml names the same images.
 IPCS_IMAGE_REPO=localhost/ipcs
-IPCS_IMAGES=(registry server lb)
+IPCS_IMAGES=(registry server lb lb-node)
+# The keepalived binary the lb-node image takes (Debian's package keepalived).
+KEEPALIVED=${KEEPALIVED:-/usr/sbin/keepalived}
 
 IPCS_RUN_DIR=${IPCS_RUN_DIR:-/run/ipcs}
 # The deployment key (docs/SECURITY.md): 32 random bytes as 64 hex digits,
@@ -98,8 +100,22 @@ compose() {
     ((${#COMPOSE[@]})) || find_compose || die "no Compose tool (docker compose or docker-compose)"
     local files=(-f "$IPCS_REPO/compose.yaml")
     [[ ${IPCS_FAULT_INJECTION:-0} == 1 ]] && files+=(-f "$IPCS_REPO/deploy/docker/compose.faults.yaml")
-    "${COMPOSE[@]}" --project-directory "$IPCS_REPO" "${files[@]}" \
+    # An LB tier (bootstrap --lbs 2, recorded in $IPCS_RUN_DIR/lbs) is
+    # compose.yaml's profile lb-tier: every command must see its services.
+    local profiles=${COMPOSE_PROFILES:-}
+    (($(tier_count) > 1)) && profiles=lb-tier
+    COMPOSE_PROFILES=$profiles "${COMPOSE[@]}" --project-directory "$IPCS_REPO" "${files[@]}" \
         -p "$IPCS_COMPOSE_PROJECT" "$@"
+}
+
+# `compose up -d` with the services of the deployment: with an LB tier its
+# nodes run and the single lb service does not.
+compose_up() {
+    if (($(tier_count) > 1)); then
+        compose up -d "$@" --scale lb=0
+    else
+        compose up -d "$@"
+    fi
 }
 
 # Builds every binary of the workspace, statically linked (crt-static only for
@@ -145,9 +161,10 @@ require_binaries() {
 }
 
 # The images compose.yaml runs that are not in the local image store.
-missing_images() {
+missing_images() { # [IMAGE...] (default: all)
     local image
-    for image in "${IPCS_IMAGES[@]}"; do
+    (($#)) || set -- "${IPCS_IMAGES[@]}"
+    for image in "$@"; do
         docker image inspect "$IPCS_IMAGE_REPO/$image:latest" >/dev/null 2>&1 ||
             printf '%s\n' "$IPCS_IMAGE_REPO/$image:latest"
     done
@@ -292,12 +309,60 @@ lb_stop() {
     rm -f "$(lb_pidfile)"
 }
 
-# --- the LB tier (netns mode: LB nodes sharing the VIP through keepalived) ---------
-# Each node n has a directory $IPCS_RUN_DIR/lb<n> with its keepalived.conf,
-# down file, pid files and logs, and a supervisor (deploy/lb-node.sh) whose
-# pid is in supervisor.pid. $IPCS_RUN_DIR/lbs holds the number of nodes.
+# --- the LB tier (LB nodes sharing the VIP through keepalived) ---------------------
+# Each node n runs a supervisor (ipcs-lb-node) with its ipcs-lb and keepalived
+# in the node's network namespace, and has a directory with its
+# keepalived.conf, down file, pid files and master.log. $IPCS_RUN_DIR/lbs
+# holds the number of nodes. netns mode: namespace ipcs-lb<n>, directory
+# $IPCS_RUN_DIR/lb<n> (also the logs), the supervisor's pid in
+# supervisor.pid. Docker mode: compose service lb<n> (profile lb-tier), the
+# directory /run/ipcs-lb-node in the container (seen from here through
+# /proc/<pid>/root), the logs in `docker logs`.
 tier_count() { cat "$IPCS_RUN_DIR/lbs" 2>/dev/null || echo 1; }
-tier_dir() { printf '%s\n' "$IPCS_RUN_DIR/lb$1"; }
+# Whether the tier runs as compose services (Docker mode).
+docker_tier() {
+    (($(tier_count) > 1)) && [[ "$(cat "$IPCS_RUN_DIR/mode" 2>/dev/null)" == docker ]]
+}
+# The host pid of node n's container (its init), if it runs.
+tier_container_pid() {
+    local id pid
+    id=$(compose_containers "lb$1" | head -n 1)
+    [[ -n $id ]] || return 1
+    pid=$(docker inspect -f '{{.State.Pid}}' "$id" 2>/dev/null) || return 1
+    [[ $pid =~ ^[1-9][0-9]*$ ]] || return 1
+    printf '%s\n' "$pid"
+}
+tier_dir() {
+    local pid
+    if docker_tier; then
+        pid=$(tier_container_pid "$1") || pid=0
+        printf '/proc/%s/root/run/ipcs-lb-node\n' "$pid"
+    else
+        printf '%s\n' "$IPCS_RUN_DIR/lb$1"
+    fi
+}
+# Runs a command in node n's network namespace.
+tier_netns_exec() { # N CMD...
+    local n=$1 pid
+    shift
+    if docker_tier; then
+        pid=$(tier_container_pid "$n") || return 1
+        nsenter -t "$pid" -n "$@"
+    else
+        ip netns exec "ipcs-lb$n" "$@"
+    fi
+}
+# The nodes holding the VIP now, one per line (more than one: split brain).
+tier_vip_holders() {
+    local n
+    for ((n = 1; n <= $(tier_count); n++)); do
+        if tier_netns_exec "$n" ip -4 -o addr show dev eth0 2>/dev/null | grep -qF " $IPCS_VIP/32 "; then
+            printf '%s\n' "$n"
+        fi
+    done
+}
+# The node holding the VIP now (empty when none does).
+tier_vip_holder() { tier_vip_holders | head -n 1; }
 
 # Prints the pid in file $1 if it names a live process whose command line
 # contains $2 (a stale file, or a reused pid, is not ours).
@@ -308,8 +373,26 @@ pid_of() {
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2" || return 1
     printf '%s\n' "$pid"
 }
-tier_supervisor_pid() { pid_of "$(tier_dir "$1")/supervisor.pid" lb-node.sh; }
-tier_lb_pid() { pid_of "$(tier_dir "$1")/lb.pid" ipcs-lb; }
+# The host pid of a process named $2 in node $1's container (Docker mode).
+tier_container_proc() {
+    local pid
+    pid=$(tier_container_pid "$1") || return 1
+    pgrep --ns "$pid" --nslist pid -x "$2" | head -n 1 | grep .
+}
+tier_supervisor_pid() {
+    if docker_tier; then
+        tier_container_proc "$1" ipcs-lb-node
+    else
+        pid_of "$(tier_dir "$1")/supervisor.pid" ipcs-lb-node
+    fi
+}
+tier_lb_pid() {
+    if docker_tier; then
+        tier_container_proc "$1" ipcs-lb
+    else
+        pid_of "$(tier_dir "$1")/lb.pid" ipcs-lb
+    fi
+}
 
 # Whether any node's supervisor runs (wait_for_answer's liveness check).
 tier_alive() {
@@ -322,8 +405,15 @@ tier_alive() {
 
 # The last lines of every node's logs.
 tier_log_tail() {
-    local n f
+    local n f id
     for ((n = 1; n <= $(tier_count); n++)); do
+        if docker_tier; then
+            id=$(compose_containers "lb$n" | head -n 1)
+            [[ -n $id ]] || continue
+            printf -- '--- lb%s (docker logs)\n' "$n"
+            docker logs --tail 200 "$id" 2>&1 | grep -vE '^ +(at |[0-9]+: )' | tail -n "${1:-10}"
+            continue
+        fi
         for f in supervisor lb keepalived; do
             [[ -r "$(tier_dir "$n")/$f.log" ]] || continue
             printf -- '--- lb%s %s.log\n' "$n" "$f"
@@ -348,22 +438,23 @@ tier_start_node() {
         tier_stop_node "$n"
     fi
     mkdir -p "$dir"
-    "$IPCS_BIN_DIR/ipcs-netns" vrrp-config --node "$n" --calc "$IPCS_BIN_DIR/calc" \
-        --down-file "$dir/down" --master-log "$dir/master.log" >"$dir/keepalived.conf"
-    setsid bash "$IPCS_REPO/deploy/lb-node.sh" --node "$n" --netns "ipcs-lb$n" --dir "$dir" \
-        --bin-dir "$IPCS_BIN_DIR" --registry "$IPCS_REGISTRY_IP:$IPCS_REGISTRY_PORT" \
-        --key-file "$IPCS_KEY_FILE" </dev/null >>"$dir/supervisor.log" 2>&1 &
+    # The supervisor runs inside the node's namespace, so its children do.
+    RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "ipcs-lb$n" "$IPCS_BIN_DIR/ipcs-lb-node" \
+        --node "$n" --nodes "$(tier_count)" --dir "$dir" --log-dir "$dir" --bin-dir "$IPCS_BIN_DIR" \
+        --registry "$IPCS_REGISTRY_IP:$IPCS_REGISTRY_PORT" --key-file "$IPCS_KEY_FILE" \
+        </dev/null >>"$dir/supervisor.log" 2>&1 &
     printf '%s\n' "$!" >"$dir/supervisor.pid"
     say "LB node $n: supervisor started (pid $!; ipcs-lb and keepalived in namespace ipcs-lb$n)"
 }
 
 # Stops node n's supervisor (SIGTERM: it stops its LB and keepalived, so
-# the VIP moves first if the node held it), SIGKILL after 5 s.
+# the VIP moves first if the node held it), SIGKILL after 8 s (the
+# supervisor gives its children 6).
 tier_stop_node() {
     local pid i
     pid=$(tier_supervisor_pid "$1") || return 0
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
+    for ((i = 0; i < 80; i++)); do
         kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.1
     done
@@ -388,13 +479,15 @@ tier_wait_node_up() {
 tier_stop() {
     local n dir f kpid stopped=0
     [[ -e "$IPCS_RUN_DIR/lbs" ]] || return 0
+    # Docker mode: compose stops the nodes with the rest (docker_down).
+    docker_tier && return 0
     for ((n = 1; n <= $(tier_count); n++)); do
         dir=$(tier_dir "$n")
         if tier_supervisor_pid "$n" >/dev/null; then
             stopped=1
             tier_stop_node "$n"
         fi
-        for f in "$dir/lb.pid:ipcs-lb" "$dir/keepalived.pid:keepalived"; do
+        for f in "$dir/lb.pid:ipcs-lb" "$dir/keepalived-lb$n.pid:keepalived"; do
             if kpid=$(pid_of "${f%%:*}" "${f##*:}"); then
                 kill -TERM "$kpid" 2>/dev/null || true
                 sleep 0.5

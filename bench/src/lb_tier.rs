@@ -1,9 +1,11 @@
 //! The chaos soak's LB tier: two or more LB nodes of the testbed sharing the
-//! VIP through keepalived (testbed/src/vrrp.rs), the fault "kill the LB
+//! VIP through keepalived (lbnode/src/vrrp.rs), the fault "kill the LB
 //! holding the VIP", and the measured failover. The soak plays each node's
-//! supervisor the way deploy/lb-node.sh does: it marks the node down the
-//! moment it kills the LB, starts the LB again [`RESTART_DELAY`] later, and
-//! marks the node up once the new LB answers on the node's own address.
+//! supervisor the way ipcs-lb-node does (lbnode/src/core.rs): it marks the
+//! node down the moment it kills the LB, starts the LB again
+//! [`RESTART_DELAY`] later, and marks the node up once the new LB answers on
+//! the node's own address. (It kills the LB itself, so it knows the kill's
+//! time to the microsecond, which the failover window is measured from.)
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -13,8 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ipcs_testbed::vrrp::{lb_node_ip, read_master_log, LB_ADMIN_PORT, LB_PORT, VIP};
 use ipcs_testbed::{binary, Signal, Topology};
 
-/// How long deploy/lb-node.sh waits before starting a dead LB again.
-pub const RESTART_DELAY: Duration = Duration::from_millis(200);
+/// How long ipcs-lb-node waits before starting a dead LB again (its first
+/// back-off step).
+pub const RESTART_DELAY: Duration = ipcs_lb_node::core::Backoff::DEFAULT.first;
 
 /// A running tier.
 #[derive(Debug)]

@@ -37,7 +37,7 @@ enum Cmd {
         /// How many LB nodes of the LB tier to make: namespaces `<prefix>-lb1`,
         /// ... with eth0 on the bridge at 172.16.238.201, ... (the VIP is
         /// 172.16.238.200). Nothing is started in them: bootstrap.sh runs an
-        /// LB and keepalived in each (see `vrrp-config`). 0: no tier.
+        /// LB node (`ipcs-lb-node`: ipcs-lb and keepalived) in each. 0: no tier.
         #[arg(long, default_value_t = 0)]
         lbs: usize,
         /// Directory holding ipcs-registry and ipcs-server (default: beside this binary).
@@ -48,24 +48,6 @@ enum Cmd {
         /// `<run-dir>/key`.
         #[arg(long)]
         key_file: Option<PathBuf>,
-    },
-    /// Print the keepalived configuration of LB node N (the one every
-    /// deployment of the LB tier uses; testbed/src/vrrp.rs explains it).
-    VrrpConfig {
-        /// The LB node (from 1).
-        #[arg(long)]
-        node: usize,
-        /// The `calc` binary the health check runs.
-        #[arg(long)]
-        calc: PathBuf,
-        /// The file the node's supervisor keeps at 0 while its LB answers
-        /// and sets to 1 when the LB dies.
-        #[arg(long)]
-        down_file: PathBuf,
-        /// Append the time (seconds since the epoch) to this file each time
-        /// the node becomes master.
-        #[arg(long)]
-        master_log: Option<PathBuf>,
     },
     /// Add or remove servers until N run, leaving the registry, the bridge
     /// and the other servers alone (new servers take the lowest free ids from 11).
@@ -96,19 +78,6 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let state = Persisted::path(&cli.run_dir);
     match cli.command {
-        Cmd::VrrpConfig {
-            node,
-            calc,
-            down_file,
-            master_log,
-        } => {
-            if !(1..=vrrp::MAX_LB_NODES).contains(&node) {
-                bail!("--node {node}: LB nodes are 1..={}", vrrp::MAX_LB_NODES);
-            }
-            let mut config = vrrp::KeepalivedConfig::new(node, &calc, &down_file);
-            config.master_log = master_log;
-            print!("{}", config.render());
-        }
         Cmd::Up {
             servers,
             lbs,

@@ -566,7 +566,10 @@ impl Topology {
             .clone();
         let mut config =
             crate::vrrp::KeepalivedConfig::new(n, &binary("calc"), &self.lb_down_file(n));
-        config.master_log = Some(self.lb_master_log(n));
+        config.master_log = Some(crate::vrrp::MasterLog {
+            recorder: binary("ipcs-lb-node"),
+            file: self.lb_master_log(n),
+        });
         self.set_lb_down(n, true)?;
         let path = self.log_dir.join(format!("keepalived-lb{n}.conf"));
         std::fs::write(&path, config.render())?;

@@ -13,6 +13,7 @@
 //! * [`udp`]: UDP segmentation offload (many datagrams per send).
 //! * [`privs`]: giving up root and every capability once the sockets are
 //!   open.
+//! * [`signal`]: SIGTERM to a child (the LB node's supervisor).
 
 pub mod batch;
 pub mod iface;
@@ -20,6 +21,7 @@ pub mod netns;
 pub mod packet;
 pub mod privs;
 pub mod sched;
+pub mod signal;
 pub mod timer;
 pub mod udp;
 
