@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Stands up IPCS on this machine: the registry and N servers on the backend
-# network ipcs0 and the load balancer bound to ipcs0, calc.batata /
-# registry.batata in /etc/hosts. Docker mode runs compose.yaml (the LB in a
-# container on the host's network); netns mode, where no Docker engine is
-# reachable, runs the testbed's namespaces and the LB as a host process;
-# swarm mode (--swarm) deploys deploy/stack.yaml on a Docker Swarm overlay
-# (deploy/swarm.sh). Idempotent; `down` undoes it all.
+# network ipcs0 and the load balancers on it, calc.batata / registry.batata in
+# /etc/hosts. By default two LBs (the LB tier) share calc.batata's virtual
+# address through keepalived. Docker mode runs compose.yaml (the tier: its
+# profile lb-tier, services lb1 and lb2; --lbs 1: the service lb on the
+# host's network); netns mode, where no Docker engine is reachable, runs the
+# testbed's namespaces with the LB nodes in namespaces of their own (--lbs 1:
+# the LB as a host process); swarm mode (--swarm) deploys deploy/stack.yaml on
+# a Docker Swarm overlay (deploy/swarm.sh). Idempotent; `down` undoes it all.
 set -euo pipefail
 
 # shellcheck source=deploy/lib.sh
@@ -47,15 +49,16 @@ Commands:
 
 Options:
   --servers N    number of servers for 'up' (default 3)
-  --lbs N        load balancers (netns mode: default 2; Docker mode: 1 or 2,
-                 default 1). With 2 or more, each LB node (ipcs-lb-node:
-                 ipcs-lb and keepalived) runs in a network namespace of its
-                 own on $IPCS_BRIDGE (172.16.238.201, .202, ...; in Docker mode
-                 the compose services lb1, lb2 of profile lb-tier), and
-                 $IPCS_CALC_HOST names the virtual address $IPCS_VIP that one of
-                 them holds at a time (VRRP); a killed LB is restarted and
-                 rejoins as standby. 1: the single LB (netns: on the host at
-                 $IPCS_GATEWAY; Docker: compose service lb, host network).
+  --lbs N        load balancers (default 2; Docker mode: 1 or 2; swarm: 1).
+                 With 2 or more, each LB node (ipcs-lb-node: ipcs-lb and
+                 keepalived) runs in a network namespace of its own on
+                 $IPCS_BRIDGE at 172.16.238.201, .202, ... (Docker: the compose
+                 services lb1, lb2 of profile lb-tier; netns: namespaces
+                 ipcs-lb<n>), and $IPCS_CALC_HOST names the virtual address
+                 $IPCS_VIP that one of them holds at a time (VRRP); a killed LB
+                 is restarted and rejoins as standby. 1: the single LB (Docker:
+                 compose service lb on the host's network; netns: on the host
+                 at $IPCS_GATEWAY).
   --docker       use Docker (default when the Docker engine is reachable)
   --netns        use network namespaces (default when it is not); uses the
                  testbed's ipcs-netns harness, no Docker needed
@@ -177,9 +180,20 @@ check_prereqs() {
     else
         have ip || missing+=("ip (iproute2), for the namespaces and veth pairs")
         have python3 || missing+=("python3, to read ipcs-netns status --json")
-        if ((lbs > 1)) && ! have keepalived && [[ ! -x /usr/sbin/keepalived ]]; then
-            missing+=("keepalived, for the LB tier's VRRP (apt install keepalived; or --lbs 1)")
+    fi
+    # The LB tier's VRRP: netns mode runs this host's keepalived, Docker mode
+    # copies it into the lb-node image. Debian's package, installed here if
+    # missing (as deploy/install-deps.sh does), so a fresh machine needs
+    # nothing by hand.
+    if ((lbs > 1)) && [[ ! -x $KEEPALIVED ]]; then
+        if ((EUID == 0)) && have apt-get; then
+            say "keepalived is missing (the LB tier's VRRP): installing Debian's package"
+            { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq keepalived >/dev/null; } ||
+                warn "apt-get install keepalived failed"
         fi
+        [[ -x $KEEPALIVED ]] ||
+            missing+=("keepalived, for the LB tier's VRRP (apt install keepalived, which ./bootstrap.sh does as root; or --lbs 1)")
     fi
     if ((${#missing[@]})); then
         printf '%s\n' "bootstrap: cannot stand up IPCS ($want_mode mode); missing:" >&2
@@ -199,7 +213,8 @@ choose_mode() {
         say "mode: netns (no Docker engine reachable; network namespaces joined to $IPCS_BRIDGE)"
     fi
     if [[ -z $lbs ]]; then
-        if [[ $mode == netns ]]; then lbs=2; else lbs=1; fi
+        # The LB tier wherever it runs (netns, Docker); swarm runs one LB.
+        if [[ $mode == swarm ]]; then lbs=1; else lbs=2; fi
     fi
     if [[ $mode == swarm ]] && ((lbs > 1)); then
         die "--lbs $lbs: swarm mode runs one LB (the LB tier runs in netns and Docker modes)"

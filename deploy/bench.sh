@@ -18,7 +18,8 @@ static release binaries (as bootstrap does), then runs ipcs-bench, which measure
   D  IPCS (2 workers)  E  nginx (2 workers)   F  IPCS (1 worker), no coalescing
 on a netns topology, with loadgen in its core namespace, and
   G  IPCS as ./bootstrap.sh deploys it in Docker, loadgen on the host
-     against IPCS_GATEWAY:IPCS_LB_PORT (.env)
+     against calc.batata's address: the LB tier's VIP (IPCS_VIP, .env),
+     held by one of the LB nodes lb1, lb2
   H  nginx (1 worker) on the host in front of the same server containers
   I  IPCS (1 worker) on the two-host netns topology, every server on the
      far host behind the VXLAN tunnel (MTU 1450)
@@ -147,12 +148,21 @@ if wants_docker; then
       fi
       if [[ -z $docker_unavailable ]]; then
         upstream_list=$(IFS=,; printf '%s' "${upstreams[*]}")
-        bench_args+=(--docker-target "$IPCS_GATEWAY:$IPCS_LB_PORT"
-          --docker-upstreams "$upstream_list" --docker-admin "$IPCS_LB_ADMIN")
-        lb=$(compose_containers lb | head -n 1)
-        lb_pid=$(docker inspect -f '{{.State.Pid}}' "$lb" 2>/dev/null || true)
+        # The LB that serves: the tier's VIP holder (its admin endpoint is on
+        # its node address), or the single LB of a --lbs 1 deployment.
+        if (($(tier_count) > 1)); then
+          node=$(tier_vip_holder)
+          lb_admin=172.16.238.$((200 + ${node:-1})):7071
+          lb_pid=$(tier_lb_pid "${node:-1}" || true)
+        else
+          lb_admin=$IPCS_LB_ADMIN
+          lb_pid=$(docker inspect -f '{{.State.Pid}}' "$(compose_containers lb | head -n 1)" 2>/dev/null || true)
+        fi
+        bench_args+=(--docker-target "$(calc_ip):$IPCS_LB_PORT"
+          --docker-upstreams "$upstream_list" --docker-admin "$lb_admin"
+          --docker-nginx-addr "$IPCS_GATEWAY")
         if [[ $lb_pid =~ ^[1-9][0-9]*$ ]]; then bench_args+=(--docker-lb-pid "$lb_pid"); fi
-        say "G: $IPCS_GATEWAY:$IPCS_LB_PORT (LB pid ${lb_pid:-?}); H: nginx in front of $upstream_list"
+        say "G: $(calc_ip):$IPCS_LB_PORT (LB pid ${lb_pid:-?}, admin $lb_admin); H: nginx in front of $upstream_list"
       fi
     else
       docker_unavailable="./bootstrap.sh --docker failed: $(tail -n 1 "$work/up.log")"

@@ -15,7 +15,7 @@ IPCS_LOG_PREFIX="e2e"
 
 usage() {
     cat <<EOF
-Usage: deploy/e2e.sh [--docker-only | --docker-tier-only | --compose-only | --swarm-only | --netns-only] [--no-build] [--rps R] [--seconds S]
+Usage: deploy/e2e.sh [--docker-only | --docker-single-only | --compose-only | --swarm-only | --netns-only] [--no-build] [--rps R] [--seconds S]
 
 Runs ./bootstrap.sh in Docker mode and then in netns mode, and in each:
   1. answers through the LB (calc, and loadgen: every request answered);
@@ -23,8 +23,9 @@ Runs ./bootstrap.sh in Docker mode and then in netns mode, and in each:
   3. scales down to 2 under steady load: every request answered;
   4. kills a server (docker kill / SIGKILL) under load: every request answered;
   5. freezes one (docker pause / SIGSTOP) under load: every request answered;
-  6. (netns, where bootstrap runs the LB tier: two LBs sharing the VIP
-     $IPCS_VIP through keepalived) SIGKILLs the LB holding the VIP under
+  6. (the LB tier, bootstrap's default in both modes: two LBs sharing the VIP
+     $IPCS_VIP through keepalived; right after up, exactly one node must
+     hold it) SIGKILLs the LB holding the VIP under
      steady load and a calc script: the other node must hold the VIP within
      1 s (its keepalived's notify time minus the kill time), calc must get
      every answer, loadgen's loss window (the gap) is reported and must be
@@ -33,13 +34,8 @@ Runs ./bootstrap.sh in Docker mode and then in netns mode, and in each:
   7. ./bootstrap.sh down leaves no container, network, bridge, hosts entry, LB
      or keepalived.
 
-The Docker LB tier pass runs './bootstrap.sh --docker --lbs 2' (compose
-profile lb-tier: LB nodes lb1 and lb2 in containers on the backend network,
-each ipcs-lb and keepalived under ipcs-lb-node): calc.batata must name the
-VIP and a node must hold it; then steps 1, the privilege check, scaling to 5
-and step 6 (the failover, measured the same way) and 7.
-"Every request answered" is loadgen --json at R rps for S s with
-lost == 0, wrong == 0 and errors == 0.
+The Docker single-LB pass runs './bootstrap.sh --docker --lbs 1' (the
+compose service lb on the host's network): steps 1, the privilege check, 7.
 
 Between the two, the compose pass takes the fresh-clone path in a copy of
 the repository's files (under another directory name): './bootstrap.sh build'
@@ -67,8 +63,8 @@ Ends with 'N passed, M failed'; exits 1 if anything failed.
 
 Options:
   --docker-only   only the Docker pass
-  --docker-tier-only
-                  only the Docker LB tier pass (--lbs 2)
+  --docker-single-only
+                  only the Docker pass with one LB (--lbs 1)
   --compose-only  only the compose (fresh-clone) pass
   --swarm-only    only the swarm pass
   --netns-only    only the netns pass
@@ -79,14 +75,14 @@ Options:
 EOF
 }
 
-passes=(docker docker-tier compose swarm netns)
+passes=(docker docker-single compose swarm netns)
 build=1
 rps=2000
 seconds=5
 while (($#)); do
     case $1 in
     --docker-only) passes=(docker) ;;
-    --docker-tier-only) passes=(docker-tier) ;;
+    --docker-single-only) passes=(docker-single) ;;
     --compose-only) passes=(compose) ;;
     --swarm-only) passes=(swarm) ;;
     --netns-only) passes=(netns) ;;
@@ -578,6 +574,7 @@ run_pass() {
     fi
     build=0 # the second pass uses what the first built
     pass "$current: bootstrap.sh up answered (registry + 3 servers + LB)"
+    (($(tier_count) > 1)) && step_tier_holder
     if "$BOOTSTRAP" "${args[@]}" >"$work/up2.log" 2>&1; then
         pass "$current: bootstrap.sh up again (idempotent)"
     else
@@ -591,7 +588,7 @@ run_pass() {
     scale_to 3 && under_load "a server killed under load" kill_one
     scale_to 3 && under_load "a server frozen under load" pause_one
     unfreeze_all
-    if [[ $current == netns ]] && (($(tier_count) > 1)); then
+    if (($(tier_count) > 1)); then
         step_lb_failover
     fi
     ((failed)) && diagnostics
@@ -599,36 +596,37 @@ run_pass() {
     step_down
 }
 
-# Docker mode with the LB tier (compose profile lb-tier: services lb1, lb2,
-# each ipcs-lb-node with ipcs-lb and keepalived in a container on the
-# backend network): calc.batata is the VIP; answers, privileges, scaling,
-# and the failover when the active node's ipcs-lb is SIGKILLed.
-run_docker_tier_pass() {
+# The LB tier right after `up`: calc.batata names the VIP and exactly one
+# node holds it (two would be split brain: both nodes answering ARP).
+step_tier_holder() {
+    local holders
+    holders=$(tier_vip_holders | tr '\n' ' ')
+    if [[ "$(getent hosts "$IPCS_CALC_HOST" | awk '{ print $1; exit }')" == "$IPCS_VIP" && $holders =~ ^[0-9]+\ $ ]]; then
+        pass "$current: LB tier of $(tier_count): $IPCS_CALC_HOST is $IPCS_VIP, held by node $holders(exactly one)"
+    else
+        fail "$current: $IPCS_CALC_HOST is '$(getent hosts "$IPCS_CALC_HOST")', VIP held by nodes [${holders% }] (want exactly one)"
+    fi
+}
+
+# Docker mode with one LB (--lbs 1: compose service lb on the host's
+# network, what compose alone runs too): answers, privileges, down.
+run_docker_single_pass() {
     current=docker
-    say "=== docker LB tier pass ==="
-    local args=(up --docker --lbs 2 --servers 3 --timeout 60)
+    say "=== docker pass, one LB (--lbs 1) ==="
+    local args=(up --docker --lbs 1 --servers 3 --timeout 60)
     ((build)) || args+=(--no-build)
     deployed=1
     if ! "$BOOTSTRAP" "${args[@]}" >"$work/up.log" 2>&1; then
-        fail "docker tier: bootstrap.sh ${args[*]}: $(tail -n 5 "$work/up.log" | tr '\n' ' ')"
+        fail "docker --lbs 1: bootstrap.sh ${args[*]}: $(tail -n 5 "$work/up.log" | tr '\n' ' ')"
         diagnostics
         "$BOOTSTRAP" down >/dev/null 2>&1 || true
         deployed=0
         return
     fi
     build=0
-    local holders
-    holders=$(tier_vip_holders | tr '\n' ' ')
-    if [[ "$(getent hosts "$IPCS_CALC_HOST" | awk '{ print $1; exit }')" == "$IPCS_VIP" && $holders =~ ^[0-9]+\ $ ]]; then
-        pass "docker tier: bootstrap.sh up --lbs 2 answered; $IPCS_CALC_HOST is $IPCS_VIP, held by node $holders(exactly one)"
-    else
-        fail "docker tier: $IPCS_CALC_HOST is '$(getent hosts "$IPCS_CALC_HOST")', VIP held by nodes [${holders% }] (want exactly one)"
-    fi
+    pass "docker --lbs 1: bootstrap.sh up answered through $IPCS_CALC_HOST ($(calc_ip)), the LB on the host's network"
     step_answers
     step_unprivileged
-    step_scale_up
-    scale_to 3
-    step_lb_failover
     ((failed)) && diagnostics
     step_down
 }
@@ -833,7 +831,7 @@ run_compose_pass() {
 }
 
 preflight
-if [[ " ${passes[*]} " =~ " "(docker|docker-tier|compose|swarm)" " ]] && ! docker_reachable; then
+if [[ " ${passes[*]} " =~ " "(docker|docker-single|compose|swarm)" " ]] && ! docker_reachable; then
     die "the Docker, compose and swarm passes need a reachable Docker engine (or run --netns-only)"
 fi
 for p in "${passes[@]}"; do
@@ -841,8 +839,8 @@ for p in "${passes[@]}"; do
         run_compose_pass
     elif [[ $p == swarm ]]; then
         run_swarm_pass
-    elif [[ $p == docker-tier ]]; then
-        run_docker_tier_pass
+    elif [[ $p == docker-single ]]; then
+        run_docker_single_pass
     else
         run_pass "$p"
     fi

@@ -21,8 +21,8 @@ For each mode (Docker, then netns; Docker is skipped without an engine):
      and rules.yml, intervals cut to 1 s, on a free loopback port with a
      temporary storage directory;
   3. waits (at most 30 s) until /api/v1/targets shows every LB (found
-     through the file bootstrap.sh writes: 1 in Docker mode, the LB tier's
-     nodes in netns mode), the registry and 3 servers (found through the
+     through the file bootstrap.sh writes: the LB tier's nodes, 2 in both
+     modes), the registry and 3 servers (found through the
      registry's /sd/servers), all up;
   4. checks series from each (ipcs_build_info per job, ipcs_lb_requests_total
      per LB, ipcs_registry_servers, ipcs_server_frames_answered_total per server)

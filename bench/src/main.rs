@@ -64,8 +64,9 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// G: where the Docker deployment's LB listens, as the host reaches it
-    /// (IPCS_GATEWAY:IPCS_LB_PORT; deploy/bench.sh passes it). Without it
-    /// (or with --docker-unavailable) G and H are reported as not run.
+    /// (calc.batata's address and the LB's port: the LB tier's VIP, or
+    /// IPCS_GATEWAY with one LB; deploy/bench.sh passes it). Without it (or
+    /// with --docker-unavailable) G and H are reported as not run.
     #[arg(long, value_name = "ADDR")]
     docker_target: Option<SocketAddr>,
     /// H: the Docker server containers' plain-UDP endpoints (ip:port,...),
@@ -79,9 +80,15 @@ struct Cli {
     /// retries during the fixed-rate run.
     #[arg(long, value_name = "ADDR")]
     docker_admin: Option<SocketAddr>,
-    /// H: the port nginx listens on, at --docker-target's address.
+    /// H: the port nginx listens on, at --docker-nginx-addr.
     #[arg(long, default_value_t = 8081)]
     docker_nginx_port: u16,
+    /// H: the host address nginx listens on (IPCS_GATEWAY, the host's
+    /// address on the bridge; deploy/bench.sh passes it). Default:
+    /// --docker-target's address, which must then be the host's (with the
+    /// LB tier it is the VIP, held by a container).
+    #[arg(long, value_name = "IP")]
+    docker_nginx_addr: Option<std::net::IpAddr>,
     /// Why there is no Docker deployment to measure: G and H are reported
     /// as not run for this reason.
     #[arg(long, value_name = "REASON", conflicts_with = "docker_target")]
@@ -105,7 +112,8 @@ fn main() -> Result<()> {
         (_, Some(why)) => Err(why.clone()),
         (Some(lb), None) => {
             anyhow::ensure!(
-                lb.port() != cli.docker_nginx_port,
+                cli.docker_nginx_addr.is_some_and(|ip| ip != lb.ip())
+                    || lb.port() != cli.docker_nginx_port,
                 "--docker-nginx-port {} is the LB's port",
                 cli.docker_nginx_port
             );
@@ -114,7 +122,10 @@ fn main() -> Result<()> {
                 upstreams: cli.docker_upstreams.clone(),
                 lb_pid: cli.docker_lb_pid,
                 admin: cli.docker_admin,
-                nginx_port: cli.docker_nginx_port,
+                nginx: SocketAddr::new(
+                    cli.docker_nginx_addr.unwrap_or(lb.ip()),
+                    cli.docker_nginx_port,
+                ),
             })
         }
         (None, None) => Err("no Docker deployment given (--docker-target)".to_owned()),
@@ -253,8 +264,9 @@ fn config_summary(cli: &Cli) -> String {
     let docker = match (&cli.docker_target, &cli.docker_unavailable) {
         (Some(lb), None) => format!(
             "; G and H: the Docker deployment, {} servers, loadgen on the host against {lb} \
-             (G) and nginx at port {} (H)",
+             (G) and nginx at {}:{} (H)",
             cli.docker_upstreams.len(),
+            cli.docker_nginx_addr.unwrap_or(lb.ip()),
             cli.docker_nginx_port
         ),
         _ => String::new(),

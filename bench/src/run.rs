@@ -76,8 +76,9 @@ impl SwarmTarget {
 /// host's namespace, where loadgen runs for scenarios G and H.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerTarget {
-    /// Where the deployment's LB listens (the host's address on the bridge
-    /// and the LB's port: `IPCS_GATEWAY:IPCS_LB_PORT`).
+    /// Where the deployment's LB listens, as the host reaches it
+    /// (calc.batata's address: the LB tier's VIP, or the host's address on
+    /// the bridge with one LB; and the LB's port).
     pub lb: SocketAddr,
     /// The server containers' plain-UDP endpoints, for nginx (H).
     pub upstreams: Vec<SocketAddr>,
@@ -85,8 +86,8 @@ pub struct DockerTarget {
     pub lb_pid: Option<u32>,
     /// The LB's admin endpoint, for its ejection and retry counters.
     pub admin: Option<SocketAddr>,
-    /// The port nginx (H) listens on, at the LB's address.
-    pub nginx_port: u16,
+    /// Where nginx (H) listens: an address of the host (on the bridge).
+    pub nginx: SocketAddr,
 }
 
 /// One balancer set-up to measure.
@@ -131,7 +132,7 @@ impl Scenario {
             Scenario::Nginx { workers } => format!("nginx UDP proxy, {workers} worker(s)"),
             Scenario::Direct => "direct to one server (UDP), no balancer".to_owned(),
             Scenario::DockerIpcs => {
-                "IPCS in Docker as ./bootstrap.sh deploys it (LB container, host network), from the host"
+                "IPCS in Docker as ./bootstrap.sh deploys it (two LB containers sharing the VIP), from the host"
                     .to_owned()
             }
             Scenario::DockerNginx { workers } => format!(
@@ -339,7 +340,7 @@ fn measure_docker(
             let program = nginx::nginx_binary().ok_or_else(|| {
                 anyhow::anyhow!("nginx is not installed (deploy/bench.sh installs it)")
             })?;
-            let listen = SocketAddr::new(docker.lb.ip(), docker.nginx_port);
+            let listen = docker.nginx;
             let dir = config.out_dir.join(format!("nginx-{key}"));
             std::fs::create_dir_all(&dir)?;
             let dir = std::fs::canonicalize(&dir)?;
