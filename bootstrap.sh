@@ -343,6 +343,16 @@ docker_up() {
         done
         say "starting the network, the registry, $servers servers and the load balancer (compose project $IPCS_COMPOSE_PROJECT)"
     fi
+    if ((lbs > 1 && !bridge_new)); then
+        # A running tier whose image changed is recreated one node at a
+        # time, each waited for until its LB answers, so the VIP always has
+        # a live node to move to (compose alone would recreate both at once).
+        for ((n = 1; n <= lbs; n++)); do
+            [[ -n "$(compose_containers "lb$n")" ]] || continue
+            compose_up --no-deps "lb$n" 2>&1 | grep -v 'is up-to-date' || true
+            tier_wait_node_up "$n" || warn "LB node $n did not answer within 30 s after its update"
+        done
+    fi
     compose_up --remove-orphans --scale "server=$servers"
     if ((bridge_new)) && [[ -n $lb_before ]] && ((lbs == 1)); then
         # Its raw socket is bound to the interface index of the old bridge.

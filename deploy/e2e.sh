@@ -574,7 +574,10 @@ run_pass() {
     fi
     build=0 # the second pass uses what the first built
     pass "$current: bootstrap.sh up answered (registry + 3 servers + LB)"
-    (($(tier_count) > 1)) && step_tier_holder
+    if (($(tier_count) > 1)); then
+        step_tier_holder
+        step_admin_control
+    fi
     if "$BOOTSTRAP" "${args[@]}" >"$work/up2.log" 2>&1; then
         pass "$current: bootstrap.sh up again (idempotent)"
     else
@@ -605,6 +608,37 @@ step_tier_holder() {
         pass "$current: LB tier of $(tier_count): $IPCS_CALC_HOST is $IPCS_VIP, held by node $holders(exactly one)"
     else
         fail "$current: $IPCS_CALC_HOST is '$(getent hosts "$IPCS_CALC_HOST")', VIP held by nodes [${holders% }] (want exactly one)"
+    fi
+}
+
+# The HTTP status of METHOD URL (0: no answer), without any proxy. Run
+# inside a node's namespace through tier_netns_exec, it asks from there.
+http_status() { # METHOD URL
+    python3 - "$1" "$2" <<'PY'
+import sys, urllib.error, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    print(opener.open(urllib.request.Request(sys.argv[2], method=sys.argv[1]), timeout=3).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print(0)
+PY
+}
+
+# An LB node's admin endpoint is on its address on the backend bridge, which
+# every container reaches: metrics are open, control verbs only from the
+# node's own namespace (ipcs-lb --admin-control local). Server 250 is in no
+# list, so a verb let through answers 404 and changes nothing.
+step_admin_control() {
+    local url="http://172.16.238.201:7071" from_host from_node metrics
+    from_host=$(http_status POST "$url/servers/250/drain")
+    from_node=$(tier_netns_exec 1 bash -c "$(declare -f http_status); http_status POST $url/servers/250/drain")
+    metrics=$(http_status GET "$url/metrics")
+    if [[ $from_host == 403 && $from_node == 404 && $metrics == 200 ]]; then
+        pass "$current: LB node admin: GET /metrics open (200), POST from the host refused (403), from the node's namespace taken (404: no such server)"
+    else
+        fail "$current: LB node admin: POST from the host $from_host (want 403), from the node $from_node (want 404), GET /metrics $metrics (want 200)"
     fi
 }
 

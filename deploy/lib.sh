@@ -112,7 +112,8 @@ compose() {
 # nodes run and the single lb service does not.
 compose_up() {
     if (($(tier_count) > 1)); then
-        compose up -d "$@" --scale lb=0
+        # Options first: service names (in "$@") end the command line.
+        compose up -d --scale lb=0 "$@"
     else
         compose up -d "$@"
     fi
@@ -428,13 +429,14 @@ tier_start_node() {
     local n=$1 dir pid
     dir=$(tier_dir "$n")
     if pid=$(tier_supervisor_pid "$n"); then
-        if [[ ! "$IPCS_BIN_DIR/ipcs-lb" -nt "$dir/supervisor.pid" ]]; then
+        if [[ ! "$IPCS_BIN_DIR/ipcs-lb" -nt "$dir/supervisor.pid" &&
+            ! "$IPCS_BIN_DIR/ipcs-lb-node" -nt "$dir/supervisor.pid" ]]; then
             say "LB node $n already supervised (pid $pid)"
             return 0
         fi
         # Rebuilt since: one node at a time (bootstrap waits for each to
         # answer again), so the VIP always has somewhere to go.
-        say "ipcs-lb was rebuilt: restarting LB node $n"
+        say "ipcs-lb or ipcs-lb-node was rebuilt: restarting LB node $n"
         tier_stop_node "$n"
     fi
     mkdir -p "$dir"

@@ -77,10 +77,31 @@ pub fn spawn<F>(listener: TcpListener, name: &str, route: F) -> io::Result<()>
 where
     F: Fn(&str) -> Answer + Send + 'static,
 {
-    spawn_with_methods(listener, name, move |method, path| match method {
+    spawn_with_methods(listener, name, move |method, path, _| match method {
         Method::Get => route(path),
         Method::Post => ("405 Method Not Allowed", "only GET\n".into()),
     })
+}
+
+/// Who sent a request, as far as the endpoint can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The peer is in this network namespace: a loopback address, or the
+    /// endpoint's own address (which only a process of this namespace can
+    /// connect from). An endpoint bound to a shared network (an LB node's
+    /// address on the backend bridge) tells its own namespace from the rest
+    /// by this.
+    pub local: bool,
+}
+
+impl Caller {
+    fn of(stream: &TcpStream) -> Caller {
+        let local = match (stream.peer_addr(), stream.local_addr()) {
+            (Ok(peer), Ok(me)) => peer.ip().is_loopback() || peer.ip() == me.ip(),
+            _ => false,
+        };
+        Caller { local }
+    }
 }
 
 /// The request methods the responder knows: `GET` reads, `POST` changes
@@ -102,11 +123,12 @@ impl Method {
 }
 
 /// Like [`spawn`], for a process whose admin endpoint also takes commands:
-/// `route(method, path)` answers both `GET` and `POST` (and must refuse
-/// with 405 what it does not take); other methods get 405.
+/// `route(method, path, caller)` answers both `GET` and `POST` (and must
+/// refuse with 405 what it does not take, with 403 what this caller may not
+/// do); other methods get 405.
 pub fn spawn_with_methods<F>(listener: TcpListener, name: &str, route: F) -> io::Result<()>
 where
-    F: Fn(Method, &str) -> Answer + Send + 'static,
+    F: Fn(Method, &str, Caller) -> Answer + Send + 'static,
 {
     thread::Builder::new()
         .name(name.into())
@@ -129,7 +151,8 @@ where
         .map(|_| ())
 }
 
-fn serve(mut stream: TcpStream, route: &dyn Fn(Method, &str) -> Answer) -> io::Result<()> {
+fn serve(mut stream: TcpStream, route: &dyn Fn(Method, &str, Caller) -> Answer) -> io::Result<()> {
+    let caller = Caller::of(&stream);
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     stream.set_write_timeout(Some(READ_TIMEOUT))?;
     let mut buf = [0u8; MAX_REQUEST];
@@ -151,7 +174,7 @@ fn serve(mut stream: TcpStream, route: &dyn Fn(Method, &str) -> Answer) -> io::R
             Err(e) => return Err(e),
         }
     }
-    let (status, body) = answer(&buf[..len], route);
+    let (status, body) = answer(&buf[..len], &|method, path| route(method, path, caller));
     respond(&mut stream, status, &body)
 }
 

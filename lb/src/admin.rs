@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ipcs_common::admin_http::{self, Answer, Method};
+use ipcs_common::admin_http::{self, Answer, Caller, Method};
 
 use crate::admin_control;
 use crate::exposition::{render, MetricsView};
@@ -30,6 +30,22 @@ pub struct AdminView {
     pub snapshot: SharedSnapshot,
     /// The operator's overrides (the control verbs write them).
     pub overrides: SharedOverrides,
+    /// Who may use the control verbs.
+    pub control: AdminControl,
+}
+
+/// Who may use the admin endpoint's control verbs (`POST`); reads (`GET`)
+/// are open to whoever reaches the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdminControl {
+    /// Only callers in the LB's own network namespace: loopback, or the
+    /// endpoint's own address. An LB node of the LB tier serves its admin
+    /// endpoint on its address on the backend bridge, so Prometheus on the
+    /// host can scrape it; every container on that bridge reaches it too,
+    /// and must not be able to drain or eject servers.
+    Local,
+    /// Every caller (put your own access control in front).
+    Any,
 }
 
 impl AdminView {
@@ -154,14 +170,28 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Serves admin requests on `listener` from a thread of its own, with the
 /// one responder every IPCS process uses (`ipcs_common::admin_http`).
 pub fn spawn_http(listener: TcpListener, view: AdminView) -> io::Result<()> {
-    admin_http::spawn_with_methods(
-        listener,
-        "ipcs-lb-admin",
-        move |method, path| match method {
-            Method::Get => route(path, &view),
-            Method::Post => control(path, &view),
-        },
-    )
+    admin_http::spawn_with_methods(listener, "ipcs-lb-admin", move |method, path, caller| {
+        answer(method, path, caller, &view)
+    })
+}
+
+fn answer(method: Method, path: &str, caller: Caller, view: &AdminView) -> Answer {
+    match method {
+        Method::Get => route(path, view),
+        Method::Post if view.control == AdminControl::Local && !caller.local => {
+            tracing::debug!(
+                path,
+                "admin control verb refused: caller outside the LB's namespace"
+            );
+            (
+                "403 Forbidden",
+                "control verbs are taken only from the LB's own network namespace \
+                 (loopback or this endpoint's address; ipcs-lb --admin-control any lifts that)\n"
+                    .into(),
+            )
+        }
+        Method::Post => control(path, view),
+    }
 }
 
 /// Logs a one-line summary every `every`, from a thread of its own.
@@ -231,7 +261,23 @@ mod tests {
             registry: Arc::new(RegistryStatus::default()),
             snapshot: shared_empty(),
             overrides: crate::operator::shared_none(),
+            control: AdminControl::Local,
         }
+    }
+
+    #[test]
+    fn control_verbs_only_from_the_lbs_namespace_unless_any() {
+        let mut view = view();
+        let remote = Caller { local: false };
+        let local = Caller { local: true };
+        // A verb for a server the (empty) list lacks: 404 once let through.
+        let verb = "/servers/7/drain";
+        assert_eq!(answer(Method::Post, verb, remote, &view).0, "403 Forbidden");
+        assert_eq!(answer(Method::Post, verb, local, &view).0, "404 Not Found");
+        // Reads stay open to every caller.
+        assert_eq!(answer(Method::Get, "/healthz", remote, &view).0, "200 OK");
+        view.control = AdminControl::Any;
+        assert_eq!(answer(Method::Post, verb, remote, &view).0, "404 Not Found");
     }
 
     fn get(addr: SocketAddr, request: &[u8]) -> String {

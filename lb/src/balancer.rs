@@ -43,6 +43,8 @@ pub struct Config {
     pub registry_wait: Duration,
     /// Where `/metrics` is served; `None` for nowhere.
     pub admin: Option<SocketAddr>,
+    /// Who may use the admin endpoint's control verbs.
+    pub admin_control: crate::admin::AdminControl,
     pub workers: usize,
     /// Requests in flight at most, over all workers.
     pub capacity: usize,
@@ -216,6 +218,7 @@ impl LoadBalancer {
             registry: registry_status.clone(),
             snapshot: snapshot.clone(),
             overrides: overrides.clone(),
+            control: config.admin_control,
         };
         let mut admin_addr = None;
         let mut admin_listener = None;

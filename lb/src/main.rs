@@ -105,10 +105,17 @@ struct Args {
     /// Address of the admin HTTP endpoint (GET /metrics in Prometheus text
     /// format, GET /servers, /healthz, /ready, /logging; POST
     /// /servers/<id|mac>/{drain,undrain,ready,eject} and
-    /// /logging?level=<filter> change things: keep it on loopback or behind
-    /// your own access control). "off" disables it.
+    /// /logging?level=<filter> change things, see --admin-control). "off"
+    /// disables it.
     #[arg(long, value_name = "ADDR|off", default_value = ipcs_common::admin_http::DEFAULT_LB_ADMIN)]
     admin: String,
+
+    /// Who may use the admin endpoint's control verbs (POST): "local", only
+    /// callers in this network namespace (loopback or the endpoint's own
+    /// address; others get 403), or "any" caller that reaches the endpoint
+    /// (then put your own access control in front). GET stays open.
+    #[arg(long, value_enum, default_value = "local")]
+    admin_control: ipcs_lb::admin::AdminControl,
 
     /// Worker threads, each with its own UDP socket on the listen port
     /// (SO_REUSEPORT) and raw socket (PACKET_FANOUT by the tag's low byte).
@@ -398,6 +405,7 @@ fn main() -> anyhow::Result<()> {
         registry,
         registry_wait: old_unit(args.registry_wait, args.registry_wait_ms, MS),
         admin,
+        admin_control: args.admin_control,
         workers: args.workers,
         capacity: args.capacity,
         timeout: TimeoutPolicy {
