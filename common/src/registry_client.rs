@@ -370,6 +370,16 @@ impl HeartbeatConfig {
 /// Retry delays (see [`Backoff`]): from `BACKOFF_START` to `BACKOFF_CAP`.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// While the registry's name does not resolve yet, the retry delay: a
+/// container's name service learns a new service's records a few hundred
+/// milliseconds after the container starts (Swarm's DNS, measured: the
+/// first lookups of a new server failed), and a lookup loads only the local
+/// resolver, so the registration follows the name closely instead of
+/// doubling past it. Only before the first registration, and only for
+/// `RESOLVE_FAST_FOR` after the start: a name that never resolves (a typo)
+/// then gets the usual back-off, not 20 lookups a second for ever.
+const RESOLVE_RETRY: Duration = Duration::from_millis(50);
+const RESOLVE_FAST_FOR: Duration = Duration::from_secs(10);
 /// Bounds connecting and the wait for `OK`, so a stop is never stuck longer.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -438,11 +448,15 @@ fn run(config: &HeartbeatConfig, stop: &Receiver<()>, registered: &AtomicBool) {
     // Failures are logged once per change of state, not once per attempt:
     // the first failure after starting or after losing the registration.
     let mut failure_logged = false;
+    let mut ever_registered = false;
+    let started = std::time::Instant::now();
     loop {
         let err = match session(config, stop, registered, &mut backoff) {
             Ok(Stopped) => return,
             Err(e) => e,
         };
+        let unresolved = matches!(err, ClientError::Resolve { .. } | ClientError::NoAddress(_));
+        ever_registered |= registered.load(Ordering::SeqCst);
         if registered.swap(false, Ordering::SeqCst) {
             warn!(registry = %config.registry, id = config.id, "lost registration: {err}; reconnecting");
             failure_logged = true;
@@ -452,7 +466,12 @@ fn run(config: &HeartbeatConfig, stop: &Receiver<()>, registered: &AtomicBool) {
         } else {
             debug!(registry = %config.registry, id = config.id, "registration attempt failed: {err}");
         }
-        match stop.recv_timeout(backoff.next_delay()) {
+        let delay = if unresolved && !ever_registered && started.elapsed() < RESOLVE_FAST_FOR {
+            RESOLVE_RETRY
+        } else {
+            backoff.next_delay()
+        };
+        match stop.recv_timeout(delay) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }

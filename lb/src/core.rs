@@ -1,6 +1,6 @@
 //! The load balancer's decisions, as a state machine without I/O: it is fed
 //! client datagrams ([`Core::on_request`]), backend frames
-//! ([`Core::on_frame`]) and the passage of time ([`Core::on_tick`]), each with
+//! ([`Core::on_frame_records`]) and the passage of time ([`Core::on_tick`]), each with
 //! `now`, and answers with [`Action`]s for the reactor to carry out. It owns
 //! the table of requests in flight, the rotation, the passive health of each
 //! server and the error-reply rate limit; it reads the server list from the
