@@ -31,6 +31,38 @@ const LISTEN: &str = "127.0.0.1:8080";
 /// just before the kill), and loadgen's clock, which starts a few
 /// milliseconds after the soak's.
 pub const FAILOVER_MARGIN: Duration = Duration::from_millis(100);
+/// The window of loadgen's measured phase inside which requests may be lost
+/// around a failover that began `at` (the kill) and took `after` (to the new
+/// master): [`FAILOVER_MARGIN`] wider on each side.
+pub fn allowed_losses(at: Duration, after: Duration) -> (Duration, Duration) {
+    (
+        at.saturating_sub(FAILOVER_MARGIN),
+        at + after + FAILOVER_MARGIN,
+    )
+}
+
+/// The soak's verdict on a load (this soak's, and deploy/chaos.sh's through
+/// `ipcs-chaos --judge-load`): zero wrong, zero error replies (timed-out
+/// included), something sent, and every request answered, or lost inside
+/// `allowed` (the failover window; `None`: no loss allowed).
+pub fn load_is_clean(m: &Measurement, allowed: Option<(Duration, Duration)>) -> bool {
+    if m.wrong != 0 || m.errors != 0 {
+        return false;
+    }
+    if m.lost == 0 {
+        // Nothing sent is nothing shown.
+        return m.sent > 0 && m.answered == m.sent;
+    }
+    match (allowed, m.loss_window) {
+        (Some((from, to)), Some((first, last))) => {
+            // Sends the kernel refused (ICMP from the dying LB's node)
+            // are lost requests too, so lost may exceed sent - answered.
+            first >= from && last <= to && m.answered + m.lost >= m.sent
+        }
+        _ => false,
+    }
+}
+
 /// The per-server request counter the fault timings are read from.
 const SERVER_REQUESTS: &str = "ipcs_lb_server_requests_total";
 /// LB totals reported over each slowness fault's window (absent from an LB
@@ -260,35 +292,14 @@ pub struct ChaosReport {
 
 impl ChaosReport {
     /// The window of loadgen's measured phase inside which requests may be
-    /// lost: from the kill to the new master, [`FAILOVER_MARGIN`] wider on
-    /// each side. `None` without a failover.
+    /// lost ([`allowed_losses`]). `None` without a failover.
     pub fn failover_window(&self) -> Option<(Duration, Duration)> {
-        self.failover.map(|(at, f)| {
-            (
-                at.saturating_sub(FAILOVER_MARGIN),
-                at + f.after + FAILOVER_MARGIN,
-            )
-        })
+        self.failover.map(|(at, f)| allowed_losses(at, f.after))
     }
 
-    /// Zero wrong, zero error replies (timed-out included), and every
-    /// request answered, or lost inside the failover window.
+    /// [`load_is_clean`] for this run.
     pub fn clean(&self) -> bool {
-        let m = &self.load;
-        if m.wrong != 0 || m.errors != 0 {
-            return false;
-        }
-        if m.lost == 0 {
-            return m.answered == m.sent;
-        }
-        match (self.failover_window(), m.loss_window) {
-            (Some((from, to)), Some((first, last))) => {
-                // Sends the kernel refused (ICMP from the dying LB's node)
-                // are lost requests too, so lost may exceed sent - answered.
-                first >= from && last <= to && m.answered + m.lost >= m.sent
-            }
-            _ => false,
-        }
+        load_is_clean(&self.load, self.failover_window())
     }
 
     pub fn render(&self) -> String {

@@ -174,6 +174,12 @@ fn losses_count_only_inside_the_failover_window() {
     assert!(report.clean());
     report.load.wrong = 1;
     assert!(!report.clean());
+    // The same rule judges a load from elsewhere (ipcs-chaos --judge-load).
+    report.load.wrong = 0;
+    assert!(load_is_clean(&report.load, None));
+    let nothing = Measurement::default();
+    assert!(!load_is_clean(&nothing, None), "nothing sent is not clean");
+    assert_eq!(allowed_losses(ms(50), ms(80)), (ms(0), ms(230)));
 }
 
 #[test]

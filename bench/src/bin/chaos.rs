@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use ipcs_bench::chaos::{render_schedule, run, schedule_for, ChaosConfig};
+use ipcs_bench::chaos::{
+    allowed_losses, load_is_clean, render_schedule, run, schedule_for, ChaosConfig,
+};
+use ipcs_bench::loadgen::Measurement;
 
 #[derive(Parser)]
 #[command(
@@ -50,10 +53,65 @@ struct Cli {
     /// fault at the time read from here, typing none. Needs no root.
     #[arg(long)]
     print_schedule: bool,
+    /// Judge a load run elsewhere (deploy/chaos.sh's, on Docker) by this
+    /// soak's rule and exit: FILE is loadgen's --json report; prints
+    /// `clean` or `dirty` and why, exits 0 when clean, 1 otherwise. Needs no
+    /// root.
+    #[arg(long, value_name = "FILE")]
+    judge_load: Option<PathBuf>,
+    /// With --judge-load: the failover the run had, as `AT_S,AFTER_S`
+    /// (the kill, seconds into loadgen's measured phase, and the time to
+    /// the new master); requests may then be lost from 100 ms before the
+    /// kill to 100 ms after the new master.
+    #[arg(long, value_name = "AT_S,AFTER_S", requires = "judge_load")]
+    failover: Option<String>,
+}
+
+/// `--judge-load`: the verdict on loadgen's report, by the soak's rule.
+fn judge(file: &std::path::Path, failover: Option<&str>) -> Result<bool> {
+    let text = std::fs::read_to_string(file)?;
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    let m = Measurement::from_json(&value).map_err(anyhow::Error::msg)?;
+    let allowed = match failover {
+        None => None,
+        Some(s) => {
+            let secs = |x: &str| -> Result<Duration> {
+                Ok(Duration::try_from_secs_f64(x.trim().parse::<f64>()?)?)
+            };
+            let (at, after) = s
+                .split_once(',')
+                .ok_or_else(|| anyhow::anyhow!("--failover {s:?}: want AT_S,AFTER_S"))?;
+            Some(allowed_losses(secs(at)?, secs(after)?))
+        }
+    };
+    let clean = load_is_clean(&m, allowed);
+    let show = |w: Option<(Duration, Duration)>| {
+        w.map_or("none".to_owned(), |(a, b)| {
+            format!("{:.3}-{:.3} s", a.as_secs_f64(), b.as_secs_f64())
+        })
+    };
+    println!(
+        "{} sent {} answered {} lost {} wrong {} error replies {}; losses allowed {}; loss window {}",
+        if clean { "clean" } else { "dirty" },
+        m.sent,
+        m.answered,
+        m.lost,
+        m.wrong,
+        m.errors,
+        show(allowed),
+        show(m.loss_window)
+    );
+    Ok(clean)
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Some(file) = &cli.judge_load {
+        if judge(file, cli.failover.as_deref())? {
+            return Ok(());
+        }
+        std::process::exit(1);
+    }
     if cli.print_schedule {
         print!(
             "{}",
