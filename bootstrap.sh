@@ -186,12 +186,7 @@ check_prereqs() {
     # missing (as deploy/install-deps.sh does), so a fresh machine needs
     # nothing by hand.
     if ((lbs > 1)) && [[ ! -x $KEEPALIVED ]]; then
-        if ((EUID == 0)) && have apt-get; then
-            say "keepalived is missing (the LB tier's VRRP): installing Debian's package"
-            { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq keepalived >/dev/null; } ||
-                warn "apt-get install keepalived failed"
-        fi
+        ((EUID == 0)) && { install_pkg keepalived keepalived || warn "apt-get install keepalived failed"; }
         [[ -x $KEEPALIVED ]] ||
             missing+=("keepalived, for the LB tier's VRRP (apt install keepalived, which ./bootstrap.sh does as root; or --lbs 1)")
     fi
@@ -610,7 +605,7 @@ write_lb_targets() {
     local n targets=()
     if (($(tier_count) > 1)); then
         for ((n = 1; n <= $(tier_count); n++)); do
-            targets+=("\"172.16.238.$((200 + n)):7071\"")
+            targets+=("\"$(tier_node_admin "$n")\"")
         done
     else
         targets=("\"$IPCS_LB_ADMIN\"")
@@ -710,7 +705,7 @@ cmd_status() {
         holder=$(tier_vip_holder)
         echo "load balancers: $(tier_count) nodes sharing $IPCS_CALC_HOST ($IPCS_VIP:$IPCS_LB_PORT); held by node ${holder:-none}"
         for ((n = 1; n <= $(tier_count); n++)); do
-            echo "  node $n: 172.16.238.$((200 + n)), supervisor $(tier_supervisor_pid "$n" || echo gone), ipcs-lb $(tier_lb_pid "$n" || echo gone), down file $(cat "$(tier_dir "$n")/down" 2>/dev/null || echo -), logs $(tier_dir "$n")"
+            echo "  node $n: $(tier_node_ip "$n"), supervisor $(tier_supervisor_pid "$n" || echo gone), ipcs-lb $(tier_lb_pid "$n" || echo gone), down file $(cat "$(tier_dir "$n")/down" 2>/dev/null || echo -), logs $(tier_dir "$n")"
         done
     elif pid=$(lb_pid); then
         echo "load balancer: running on the host, pid $pid, $IPCS_CALC_HOST:$IPCS_LB_PORT, log $(lb_logfile)"

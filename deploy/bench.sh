@@ -152,7 +152,7 @@ if wants_docker; then
         # its node address), or the single LB of a --lbs 1 deployment.
         if (($(tier_count) > 1)); then
           node=$(tier_vip_holder)
-          lb_admin=172.16.238.$((200 + ${node:-1})):7071
+          lb_admin=$(tier_node_admin "${node:-1}")
           lb_pid=$(tier_lb_pid "${node:-1}" || true)
         else
           lb_admin=$IPCS_LB_ADMIN

@@ -457,7 +457,6 @@ step_down() {
 }
 
 # --- the LB tier: the VIP survives the loss of the LB holding it ----------------------
-vip_holder() { tier_vip_holder; }
 
 # Waits up to `limit` seconds until `cmd` succeeds.
 wait_until() {
@@ -473,7 +472,7 @@ wait_until() {
 step_lb_failover() {
     local holder other lbpid out=$work/failover.json calc_out=$work/failover.calc i
     local killed_at took_at ms want counts scheduled sent send_failed answered lost unsent wrong errors window
-    holder=$(vip_holder)
+    holder=$(tier_vip_holder)
     if [[ -z $holder ]] || ! lbpid=$(tier_lb_pid "$holder"); then
         fail "LB tier: no node holds $IPCS_VIP (holder '$holder')"
         return
@@ -500,13 +499,13 @@ step_lb_failover() {
     took_at=$(awk -v k="$killed_at" '$1 > k { print $1; exit }' "$(tier_dir "$other")/master.log" 2>/dev/null)
     if [[ -n $took_at ]]; then
         ms=$(python3 -c "print(round(($took_at - $killed_at) * 1000))")
-        if ((ms < 1000)) && [[ $(vip_holder) == "$other" ]]; then
+        if ((ms < 1000)) && [[ $(tier_vip_holder) == "$other" ]]; then
             pass "LB failover: node $other holds $IPCS_VIP ${ms} ms after node $holder's LB was killed"
         else
-            fail "LB failover: node $other took the VIP after ${ms} ms (holder now: $(vip_holder))"
+            fail "LB failover: node $other took the VIP after ${ms} ms (holder now: $(tier_vip_holder))"
         fi
     else
-        fail "LB failover: node $other never became master after the kill (holder now: $(vip_holder))"
+        fail "LB failover: node $other never became master after the kill (holder now: $(tier_vip_holder))"
     fi
     want=$(for ((i = 1; i <= 80; i++)); do echo $((2 * i)); done)
     if ((calc_rc == 0)) && [[ "$(cat "$calc_out")" == "$want" ]]; then
@@ -539,7 +538,7 @@ PY
     if wait_until 10 tier_node_back "$holder" "$lbpid"; then
         newpid=$(tier_lb_pid "$holder")
         sleep 1 # several adverts: a node that wanted the VIP back would take it now
-        if [[ $(tier_vip_holders | tr '\n' ' ') == "$other " ]] && answers_on "172.16.238.$((200 + holder)):$IPCS_LB_PORT"; then
+        if [[ $(tier_vip_holders | tr '\n' ' ') == "$other " ]] && answers_on "$(tier_node_ip "$holder"):$IPCS_LB_PORT"; then
             pass "LB failover: node $holder's LB restarted by its supervisor (pid $newpid) within $((SECONDS - t0 + 1)) s, answering, standby"
         else
             fail "LB failover: after the restart the VIP is on nodes [$(tier_vip_holders | tr '\n' ' ')] (want only $other: a restarted node must stay standby)"
@@ -631,7 +630,8 @@ PY
 # node's own namespace (ipcs-lb --admin-control local). Server 250 is in no
 # list, so a verb let through answers 404 and changes nothing.
 step_admin_control() {
-    local url="http://172.16.238.201:7071" from_host from_node metrics
+    local url from_host from_node metrics
+    url="http://$(tier_node_admin 1)"
     from_host=$(http_status POST "$url/servers/250/drain")
     from_node=$(tier_netns_exec 1 bash -c "$(declare -f http_status); http_status POST $url/servers/250/drain")
     metrics=$(http_status GET "$url/metrics")

@@ -16,16 +16,10 @@ USAGE
 }
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
 
-apt_updated=0
-need_pkg() { # need_pkg COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 && return 0
-  echo "install-deps: $1 missing, installing Debian package $2"
-  if [[ $apt_updated == 0 ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    apt_updated=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-}
+# shellcheck source=deploy/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+IPCS_LOG_PREFIX=install-deps
+need_pkg() { install_pkg "$@" || die "cannot install $2 (for $1)"; }
 
 need_pkg ip iproute2
 need_pkg ps procps

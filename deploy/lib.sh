@@ -78,6 +78,20 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 docker_reachable() { have docker && docker info >/dev/null 2>&1; }
 
+# Installs Debian package PACKAGE with apt-get when COMMAND is missing (one
+# `apt-get update` per run; needs root). Fails if it is still missing.
+IPCS_APT_UPDATED=0
+install_pkg() { # COMMAND PACKAGE
+    have "$1" && return 0
+    have apt-get || return 1
+    printf '%s\n' "${IPCS_LOG_PREFIX:-ipcs}: $1 missing, installing Debian package $2"
+    if ((IPCS_APT_UPDATED == 0)); then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq || return 1
+        IPCS_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null && have "$1"
+}
+
 # Sets the array COMPOSE to the Compose tool that is installed: the
 # `docker compose` plugin if present, else `docker-compose` (v1). Returns 1
 # if neither exists.
@@ -320,6 +334,10 @@ lb_stop() {
 # directory /run/ipcs-lb-node in the container (seen from here through
 # /proc/<pid>/root), the logs in `docker logs`.
 tier_count() { cat "$IPCS_RUN_DIR/lbs" 2>/dev/null || echo 1; }
+# Node n's address: the VIP's /24, host part 200 + n (lbnode/src/vrrp.rs,
+# lb_node_ip, has the same plan) and its admin endpoint.
+tier_node_ip() { printf '%s.%s\n' "${IPCS_VIP%.*}" $((200 + $1)); }
+tier_node_admin() { printf '%s:7071\n' "$(tier_node_ip "$1")"; }
 # Whether the tier runs as compose services (Docker mode).
 docker_tier() {
     (($(tier_count) > 1)) && [[ "$(cat "$IPCS_RUN_DIR/mode" 2>/dev/null)" == docker ]]

@@ -109,7 +109,13 @@ enum Phase {
 struct ChildState {
     phase: Phase,
     delay: Duration,
-    alive: bool,
+}
+
+impl ChildState {
+    /// Started and not seen to exit.
+    fn alive(&self) -> bool {
+        matches!(self.phase, Phase::Starting { .. } | Phase::Running { .. })
+    }
 }
 
 /// The supervisor's state.
@@ -131,7 +137,6 @@ impl NodeCore {
         let child = ChildState {
             phase: Phase::Starting { since: now },
             delay: backoff.first,
-            alive: true,
         };
         let core = NodeCore {
             backoff,
@@ -184,7 +189,6 @@ impl NodeCore {
                 let backoff = self.backoff;
                 let stopping = self.stopping.is_some();
                 let c = self.child(which);
-                c.alive = false;
                 if stopping {
                     c.phase = Phase::Gone;
                 } else {
@@ -200,14 +204,14 @@ impl NodeCore {
                     c.phase = Phase::Waiting { at: now + c.delay };
                     c.delay = (c.delay * 2).min(backoff.max);
                 }
-                if stopping && !self.lb.alive && !self.keepalived.alive {
+                if stopping && !self.lb.alive() && !self.keepalived.alive() {
                     out.push(Action::Exit);
                 }
             }
             Event::ProbeDone { answered } => {
                 self.probe_in_flight = false;
                 if let Phase::Starting { .. } = self.lb.phase {
-                    if answered && self.lb.alive && self.stopping.is_none() {
+                    if answered && self.stopping.is_none() {
                         self.lb.phase = Phase::Running { since: now };
                         out.push(Action::MarkDown(false));
                     } else {
@@ -221,13 +225,13 @@ impl NodeCore {
                     out.push(Action::MarkDown(true));
                     for which in [Child::Lb, Child::Keepalived] {
                         let c = self.child(which);
-                        if c.alive {
+                        if c.alive() {
                             out.push(Action::Terminate(which));
                         } else {
                             c.phase = Phase::Gone;
                         }
                     }
-                    if !self.lb.alive && !self.keepalived.alive {
+                    if !self.lb.alive() && !self.keepalived.alive() {
                         out.push(Action::Exit);
                     }
                 }
@@ -244,7 +248,7 @@ impl NodeCore {
             if !self.killed && now.saturating_duration_since(since) >= STOP_GRACE {
                 self.killed = true;
                 for which in [Child::Lb, Child::Keepalived] {
-                    if self.child(which).alive {
+                    if self.child(which).alive() {
                         out.push(Action::Kill(which));
                     }
                 }
@@ -255,12 +259,11 @@ impl NodeCore {
             let c = self.child(which);
             if let Phase::Waiting { at } = c.phase {
                 if now >= at {
-                    c.phase = Phase::Starting { since: now };
-                    c.alive = true;
                     if which == Child::Keepalived {
                         // keepalived needs no probe: it runs or exits.
                         c.phase = Phase::Running { since: now };
                     } else {
+                        c.phase = Phase::Starting { since: now };
                         self.next_probe = now;
                     }
                     out.push(Action::Start(which));

@@ -35,11 +35,11 @@ struct Cli {
 #[derive(clap::Args)]
 struct NodeArgs {
     /// The node (1..=54): its address is 172.16.238.(200 + N).
-    #[arg(long, env = "IPCS_LB_NODE")]
+    #[arg(long)]
     node: Option<usize>,
     /// How many nodes the tier has (2..=54): keepalived sends its adverts
     /// to each of the others by unicast (172.16.238.201 ..).
-    #[arg(long, env = "IPCS_LB_NODES", default_value_t = 2)]
+    #[arg(long, default_value_t = 2)]
     nodes: usize,
     /// The node's directory: keepalived.conf, the down file keepalived
     /// tracks, pid files (lb.pid, keepalived*.pid), master.log (the time of
@@ -76,14 +76,17 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    // The project's one flag grammar: every flag also as IPCS_LB_NODE_<FLAG>.
+    let cli: Cli = ipcs_common::cli::parse("IPCS_LB_NODE");
     if let Some(Cmd::RecordMaster { file }) = cli.command {
         return run::record_master(&file)
             .with_context(|| format!("appending to {}", file.display()));
     }
     ipcs_common::logging::init();
     let args = cli.node;
-    let node = args.node.context("--node is required (or IPCS_LB_NODE)")?;
+    let node = args
+        .node
+        .context("--node is required (or IPCS_LB_NODE_NODE)")?;
     let me = std::env::current_exe().context("finding this binary")?;
     let bin_dir = match args.bin_dir {
         Some(d) => d,
