@@ -705,7 +705,7 @@ cmd_status() {
         holder=$(tier_vip_holder)
         echo "load balancers: $(tier_count) nodes sharing $IPCS_CALC_HOST ($IPCS_VIP:$IPCS_LB_PORT); held by node ${holder:-none}"
         for ((n = 1; n <= $(tier_count); n++)); do
-            echo "  node $n: $(tier_node_ip "$n"), supervisor $(tier_supervisor_pid "$n" || echo gone), ipcs-lb $(tier_lb_pid "$n" || echo gone), down file $(cat "$(tier_dir "$n")/down" 2>/dev/null || echo -), logs $(tier_dir "$n")"
+            echo "  node $n: $(tier_node_ip "$n"), supervisor $(tier_supervisor_pid "$n" || echo gone), ipcs-lb $(tier_lb_pid "$n" || echo gone), down file $(cat "$(tier_dir "$n")/down" 2>/dev/null || echo -), $(if docker_tier; then echo "files $(tier_dir "$n"), log: ${COMPOSE[*]:-docker compose} logs lb$n"; else echo "logs $(tier_dir "$n")"; fi)"
         done
     elif pid=$(lb_pid); then
         echo "load balancer: running on the host, pid $pid, $IPCS_CALC_HOST:$IPCS_LB_PORT, log $(lb_logfile)"
