@@ -150,10 +150,11 @@ done
 bridge_new=0 # set when this run made the bridge (a running LB must rebind)
 
 # What survives the step to sudo: the directories, the log level and the CPU
-# placement compose.yaml reads.
+# placement and healthcheck interval compose.yaml reads.
 PRESERVE_ENV=IPCS_RUN_DIR,IPCS_KEY_FILE,IPCS_KEY_GID,IPCS_BIN_DIR,IPCS_HOSTS_FILE,RUST_LOG,IPCS_LB_NICE
 PRESERVE_ENV+=,IPCS_LB_CPUSET,IPCS_SERVER_CPUSET
 PRESERVE_ENV+=,IPCS_LB_CGROUP_PARENT,IPCS_SERVER_CGROUP_PARENT,IPCS_REGISTRY_CGROUP_PARENT
+PRESERVE_ENV+=,IPCS_HEALTH_INTERVAL
 PRESERVE_ENV+=,IPCS_SWARM_ADVERTISE_ADDR
 
 mode_file() { printf '%s\n' "$IPCS_RUN_DIR/mode"; }
@@ -747,6 +748,11 @@ cmd_status() {
 cmd_build() {
     ((build)) && build_binaries
     docker_reachable || die "the Docker engine is not reachable ('docker info' fails): the images need it"
+    # The lb-node image (the default Docker deployment's LB tier) copies this
+    # host's keepalived: install it as `up` would, so `build` makes every image.
+    if [[ ! -x $KEEPALIVED ]] && ((EUID == 0)); then
+        install_pkg keepalived keepalived || warn "apt-get install keepalived failed"
+    fi
     "$IPCS_REPO/deploy/build-images.sh"
     ensure_key || warn "cannot make the deployment key $IPCS_KEY_FILE: run ./bootstrap.sh key as root before compose up"
     find_compose || warn "no Compose tool (docker compose or docker-compose) to run them with"
