@@ -17,6 +17,7 @@ IPCS_LOG_PREFIX=bench-swarm
 case ${1:-} in
 up)
     if [[ ${IPCS_BENCH_DOCKER_OURS:-0} == 1 ]]; then
+        mkdir -p target/bench && save_compose_logs target/bench/docker-deployment.log
         say "taking the compose deployment of G and H down first"
         ./bootstrap.sh down >&2
     fi

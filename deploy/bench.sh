@@ -114,6 +114,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/ipcs-bench.XXXXXX")
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  # G and H's containers' logs, unless J's hook took them down (and kept them) first.
+  ((docker_ours)) && [[ $(cat "$IPCS_RUN_DIR/mode" 2>/dev/null) == docker ]] &&
+    { mkdir -p target/bench && save_compose_logs target/bench/docker-deployment.log; }
   if ((docker_ours || swarm_ours)); then
     say "taking the Docker deployment down (./bootstrap.sh down)"
     ./bootstrap.sh down >"$work/down.log" 2>&1 ||
@@ -148,21 +151,34 @@ if wants_docker; then
       fi
       if [[ -z $docker_unavailable ]]; then
         upstream_list=$(IFS=,; printf '%s' "${upstreams[*]}")
-        # The LB that serves: the tier's VIP holder (its admin endpoint is on
-        # its node address), or the single LB of a --lbs 1 deployment.
+        # Every LB: each node of the tier (admin endpoint on its node
+        # address), or the single LB of a --lbs 1 deployment. ipcs-bench
+        # adds their CPU time and counters up, so G's figures are the tier's
+        # even if the VIP moves between now and G's run (the standby's are
+        # near zero).
+        lb_admins=() lb_pids=()
         if (($(tier_count) > 1)); then
-          node=$(tier_vip_holder)
-          lb_admin=$(tier_node_admin "${node:-1}")
-          lb_pid=$(tier_lb_pid "${node:-1}" || true)
+          for ((n = 1; n <= $(tier_count); n++)); do
+            lb_admins+=("$(tier_node_admin "$n")")
+            lb_pids+=("$(tier_lb_pid "$n" || true)")
+          done
         else
-          lb_admin=$IPCS_LB_ADMIN
-          lb_pid=$(docker inspect -f '{{.State.Pid}}' "$(compose_containers lb | head -n 1)" 2>/dev/null || true)
+          lb_admins+=("$IPCS_LB_ADMIN")
+          lb_pids+=("$(docker inspect -f '{{.State.Pid}}' "$(compose_containers lb | head -n 1)" 2>/dev/null || true)")
         fi
+        lb_admin_list=$(IFS=,; printf '%s' "${lb_admins[*]}")
         bench_args+=(--docker-target "$(calc_ip):$IPCS_LB_PORT"
-          --docker-upstreams "$upstream_list" --docker-admin "$lb_admin"
+          --docker-upstreams "$upstream_list" --docker-admin "$lb_admin_list"
           --docker-nginx-addr "$IPCS_GATEWAY")
-        if [[ $lb_pid =~ ^[1-9][0-9]*$ ]]; then bench_args+=(--docker-lb-pid "$lb_pid"); fi
-        say "G: $(calc_ip):$IPCS_LB_PORT (LB pid ${lb_pid:-?}, admin $lb_admin); H: nginx in front of $upstream_list"
+        # The CPU figure only when every LB's pid is known (a part of the
+        # tier would understate it).
+        lb_pid_list=$(IFS=,; printf '%s' "${lb_pids[*]}")
+        if [[ $lb_pid_list =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]]; then
+          bench_args+=(--docker-lb-pid "$lb_pid_list")
+        fi
+        holder=""
+        (($(tier_count) > 1)) && holder=", VIP on node $(tier_vip_holder || true)"
+        say "G: $(calc_ip):$IPCS_LB_PORT (LB pids $lb_pid_list, admin $lb_admin_list$holder); H: nginx in front of $upstream_list"
       fi
     else
       docker_unavailable="./bootstrap.sh --docker failed: $(tail -n 1 "$work/up.log")"

@@ -569,6 +569,11 @@ registry_list() {
 
 # --- the servers of a deployment ---------------------------------------------------------
 # Container ids of the running containers of a compose service (Docker mode).
+# Keeps what the compose deployment's containers logged (keepalived's state
+# changes, LB restarts) in FILE before a benchmark takes it down.
+save_compose_logs() { # FILE
+    compose logs --no-color --timestamps >"$1" 2>&1 || true
+}
 compose_containers() { # SERVICE
     docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
         --filter "label=com.docker.compose.service=$1"

@@ -73,13 +73,15 @@ struct Cli {
     /// which nginx on the host proxies to.
     #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
     docker_upstreams: Vec<SocketAddr>,
-    /// G: the LB container's pid as the host sees it, for its CPU time.
-    #[arg(long, value_name = "PID")]
-    docker_lb_pid: Option<u32>,
-    /// G: the LB's admin endpoint (IPCS_LB_ADMIN), for its ejections and
-    /// retries during the fixed-rate run.
-    #[arg(long, value_name = "ADDR")]
-    docker_admin: Option<SocketAddr>,
+    /// G: the pid of every LB (each node of the LB tier, or the one LB) as
+    /// the host sees it (pid,...): their CPU time is added up, so the
+    /// figure is the tier's wherever the VIP is during the run.
+    #[arg(long, value_name = "PIDS", value_delimiter = ',')]
+    docker_lb_pid: Vec<u32>,
+    /// G: the admin endpoint of every LB (addr,...), for their ejections and
+    /// retries during the fixed-rate run, added up as the CPU time is.
+    #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
+    docker_admin: Vec<SocketAddr>,
     /// H: the port nginx listens on, at --docker-nginx-addr.
     #[arg(long, default_value_t = 8081)]
     docker_nginx_port: u16,
@@ -120,8 +122,8 @@ fn main() -> Result<()> {
             Ok(DockerTarget {
                 lb: *lb,
                 upstreams: cli.docker_upstreams.clone(),
-                lb_pid: cli.docker_lb_pid,
-                admin: cli.docker_admin,
+                lb_pids: cli.docker_lb_pid.clone(),
+                admins: cli.docker_admin.clone(),
                 nginx: SocketAddr::new(
                     cli.docker_nginx_addr.unwrap_or(lb.ip()),
                     cli.docker_nginx_port,

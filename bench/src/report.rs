@@ -46,7 +46,7 @@ impl Row {
 
 /// Counters of `ipcs-lb` over one run: the difference of two readings of
 /// its `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LbEvents {
     /// `ipcs_lb_ejections_total`: servers taken out of rotation.
     pub ejections: u64,
@@ -62,6 +62,14 @@ impl LbEvents {
             ejections: counter(text, "ipcs_lb_ejections_total")?,
             retries: counter(text, "ipcs_lb_retries_total")?,
         })
+    }
+
+    /// The counters of two LBs together (the tier's).
+    pub fn plus(self, other: LbEvents) -> LbEvents {
+        LbEvents {
+            ejections: self.ejections + other.ejections,
+            retries: self.retries + other.retries,
+        }
     }
 
     /// What happened between reading `self` and reading `later`.

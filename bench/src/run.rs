@@ -82,10 +82,10 @@ pub struct DockerTarget {
     pub lb: SocketAddr,
     /// The server containers' plain-UDP endpoints, for nginx (H).
     pub upstreams: Vec<SocketAddr>,
-    /// The LB container's process, as the host sees it, for its CPU time.
-    pub lb_pid: Option<u32>,
-    /// The LB's admin endpoint, for its ejection and retry counters.
-    pub admin: Option<SocketAddr>,
+    /// Every LB's process, as the host sees it, for their CPU time.
+    pub lb_pids: Vec<u32>,
+    /// Every LB's admin endpoint, for their ejection and retry counters.
+    pub admins: Vec<SocketAddr>,
     /// Where nginx (H) listens: an address of the host (on the bridge).
     pub nginx: SocketAddr,
 }
@@ -306,7 +306,7 @@ fn measure(
         }
     };
     let pid = process.map(|i| topology.process(i).pid());
-    let row = measure_target(loadgen, config, key, scenario, target, pid, None);
+    let row = measure_target(loadgen, config, key, scenario, target, pid.as_slice(), &[]);
     if let Some(i) = process {
         topology.process_mut(i).stop(Duration::from_secs(3));
     }
@@ -329,8 +329,8 @@ fn measure_docker(
             key,
             scenario,
             docker.lb,
-            docker.lb_pid,
-            docker.admin,
+            &docker.lb_pids,
+            &docker.admins,
         ),
         Scenario::DockerNginx { workers } => {
             anyhow::ensure!(
@@ -369,8 +369,8 @@ fn measure_docker(
                 key,
                 scenario,
                 listen,
-                Some(process.pid()),
-                None,
+                &[process.pid()],
+                &[],
             );
             process.stop(Duration::from_secs(3));
             row
@@ -414,8 +414,8 @@ fn measure_two_hosts(loadgen: &Loadgen, config: &BenchConfig, key: &str) -> anyh
         key,
         Scenario::TwoHosts,
         target,
-        Some(pid),
-        None,
+        &[pid],
+        &[],
     )
 }
 
@@ -450,8 +450,8 @@ fn measure_swarm(
                 key,
                 Scenario::Swarm,
                 target.lb,
-                target.lb_pid,
-                None,
+                target.lb_pid.as_slice(),
+                &[],
             )
         });
     if let Err(e) = run("down") {
@@ -461,16 +461,17 @@ fn measure_swarm(
 }
 
 /// Warm-up, find-max and the fixed-rate run against `target`, with the CPU
-/// time of `pid` (and its children) and the LB counters from `admin` over
-/// the fixed-rate run.
+/// time of `pids` (and their children) and the LB counters from `admins`
+/// over the fixed-rate run, each added up over the LBs (none given: none
+/// shown).
 fn measure_target(
     loadgen: &Loadgen,
     config: &BenchConfig,
     key: &str,
     scenario: Scenario,
     target: SocketAddr,
-    pid: Option<u32>,
-    admin: Option<SocketAddr>,
+    pids: &[u32],
+    admins: &[SocketAddr],
 ) -> anyhow::Result<Row> {
     wait_until_answering(loadgen, target, &config.out_dir)?;
     // Warm up at the search's start rate before measuring anything: the
@@ -487,15 +488,18 @@ fn measure_target(
         config.p99_max,
         &steps,
     )?;
-    let cpu_before = pid.map(cpu_time_of_tree);
-    let events_before = admin.and_then(lb_events);
+    let cpu = || -> Option<Duration> {
+        (!pids.is_empty()).then(|| pids.iter().map(|&p| cpu_time_of_tree(p)).sum())
+    };
+    let cpu_before = cpu();
+    let events_before = tier_events(admins);
     let hgrm = config.out_dir.join(format!("{key}.hgrm"));
     let fixed = loadgen.fixed(target, config.fixed_rps, config.duration, &hgrm)?;
-    let balancer_cpu_s = pid
-        .zip(cpu_before)
-        .map(|(p, before)| (cpu_time_of_tree(p) - before).as_secs_f64());
+    let balancer_cpu_s = cpu_before
+        .zip(cpu())
+        .map(|(before, after)| after.saturating_sub(before).as_secs_f64());
     let lb_events = events_before
-        .zip(admin.and_then(lb_events))
+        .zip(tier_events(admins))
         .map(|(before, after)| before.until(after));
     Ok(Row {
         key: key.to_owned(),
@@ -509,8 +513,18 @@ fn measure_target(
     })
 }
 
+/// The ejection and retry counters of every LB in `admins`, added up, or
+/// `None` when there is none or one cannot be read (the row then shows
+/// none rather than a part of the tier).
+fn tier_events(admins: &[SocketAddr]) -> Option<LbEvents> {
+    if admins.is_empty() {
+        return None;
+    }
+    admins.iter().try_fold(LbEvents::default(), |sum, &a| Some(sum.plus(lb_events(a)?)))
+}
+
 /// The LB's ejection and retry counters from its admin endpoint, or `None`
-/// if it cannot be read (the row then shows none).
+/// if it cannot be read.
 fn lb_events(admin: SocketAddr) -> Option<LbEvents> {
     let page = ipcs_common::admin_http::get(admin, "/metrics", Duration::from_secs(2)).and_then(
         |(status, body)| match status {
@@ -590,6 +604,34 @@ mod tests {
         );
         let addr = serve_once("HTTP/1.0 404 Not Found\r\n\r\nipcs_lb_retries_total 4\n");
         assert_eq!(lb_events(addr), None);
+    }
+
+    #[test]
+    fn tier_counters_add_up_every_node_or_show_none() {
+        let page = |r: u32, e: u32| -> &'static str {
+            Box::leak(
+                format!(
+                    "HTTP/1.0 200 OK\r\n\r\nipcs_lb_retries_total {r}\nipcs_lb_ejections_total {e}\n"
+                )
+                .into_boxed_str(),
+            )
+        };
+        // The active node and the standby: the tier's figure is the sum.
+        let nodes = [serve_once(page(7, 1)), serve_once(page(2, 0))];
+        assert_eq!(
+            tier_events(&nodes),
+            Some(LbEvents {
+                ejections: 1,
+                retries: 9
+            })
+        );
+        // One node unreadable: no figure rather than half of one.
+        let nodes = [
+            serve_once(page(7, 1)),
+            serve_once("HTTP/1.0 500 Oops\r\n\r\n"),
+        ];
+        assert_eq!(tier_events(&nodes), None);
+        assert_eq!(tier_events(&[]), None);
     }
 
     #[test]
