@@ -520,7 +520,9 @@ fn tier_events(admins: &[SocketAddr]) -> Option<LbEvents> {
     if admins.is_empty() {
         return None;
     }
-    admins.iter().try_fold(LbEvents::default(), |sum, &a| Some(sum.plus(lb_events(a)?)))
+    admins
+        .iter()
+        .try_fold(LbEvents::default(), |sum, &a| Some(sum.plus(lb_events(a)?)))
 }
 
 /// The LB's ejection and retry counters from its admin endpoint, or `None`
