@@ -314,6 +314,17 @@ check_lb_port() {
     fi
 }
 
+# On a cgroup v1 host with Docker's cgroupfs driver, the containers under
+# /docker share one CPU weight, and each as a top-level cgroup measured far
+# better at 100k (docs/DEPLOY.md, "Measured placements"). Not a default (the
+# systemd driver refuses "/", and a hand-typed compose command would then
+# recreate every container), so say it when nothing was chosen.
+placement_hint() {
+    [[ -z ${IPCS_LB_CGROUP_PARENT+x}${IPCS_SERVER_CGROUP_PARENT+x} ]] || return 0
+    [[ "$(docker info --format '{{.CgroupDriver}} {{.CgroupVersion}}' 2>/dev/null)" == "cgroupfs 1" ]] || return 0
+    say "hint: this host's Docker (cgroupfs driver, cgroup v1) puts every container under /docker, which shares one CPU weight; for the measured better placement export IPCS_LB_CGROUP_PARENT=/ IPCS_SERVER_CGROUP_PARENT=/ IPCS_REGISTRY_CGROUP_PARENT=/ for ./bootstrap.sh and any compose command (docs/DEPLOY.md, \"Measured placements\")"
+}
+
 docker_up() {
     "$IPCS_REPO/deploy/build-images.sh"
     if ((lbs > 1)) && [[ -n "$(missing_images lb-node)" ]]; then
@@ -326,6 +337,7 @@ docker_up() {
     check_network
     check_lb_port
     hosts_add
+    placement_hint
     local lb_before n ids
     lb_before=$(lb_container)
     if ((lbs > 1)); then
