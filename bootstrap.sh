@@ -162,6 +162,14 @@ recorded_mode() { cat "$(mode_file)" 2>/dev/null || true; }
 
 # --- prerequisites ---------------------------------------------------------------------
 # Collects everything that is missing and reports it all at once.
+# This host's keepalived (Debian's package): installed with apt-get when
+# missing and this runs as root. Fails if it is still missing.
+ensure_keepalived() {
+    [[ -x $KEEPALIVED ]] && return 0
+    ((EUID == 0)) && { install_pkg keepalived keepalived || warn "apt-get install keepalived failed"; }
+    [[ -x $KEEPALIVED ]]
+}
+
 check_prereqs() {
     local want_mode=$1 missing=()
     if ((EUID != 0)) && ! have sudo; then
@@ -186,10 +194,8 @@ check_prereqs() {
     # copies it into the lb-node image. Debian's package, installed here if
     # missing (as deploy/install-deps.sh does), so a fresh machine needs
     # nothing by hand.
-    if ((lbs > 1)) && [[ ! -x $KEEPALIVED ]]; then
-        ((EUID == 0)) && { install_pkg keepalived keepalived || warn "apt-get install keepalived failed"; }
-        [[ -x $KEEPALIVED ]] ||
-            missing+=("keepalived, for the LB tier's VRRP (apt install keepalived, which ./bootstrap.sh does as root; or --lbs 1)")
+    if ((lbs > 1)) && ! ensure_keepalived; then
+        missing+=("keepalived, for the LB tier's VRRP (apt install keepalived, which ./bootstrap.sh does as root; or --lbs 1)")
     fi
     if ((${#missing[@]})); then
         printf '%s\n' "bootstrap: cannot stand up IPCS ($want_mode mode); missing:" >&2
@@ -762,9 +768,7 @@ cmd_build() {
     docker_reachable || die "the Docker engine is not reachable ('docker info' fails): the images need it"
     # The lb-node image (the default Docker deployment's LB tier) copies this
     # host's keepalived: install it as `up` would, so `build` makes every image.
-    if [[ ! -x $KEEPALIVED ]] && ((EUID == 0)); then
-        install_pkg keepalived keepalived || warn "apt-get install keepalived failed"
-    fi
+    ensure_keepalived || true
     "$IPCS_REPO/deploy/build-images.sh"
     ensure_key || warn "cannot make the deployment key $IPCS_KEY_FILE: run ./bootstrap.sh key as root before compose up"
     find_compose || warn "no Compose tool (docker compose or docker-compose) to run them with"

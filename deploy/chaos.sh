@@ -204,13 +204,13 @@ loadgen_pid=""
 failover=""
 if [[ -n $killed_at ]]; then
     other=$((lb_holder == 1 ? 2 : 1))
-    took_at=$(awk -v k="$killed_at" '$1 > k { print $1; exit }' "$(tier_dir "$other")/master.log" 2>/dev/null)
+    took_at=$(tier_master_since "$other" "$killed_at")
     [[ -n $took_at ]] || die "LB node $other never became master after the kill"
     failover="$(python3 -c "print(f'{$killed_at - $start:.6f},{$took_at - $killed_at:.6f}')")"
     say "failover: node $other master $(python3 -c "print(round(($took_at - $killed_at) * 1000))") ms after the kill"
-    newpid=$(tier_lb_pid "$lb_holder") && [[ $newpid != "$lb_killed" ]] &&
-        [[ "$(cat "$(tier_dir "$lb_holder")/down" 2>/dev/null)" == 0 ]] ||
-        die "LB node $lb_holder's LB did not come back (pid '${newpid:-}')"
+    tier_node_back "$lb_holder" "$lb_killed" ||
+        die "LB node $lb_holder's LB did not come back (pid '$(tier_lb_pid "$lb_holder" || true)')"
+    newpid=$(tier_lb_pid "$lb_holder")
     [[ "$(tier_vip_holders | tr '\n' ' ')" == "$other " ]] ||
         die "after the restart the VIP is on nodes [$(tier_vip_holders | tr '\n' ' ')] (want only $other)"
     say "LB node $lb_holder: ipcs-lb back (pid $newpid), standby"

@@ -496,7 +496,7 @@ step_lb_failover() {
     wait "$loadgen_pid" || load_rc=$?
     loadgen_pid=""
     # The new master's keepalived appends the time it took the VIP.
-    took_at=$(awk -v k="$killed_at" '$1 > k { print $1; exit }' "$(tier_dir "$other")/master.log" 2>/dev/null)
+    took_at=$(tier_master_since "$other" "$killed_at")
     if [[ -n $took_at ]]; then
         ms=$(python3 -c "print(round(($took_at - $killed_at) * 1000))")
         if ((ms < 1000)) && [[ $(tier_vip_holder) == "$other" ]]; then
@@ -546,13 +546,6 @@ PY
     else
         fail "LB failover: node $holder's LB did not come back within 10 s"
     fi
-}
-
-# Whether node $1 runs an LB other than pid $2 and its supervisor has
-# marked it up (it answered on the node's address).
-tier_node_back() {
-    local pid
-    pid=$(tier_lb_pid "$1") && [[ $pid != "$2" ]] && [[ "$(cat "$(tier_dir "$1")/down" 2>/dev/null)" == 0 ]]
 }
 
 answers_on() { [[ "$(timeout 3 "$CALC" --timeout 300ms "$1" 1+1 2>/dev/null)" == 2 ]]; }

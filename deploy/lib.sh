@@ -335,9 +335,10 @@ lb_stop() {
 # /proc/<pid>/root), the logs in `docker logs`.
 tier_count() { cat "$IPCS_RUN_DIR/lbs" 2>/dev/null || echo 1; }
 # Node n's address: the VIP's /24, host part 200 + n (lbnode/src/vrrp.rs,
-# lb_node_ip, has the same plan) and its admin endpoint.
+# lb_node_ip, has the same plan) and its admin endpoint (the LB admin port of
+# .env's IPCS_LB_ADMIN; lbnode/src/vrrp.rs LB_ADMIN_PORT).
 tier_node_ip() { printf '%s.%s\n' "${IPCS_VIP%.*}" $((200 + $1)); }
-tier_node_admin() { printf '%s:7071\n' "$(tier_node_ip "$1")"; }
+tier_node_admin() { printf '%s:%s\n' "$(tier_node_ip "$1")" "${IPCS_LB_ADMIN##*:}"; }
 # Whether the tier runs as compose services (Docker mode).
 docker_tier() {
     (($(tier_count) > 1)) && [[ "$(cat "$IPCS_RUN_DIR/mode" 2>/dev/null)" == docker ]]
@@ -404,6 +405,17 @@ tier_supervisor_pid() {
     else
         pid_of "$(tier_dir "$1")/supervisor.pid" ipcs-lb-node
     fi
+}
+# The first time (epoch seconds) after T that node N's keepalived took the
+# VIP (its notify_master record in master.log); empty if it has not.
+tier_master_since() { # N T
+    awk -v k="$2" '$1 > k { print $1; exit }' "$(tier_dir "$1")/master.log" 2>/dev/null
+}
+# Whether node N runs an LB other than pid OLD and its supervisor has marked
+# it up (it answered on the node's address): a killed LB came back.
+tier_node_back() { # N OLD
+    local pid
+    pid=$(tier_lb_pid "$1") && [[ $pid != "$2" ]] && [[ "$(cat "$(tier_dir "$1")/down" 2>/dev/null)" == 0 ]]
 }
 tier_lb_pid() {
     if docker_tier; then
@@ -568,12 +580,12 @@ registry_list() {
 }
 
 # --- the servers of a deployment ---------------------------------------------------------
-# Container ids of the running containers of a compose service (Docker mode).
 # Keeps what the compose deployment's containers logged (keepalived's state
 # changes, LB restarts) in FILE before a benchmark takes it down.
 save_compose_logs() { # FILE
     compose logs --no-color --timestamps >"$1" 2>&1 || true
 }
+# Container ids of the running containers of a compose service (Docker mode).
 compose_containers() { # SERVICE
     docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT" \
         --filter "label=com.docker.compose.service=$1"
