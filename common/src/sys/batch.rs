@@ -1,6 +1,13 @@
 //! Fixed buffers for batched datagram I/O (`recvmmsg`/`sendmmsg`), so that
 //! one wake-up of a reactor moves many datagrams or frames with one system
 //! call. Nothing is allocated after [`MsgBatch::new`].
+//!
+//! Coalesced receive: on a UDP socket with `UDP_GRO` on
+//! ([`set_udp_gro`](super::udp::set_udp_gro)), the kernel may hand over
+//! several datagrams of one sender as one message, with their size in a
+//! control message; a batch made with
+//! [`receive_segment_sizes`](MsgBatch::receive_segment_sizes) reads that
+//! size, and [`Datagram::datagrams`] splits the message again.
 
 use std::io;
 use std::mem;
@@ -17,8 +24,57 @@ pub struct Datagram<'a> {
     pub addr: Option<SocketAddr>,
     /// The datagram was longer than the slot and was cut.
     pub truncated: bool,
+    /// With coalesced receive: the message holds several datagrams of
+    /// this many bytes each (the last may be shorter). `None`: one.
+    pub segment: Option<usize>,
 }
 
+impl<'a> Datagram<'a> {
+    /// The datagrams this message holds, in the order they were sent: one
+    /// (possibly empty) unless it was [coalesced](Self::segment).
+    pub fn datagrams(&self) -> Segments<'a> {
+        Segments {
+            rest: Some(self.data),
+            size: self.segment.unwrap_or(usize::MAX).max(1),
+        }
+    }
+}
+
+/// Iterator over the datagrams of one received message
+/// ([`Datagram::datagrams`]).
+#[derive(Debug, Clone)]
+pub struct Segments<'a> {
+    /// `None` once the last datagram was given out.
+    rest: Option<&'a [u8]>,
+    size: usize,
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        if rest.len() <= self.size {
+            self.rest = None;
+            return Some(rest);
+        }
+        let (head, tail) = rest.split_at(self.size);
+        self.rest = Some(tail);
+        Some(head)
+    }
+}
+
+/// Room for one control message carrying an `int` (`CMSG_SPACE(4)` is 24
+/// on 64-bit Linux), as 8-byte words so the buffer is aligned for
+/// `cmsghdr`.
+type ControlSlot = [u64; 4];
+
+/// A control buffer per slot, and the segment size each received slot
+/// reported (0: not coalesced).
+struct SegmentSizes {
+    buffers: Box<[ControlSlot]>,
+    sizes: Box<[usize]>,
+}
 /// What one [`MsgBatch::send_to`] call achieved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SendReport {
@@ -56,10 +112,13 @@ pub struct MsgBatch {
     sent: usize,
     /// The socket's UDP GSO segment size, if any (0: none), for counting.
     segment: usize,
+    /// Coalesced receive only.
+    control: Option<SegmentSizes>,
 }
 
 // SAFETY: the raw pointers inside `iovecs` and `hdrs` point only into this
-// struct's own boxed slices, which move with it; nothing is shared.
+// struct's own boxed slices (buffer, addresses, iovecs, control buffers),
+// which move with it; nothing is shared.
 unsafe impl Send for MsgBatch {}
 
 impl MsgBatch {
@@ -96,7 +155,21 @@ impl MsgBatch {
             filled: 0,
             sent: 0,
             segment: 0,
+            control: None,
         }
+    }
+
+    /// Makes [`recv_from`](Self::recv_from) read the `UDP_GRO` segment size
+    /// of each message, for a socket with
+    /// [`set_udp_gro`](super::udp::set_udp_gro) on. Size the slots for the
+    /// longest coalesced message expected: what does not fit is cut and
+    /// flagged [`truncated`](Datagram::truncated).
+    pub fn receive_segment_sizes(&mut self) {
+        let n = self.capacity();
+        self.control = Some(SegmentSizes {
+            buffers: vec![[0u64; 4]; n].into(),
+            sizes: vec![0usize; n].into(),
+        });
     }
 
     /// Tells the batch that the socket it sends on cuts messages into
@@ -142,6 +215,10 @@ impl MsgBatch {
             hdr.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
             hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_flags = 0;
+            if let Some(control) = self.control.as_mut() {
+                hdr.msg_control = control.buffers[i].as_mut_ptr() as *mut libc::c_void;
+                hdr.msg_controllen = mem::size_of::<ControlSlot>();
+            }
             self.iovecs[i].iov_len = self.slot_len;
             self.hdrs[i].msg_len = 0;
         }
@@ -160,6 +237,11 @@ impl MsgBatch {
             return Err(io::Error::last_os_error());
         }
         self.filled = n as usize;
+        if let Some(control) = self.control.as_mut() {
+            for (i, size) in control.sizes.iter_mut().enumerate().take(self.filled) {
+                *size = gro_segment_size(&self.hdrs[i].msg_hdr);
+            }
+        }
         Ok(self.filled)
     }
 
@@ -173,6 +255,10 @@ impl MsgBatch {
             data: &self.buf[start..start + len],
             addr: sockaddr_to_std(&self.addrs[i], hdr.msg_hdr.msg_namelen),
             truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            segment: match &self.control {
+                Some(control) if control.sizes[i] > 0 => Some(control.sizes[i]),
+                _ => None,
+            },
         }
     }
 
@@ -231,6 +317,9 @@ impl MsgBatch {
         }
         self.iovecs[i].iov_len = len;
         let hdr = &mut self.hdrs[i].msg_hdr;
+        // A slot that received with a control buffer sends none.
+        hdr.msg_control = ptr::null_mut();
+        hdr.msg_controllen = 0;
         match addr {
             Some(addr) => {
                 hdr.msg_name =
@@ -314,6 +403,34 @@ impl MsgBatch {
         }
         report
     }
+}
+
+/// The segment size in a received header's `UDP_GRO` control message, or 0
+/// if it has none.
+fn gro_segment_size(hdr: &libc::msghdr) -> usize {
+    if hdr.msg_control.is_null() || hdr.msg_controllen == 0 {
+        return 0;
+    }
+    // SAFETY: the kernel filled `msg_control` (this batch's own aligned
+    // buffer) with `msg_controllen` bytes of control messages; the CMSG
+    // macros walk only within that length, and a data read happens only for
+    // a UDP_GRO message, which carries one int (read unaligned).
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            if c.cmsg_level == libc::SOL_UDP
+                && c.cmsg_type == libc::UDP_GRO
+                && c.cmsg_len as usize
+                    >= libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize
+            {
+                let size = ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int);
+                return usize::try_from(size).unwrap_or(0);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    0
 }
 
 fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
@@ -485,6 +602,92 @@ mod tests {
         }
         got.sort();
         assert_eq!(got, ["abc", "def", "ghi", "x"]);
+    }
+
+    /// Receives until `want` messages arrived (or 2 s passed).
+    fn receive_messages(
+        inb: &mut MsgBatch,
+        rx: &UdpSocket,
+        want: usize,
+    ) -> Vec<(Vec<u8>, Option<usize>)> {
+        let mut got = Vec::new();
+        for _ in 0..2000 {
+            match inb.recv_from(rx) {
+                Ok(_) => got.extend(inb.iter().map(|d| (d.data.to_vec(), d.segment))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if got.len() >= want {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn gso_send_arrives_coalesced_with_gro_and_splits_into_its_datagrams() {
+        let (tx, rx) = pair();
+        crate::sys::set_udp_gro(&rx, true).unwrap();
+        let to = rx.local_addr().unwrap();
+        let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+        plain.send_to(b"lone", to).unwrap();
+        crate::sys::set_udp_segment(&tx, 9).unwrap();
+        let payload: Vec<u8> = (0..31u8).collect();
+        tx.send_to(&payload, to).unwrap();
+
+        let mut inb = MsgBatch::new(4, 64);
+        inb.receive_segment_sizes();
+        let got = receive_messages(&mut inb, &rx, 2);
+        assert_eq!(got.len(), 2, "one plain message, one coalesced: {got:?}");
+        assert_eq!(got[0], (b"lone".to_vec(), None));
+        assert_eq!(got[1], (payload.clone(), Some(9)));
+        let d = Datagram {
+            data: &got[1].0,
+            addr: None,
+            truncated: false,
+            segment: got[1].1,
+        };
+        assert_eq!(
+            d.datagrams().map(<[u8]>::len).collect::<Vec<_>>(),
+            [9, 9, 9, 4]
+        );
+        assert_eq!(d.datagrams().collect::<Vec<_>>().concat(), payload);
+
+        // Without asking for segment sizes the same message reads as one
+        // datagram, which is why a GRO socket needs both.
+        tx.send_to(&payload, to).unwrap();
+        let mut blind = MsgBatch::new(4, 64);
+        let got = receive_messages(&mut blind, &rx, 1);
+        assert_eq!(got, [(payload, None)]);
+    }
+
+    #[test]
+    fn a_message_splits_into_whole_segments_and_an_empty_one_is_one_datagram() {
+        let split = |data: &[u8], segment| -> Vec<Vec<u8>> {
+            Datagram {
+                data,
+                addr: None,
+                truncated: false,
+                segment,
+            }
+            .datagrams()
+            .map(<[u8]>::to_vec)
+            .collect()
+        };
+        assert_eq!(split(b"", None), [b"".to_vec()]);
+        assert_eq!(split(b"abc", None), [b"abc".to_vec()]);
+        assert_eq!(
+            split(b"abcdef", Some(3)),
+            [b"abc".to_vec(), b"def".to_vec()]
+        );
+        assert_eq!(split(b"abcdefg", Some(3)).len(), 3);
+        assert_eq!(
+            split(b"ab", Some(0)),
+            [b"a".to_vec(), b"b".to_vec()],
+            "0 is never a size the kernel reports; no panic"
+        );
     }
 
     #[test]

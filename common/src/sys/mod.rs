@@ -30,7 +30,7 @@ pub use iface::Interface;
 pub use packet::PacketSocket;
 pub use sched::set_thread_nice;
 pub use timer::set_timer_slack;
-pub use udp::set_udp_segment;
+pub use udp::{set_udp_gro, set_udp_segment};
 
 /// A libc call's `0 on success, -1 and errno on failure` as a `Result`.
 pub(crate) fn check_rc(rc: libc::c_int) -> std::io::Result<()> {

@@ -6,6 +6,10 @@ use std::os::fd::AsRawFd;
 
 /// Most segments Linux accepts in one UDP GSO send (`UDP_MAX_SEGMENTS`).
 pub const MAX_GSO_SEGMENTS: usize = 64;
+/// Most datagrams Linux hands over as one coalesced message on a socket
+/// with [`set_udp_gro`] (`UDP_MAX_SEGMENTS`: 64 before Linux 6.9, 128 since;
+/// the larger, so a receive slot sized by it is never short).
+pub const MAX_GRO_SEGMENTS: usize = 128;
 
 /// Turns on UDP generic segmentation offload (`UDP_SEGMENT`) for every send
 /// on `socket`: one send of `n * size` bytes leaves as `n` datagrams of
@@ -22,6 +26,28 @@ pub fn set_udp_segment(socket: &impl AsRawFd, size: u16) -> io::Result<()> {
             socket.as_raw_fd(),
             libc::SOL_UDP,
             libc::UDP_SEGMENT,
+            &value as *const libc::c_int as *const libc::c_void,
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    super::check_rc(rc)
+}
+
+/// Turns on coalesced receive (`UDP_GRO`) for `socket`: datagrams of one
+/// sender that travel together (a GSO send that reached this host whole, or
+/// datagrams the kernel merged) are handed over as one message of up to
+/// the kernel's segment limit, with the segment size in a control message
+/// (read it with [`MsgBatch::receive_segment_sizes`](super::MsgBatch::receive_segment_sizes)).
+/// Saves the kernel cutting them apart and queueing each on its own, on the
+/// sender's CPU time. Fails on kernels older than 5.0 or non-UDP sockets.
+pub fn set_udp_gro(socket: &impl AsRawFd, on: bool) -> io::Result<()> {
+    let value = libc::c_int::from(on);
+    // SAFETY: as in set_udp_segment.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
             &value as *const libc::c_int as *const libc::c_void,
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
