@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ipcs_common::sys::privs::{self, Credentials};
 use ipcs_common::sys::sched::thread_nice;
-use ipcs_common::sys::{set_thread_nice, set_udp_segment, Interface};
+use ipcs_common::sys::{set_thread_nice, set_udp_gro, set_udp_segment, Interface};
 
 use crate::admin::{self, AdminView};
 use crate::budget::BudgetPolicy;
@@ -21,7 +21,7 @@ use crate::metrics::{RegistryStatus, WorkerStats};
 use crate::operator::shared_none;
 use crate::outlier::EjectionPolicy;
 use crate::pick::Policy;
-use crate::reactor::{bind_udp, open_raw, stop_signals, Reactor};
+use crate::reactor::{bind_udp, open_raw, stop_signals, Reactor, UdpOffload};
 use crate::registry_link::{RegistryLink, RegistryLinkConfig};
 use crate::rtt::TimeoutPolicy;
 use crate::snapshot::shared_empty;
@@ -64,6 +64,8 @@ pub struct Config {
     pub nice: Option<i32>,
     /// Send replies to one client in one UDP GSO send where possible.
     pub reply_gso: bool,
+    /// Accept coalesced client datagrams (UDP GRO) and split them.
+    pub request_gro: bool,
     /// The most request records in one frame to a server that reads them.
     pub max_records: u8,
     /// How long a stop signal's drain may last.
@@ -185,6 +187,7 @@ impl LoadBalancer {
             udp.push(socket);
         }
         let reply_gso = config.reply_gso && enable_reply_gso(&udp);
+        let request_gro = config.request_gro && enable_request_gro(&udp);
         let raw_err = |source| StartError::Raw {
             iface: config.iface.clone(),
             source,
@@ -289,7 +292,10 @@ impl LoadBalancer {
                 core,
                 stats[w].clone(),
                 link.take(),
-                reply_gso,
+                UdpOffload {
+                    reply_gso,
+                    request_gro,
+                },
                 signals,
             )
             .map_err(worker_err)?;
@@ -397,6 +403,21 @@ fn enable_reply_gso(sockets: &[std::net::UdpSocket]) -> bool {
             tracing::warn!("UDP GSO unavailable ({e}); sending replies one datagram each");
             for socket in sockets {
                 let _ = set_udp_segment(socket, 0);
+            }
+            return false;
+        }
+    }
+    true
+}
+
+/// Sets `UDP_GRO` on every listener; `false` (with a note) if the kernel
+/// refuses, and client datagrams then arrive one by one as before.
+fn enable_request_gro(sockets: &[std::net::UdpSocket]) -> bool {
+    for socket in sockets {
+        if let Err(e) = set_udp_gro(socket, true) {
+            tracing::info!("UDP GRO unavailable ({e}); client datagrams are read one by one");
+            for socket in sockets {
+                let _ = set_udp_gro(socket, false);
             }
             return false;
         }

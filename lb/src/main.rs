@@ -316,6 +316,15 @@ struct Args {
     #[arg(long)]
     no_reply_gso: bool,
 
+    /// Take every client datagram as its own message instead of accepting
+    /// what the kernel hands over coalesced (UDP GRO: a client's GSO send,
+    /// or datagrams merged on the way, arrive as one message that the LB
+    /// splits again). Coalesced receive spares the kernel cutting such
+    /// sends apart and queueing each piece; clients cannot tell. Turn it
+    /// off only to measure without it.
+    #[arg(long)]
+    no_request_gro: bool,
+
     /// The most requests for one server that travel in one backend frame
     /// (1..=64). A worker puts the requests of one batch that go to the same
     /// server into one frame, up to this many and up to what the server
@@ -442,6 +451,7 @@ fn main() -> anyhow::Result<()> {
         ),
         nice,
         reply_gso: !args.no_reply_gso,
+        request_gro: !args.no_request_gro,
         max_records: args.frame_records,
         drain_timeout: args.drain_timeout,
         source_share: f64::from(args.source_share) / 100.0,

@@ -141,6 +141,9 @@ pub struct WorkerStats {
     /// Of those, results that rode in one UDP GSO send with an earlier
     /// reply to the same client.
     pub replies_coalesced: AtomicU64,
+    /// Client datagrams that arrived in one message (UDP GRO) with an
+    /// earlier datagram from the same client.
+    pub requests_received_coalesced: AtomicU64,
     /// Attempts that rode in one frame with an earlier attempt to the same
     /// server (as a further record).
     pub requests_coalesced: AtomicU64,
@@ -195,6 +198,7 @@ impl Default for WorkerStats {
             replies: AtomicU64::new(0),
             late_replies: AtomicU64::new(0),
             replies_coalesced: AtomicU64::new(0),
+            requests_received_coalesced: AtomicU64::new(0),
             requests_coalesced: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             attempt_timeouts: AtomicU64::new(0),
@@ -249,6 +253,7 @@ pub struct Totals {
     pub replies: u64,
     pub late_replies: u64,
     pub replies_coalesced: u64,
+    pub requests_received_coalesced: u64,
     pub requests_coalesced: u64,
     pub retries: u64,
     pub attempt_timeouts: u64,
@@ -275,6 +280,7 @@ impl Totals {
             t.replies += w.replies.load(Relaxed);
             t.late_replies += w.late_replies.load(Relaxed);
             t.replies_coalesced += w.replies_coalesced.load(Relaxed);
+            t.requests_received_coalesced += w.requests_received_coalesced.load(Relaxed);
             t.requests_coalesced += w.requests_coalesced.load(Relaxed);
             t.retries += w.retries.load(Relaxed);
             t.attempt_timeouts += w.attempt_timeouts.load(Relaxed);

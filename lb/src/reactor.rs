@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipcs_common::sys::batch::SendReport;
-use ipcs_common::sys::udp::MAX_GSO_SEGMENTS;
+use ipcs_common::sys::udp::{MAX_GRO_SEGMENTS, MAX_GSO_SEGMENTS};
 use ipcs_common::sys::{set_udp_segment, Interface, MsgBatch, PacketSocket};
 use ipcs_common::wire::records::MAX_RECORDS_FRAME_LEN;
 use ipcs_common::wire::{frame::MAX_FRAME_LEN, hsmap::REPLY_LEN, FrameRepr, MacAddr, ETHERTYPE};
@@ -72,6 +72,9 @@ pub const REGISTRY: Token = Token(3);
 pub const BATCH: usize = 64;
 /// Longer than any valid request, so an oversized datagram is seen as such.
 const UDP_SLOT: usize = 16;
+/// With coalesced receive: room for the most datagrams the kernel merges,
+/// each of a slot's length, so a message of valid requests is never cut.
+const GRO_SLOT: usize = UDP_SLOT * MAX_GRO_SEGMENTS;
 /// Room for as many replies as one GSO send may carry.
 const GSO_SLOT: usize = REPLY_LEN * MAX_GSO_SEGMENTS;
 /// Room for the longest frame of records (a longer one is cut, and its cut
@@ -134,6 +137,16 @@ pub fn open_raw(iface: &Interface, fanout: Option<(u16, u32)>) -> io::Result<Pac
     Ok(socket)
 }
 
+/// The offloads the client-facing UDP socket has on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UdpOffload {
+    /// `UDP_SEGMENT` of one reply's length: replies to one client may
+    /// share a send.
+    pub reply_gso: bool,
+    /// `UDP_GRO`: one received message may hold several requests.
+    pub request_gro: bool,
+}
+
 /// One worker: its sockets, its core and its buffers.
 pub struct Reactor {
     poll: Poll,
@@ -158,17 +171,20 @@ pub struct Reactor {
 
 impl Reactor {
     /// Wires a worker. `registry`, if given, is polled by this worker.
-    /// `reply_gso`: the UDP socket has `UDP_SEGMENT` set to one reply's
-    /// length, so replies to one client may share a send.
+    /// `offload` says what the UDP socket was set up for.
     pub fn new(
         udp: StdUdpSocket,
         raw: PacketSocket,
         core: Core,
         stats: Arc<WorkerStats>,
         registry: Option<RegistryLink>,
-        reply_gso: bool,
+        offload: UdpOffload,
         signals: Signals,
     ) -> io::Result<Reactor> {
+        let UdpOffload {
+            reply_gso,
+            request_gro,
+        } = offload;
         let poll = Poll::new()?;
         let mut udp = UdpSocket::from_std(udp);
         let both = Interest::READABLE | Interest::WRITABLE;
@@ -200,7 +216,7 @@ impl Reactor {
                 lost: None,
             },
             registry,
-            udp_in: MsgBatch::new(BATCH, UDP_SLOT),
+            udp_in: request_batch(request_gro),
             raw_in: MsgBatch::new(BATCH, RAW_SLOT),
             // Requests may have queued while the registry list loaded.
             udp_readable: true,
@@ -437,13 +453,21 @@ impl Reactor {
             Ok(n) => {
                 let now = Instant::now();
                 self.udp_readable = n == self.udp_in.capacity();
-                for datagram in self.udp_in.iter() {
+                for message in self.udp_in.iter() {
                     // Every UDP datagram has a source address.
-                    let Some(client) = datagram.addr else {
+                    let Some(client) = message.addr else {
                         continue;
                     };
-                    self.io
-                        .push(self.core.on_request(client, datagram.data, now), now);
+                    let mut datagrams = 0;
+                    for datagram in message.datagrams() {
+                        datagrams += 1;
+                        self.io
+                            .push(self.core.on_request(client, datagram, now), now);
+                    }
+                    if datagrams > 1 {
+                        let counter = &self.io.stats.requests_received_coalesced;
+                        crate::metrics::add(counter, datagrams - 1);
+                    }
                 }
             }
             Err(e) => self.udp_readable = !read_error("UDP socket", e),
@@ -671,6 +695,18 @@ impl<K: Hash + Eq> OpenMessages<K> {
 }
 
 /// The queue for replies: slots long enough for a GSO send of
+/// The receive batch for client datagrams: slots for a coalesced message
+/// each, reading its segment size, when `request_gro`.
+fn request_batch(request_gro: bool) -> MsgBatch {
+    if request_gro {
+        let mut batch = MsgBatch::new(BATCH, GRO_SLOT);
+        batch.receive_segment_sizes();
+        batch
+    } else {
+        MsgBatch::new(BATCH, UDP_SLOT)
+    }
+}
+
 /// [`MAX_GSO_SEGMENTS`] replies when `reply_gso`, else for one datagram.
 fn reply_batch(reply_gso: bool) -> MsgBatch {
     if reply_gso {

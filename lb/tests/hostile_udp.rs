@@ -439,3 +439,76 @@ fn a_flood_of_malformed_datagrams_is_not_amplified_and_starves_no_client() {
     );
     assert!(good_sent as f64 >= f64::from(GOOD_RATE) * secs * 0.8);
 }
+
+/// Sends `payload` as one UDP GSO send of `segment`-byte datagrams and
+/// collects what comes back until `expect` datagrams arrived.
+fn coalesced_send(lb: SocketAddr, payload: &[u8], segment: u16, expect: usize) -> Vec<Vec<u8>> {
+    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    ipcs_common::sys::set_udp_segment(&socket, segment).unwrap();
+    assert_eq!(socket.send_to(payload, lb).unwrap(), payload.len());
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < expect {
+        let (n, from) = socket
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("{} of {expect} answers ({e}): {got:02x?}", got.len()));
+        assert_eq!(from, lb);
+        got.push(buf[..n].to_vec());
+    }
+    got
+}
+
+#[test]
+fn a_coalesced_send_is_split_and_each_datagram_is_answered_on_its_own() {
+    if !root_or_skip(
+        "a_coalesced_send_is_split_and_each_datagram_is_answered_on_its_own",
+        "network namespaces, raw sockets",
+    ) {
+        return;
+    }
+    let mut rig = Rig::start(1, &["--error-rate", "1000000"]);
+    let lb = rig.lb_addr();
+    // 20 valid requests in one send: 20 correct results.
+    let requests: Vec<Request> = (0..20u32)
+        .map(|i| Request {
+            a: 1000 + i,
+            b: 3,
+            op: Op::Mul,
+        })
+        .collect();
+    let payload: Vec<u8> = requests.iter().flat_map(|r| r.to_bytes()).collect();
+    let mut results: Vec<u64> = coalesced_send(lb, &payload, 9, 20)
+        .iter()
+        .map(|bytes| match Response::parse_bytes(bytes) {
+            Ok(Response::Reply(reply)) => reply.result,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    results.sort_unstable();
+    let want: Vec<u64> = requests.iter().map(Request::answer).collect();
+    assert_eq!(results, want);
+    let coalesced = rig.metric("ipcs_lb_requests_received_coalesced_total");
+    assert!(
+        coalesced > 0,
+        "the 20 requests reached the LB as separate messages: UDP GRO is not at work"
+    );
+
+    // Three 10-byte datagrams in one send, then three valid ones and a
+    // 4-byte tail: the malformed ones get one error each, the valid ones
+    // their results, exactly as if they had been sent one by one.
+    let errors = coalesced_send(lb, &[0xa5; 30], 10, 3);
+    assert_eq!(errors, vec![vec![Status::Malformed.to_u8()]; 3]);
+    let mut mixed: Vec<u8> = requests[..3].iter().flat_map(|r| r.to_bytes()).collect();
+    mixed.extend_from_slice(&[7, 7, 7, 7]);
+    let got = coalesced_send(lb, &mixed, 9, 4);
+    let errors = got.iter().filter(|d| d.len() == 1).count();
+    assert_eq!(errors, 1, "{got:02x?}");
+    assert_eq!(got.iter().filter(|d| d.len() == 9).count(), 3);
+    assert_eq!(rig.metric("ipcs_lb_requests_total"), 20 + 3 + 4);
+    assert_eq!(rig.metric(r#"ipcs_lb_errors_total{code="1""#), 3 + 1);
+    assert_eq!(rig.metric("ipcs_lb_replies_total"), 20 + 3);
+    assert!(rig.lb_running(), "the LB died:\n{}", rig.lb_log());
+}
