@@ -86,6 +86,14 @@ struct Args {
     #[arg(long)]
     no_gso: bool,
 
+    /// Read every reply as its own datagram instead of accepting what the
+    /// kernel hands over coalesced (UDP GRO: replies the target sent in one
+    /// GSO send stay one message, split here). Either way each reply is
+    /// checked and timed on its own; coalesced receive only spares the
+    /// kernel, on this machine, cutting them apart.
+    #[arg(long)]
+    no_gro: bool,
+
     /// Seed for the operands (random by default); the same seed sends the
     /// same requests.
     #[arg(long)]
@@ -218,6 +226,7 @@ fn main() -> anyhow::Result<ExitCode> {
         batch: usize::from(args.batch),
         tick: args.tick,
         gso: !args.no_gso,
+        gro: !args.no_gro,
         key: args.seed,
     };
     let mut progress = print_progress;

@@ -1,6 +1,7 @@
 //! The receiving thread of a worker: waits for replies on the worker's
 //! sockets (one mio `Poll`), drains each readable socket in batches with
-//! `recvmmsg`, hands every datagram to that socket's [`Tracker`], and
+//! `recvmmsg` (accepting coalesced replies where the kernel offers it),
+//! hands every datagram to that socket's [`Tracker`], and
 //! expires requests whose timeout has passed. It ends once the sending
 //! thread is done and every request it issued is resolved.
 
@@ -8,7 +9,8 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ipcs_common::sys::MsgBatch;
+use ipcs_common::sys::udp::MAX_GRO_SEGMENTS;
+use ipcs_common::sys::{set_udp_gro, MsgBatch};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::run::Shared;
@@ -30,6 +32,7 @@ pub(crate) fn receive_loop(
     mut sockets: Vec<mio::net::UdpSocket>,
     shared: &Shared,
     batch: usize,
+    gro: bool,
     window: u64,
 ) -> io::Result<()> {
     let mut poll = Poll::new()?;
@@ -40,7 +43,7 @@ pub(crate) fn receive_loop(
     let mut trackers: Vec<Tracker> = (0..sockets.len())
         .map(|l| Tracker::new(worker, l as u32, window))
         .collect();
-    let mut inbox = MsgBatch::new(batch, RECV_SLOT);
+    let mut inbox = receive_batch(&sockets, batch, gro);
     let mut events = Events::with_capacity(sockets.len().max(8));
     loop {
         if let Err(e) = poll.poll(&mut events, Some(RECV_TICK)) {
@@ -77,6 +80,28 @@ pub(crate) fn receive_loop(
     }
 }
 
+/// The receive batch: with `gro`, and the kernel taking `UDP_GRO` on every
+/// socket, slots for a coalesced message each.
+fn receive_batch(sockets: &[mio::net::UdpSocket], batch: usize, gro: bool) -> MsgBatch {
+    let coalesced = gro
+        && sockets.iter().all(|s| match set_udp_gro(s, true) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!("UDP GRO unavailable ({e}); reading replies one by one");
+                false
+            }
+        });
+    if !coalesced {
+        for socket in sockets {
+            let _ = set_udp_gro(socket, false);
+        }
+        return MsgBatch::new(batch, RECV_SLOT);
+    }
+    let mut inbox = MsgBatch::new(batch, RECV_SLOT * MAX_GRO_SEGMENTS);
+    inbox.receive_segment_sizes();
+    inbox
+}
+
 /// Reads one socket until it would block.
 fn drain(
     plan: &Plan,
@@ -91,11 +116,13 @@ fn drain(
             Ok(_) => {
                 let now = Instant::now();
                 let issued = issued.load(Ordering::Acquire);
-                for datagram in inbox.iter() {
-                    if datagram.truncated {
+                for message in inbox.iter() {
+                    if message.truncated {
                         stats.malformed += 1;
-                    } else {
-                        tracker.on_datagram(plan, datagram.data, now, issued, stats);
+                        continue;
+                    }
+                    for datagram in message.datagrams() {
+                        tracker.on_datagram(plan, datagram, now, issued, stats);
                     }
                 }
             }

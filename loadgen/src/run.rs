@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub tick: Duration,
     /// Use UDP segmentation offload when the kernel has it.
     pub gso: bool,
+    /// Accept coalesced replies (UDP GRO) when the kernel has it.
+    pub gro: bool,
     /// Seed of the operands; random when `None`.
     pub key: Option<u64>,
 }
@@ -71,6 +73,7 @@ impl RunConfig {
             batch: 64,
             tick: Duration::from_micros(50),
             gso: true,
+            gro: true,
             key: None,
         }
     }
@@ -244,11 +247,14 @@ pub fn run(
                 })?;
             let plan = &plan;
             let batch = cfg.batch;
+            let gro = cfg.gro;
             recv_handles.push(
                 thread::Builder::new()
                     .name(format!("loadgen-recv-{w}"))
                     .spawn_scoped(scope, move || {
-                        if let Err(e) = receive_loop(plan, w, receive_side, shared, batch, window) {
+                        if let Err(e) =
+                            receive_loop(plan, w, receive_side, shared, batch, gro, window)
+                        {
                             tracing::error!(worker = w, "receiving thread failed: {e}");
                         }
                     })
