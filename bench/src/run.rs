@@ -93,7 +93,8 @@ pub struct DockerTarget {
 /// One balancer set-up to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
-    /// `coalesce: false` runs the LB with `--no-reply-gso --frame-records 1`
+    /// `coalesce: false` runs the LB with `--no-reply-gso --no-request-gro
+    /// --frame-records 1`
     /// (one packet per reply and per request), to show what coalescing is
     /// worth.
     Ipcs {
@@ -261,7 +262,7 @@ fn measure(
             let mut args = LB_ARGS.to_vec();
             args.extend(["--workers", &workers]);
             if !coalesce {
-                args.extend(["--no-reply-gso", "--frame-records", "1"]);
+                args.extend(["--no-reply-gso", "--no-request-gro", "--frame-records", "1"]);
             }
             let idx = topology.start_lb(&args)?;
             (balancer, Some(idx))
