@@ -150,11 +150,10 @@ done
 bridge_new=0 # set when this run made the bridge (a running LB must rebind)
 
 # What survives the step to sudo: the directories, the log level and the CPU
-# placement and healthcheck interval compose.yaml reads.
+# placement compose.yaml reads.
 PRESERVE_ENV=IPCS_RUN_DIR,IPCS_KEY_FILE,IPCS_KEY_GID,IPCS_BIN_DIR,IPCS_HOSTS_FILE,RUST_LOG,IPCS_LB_NICE
 PRESERVE_ENV+=,IPCS_LB_CPUSET,IPCS_SERVER_CPUSET
 PRESERVE_ENV+=,IPCS_LB_CGROUP_PARENT,IPCS_SERVER_CGROUP_PARENT,IPCS_REGISTRY_CGROUP_PARENT
-PRESERVE_ENV+=,IPCS_HEALTH_INTERVAL
 PRESERVE_ENV+=,IPCS_SWARM_ADVERTISE_ADDR
 
 mode_file() { printf '%s\n' "$IPCS_RUN_DIR/mode"; }

@@ -772,6 +772,44 @@ calc_answers_5() {
     return 1
 }
 
+# "service:status" of each server and LB container of the project that is
+# not healthy (no healthcheck counts as not healthy), and a count of the
+# healthy ones last.
+compose_health() {
+    local c line healthy=0
+    for c in $(docker ps -q --filter "label=com.docker.compose.project=$IPCS_COMPOSE_PROJECT"); do
+        line=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$c" 2>/dev/null) || continue
+        case $line in
+            registry\ *) ;;
+            *\ healthy) healthy=$((healthy + 1)) ;;
+            *) printf '%s ' "${line/ /:}" ;;
+        esac
+    done
+    printf '%s\n' "$healthy"
+}
+
+# compose.yaml has no Docker healthchecks (each is a docker exec beside the
+# data path; docs/DEPLOY.md, "Healthchecks"); deploy/compose.health.yaml adds
+# them for whoever wants "healthy" in `docker ps`. With it every server and
+# LB container must get there.
+compose_health_override() {
+    local clone=$1 state i
+    if ! (export IPCS_HEALTH_INTERVAL=1s && compose_in "$clone" -f compose.yaml -f deploy/compose.health.yaml up -d --scale server=4) >"$work/compose-health.log" 2>&1; then
+        fail "compose: up with deploy/compose.health.yaml: $(tail -n 5 "$work/compose-health.log" | tr '\n' ' ')"
+        return
+    fi
+    for ((i = 0; i < 60; i++)); do
+        state=$(compose_health)
+        [[ $state =~ ^[0-9]+$ ]] && ((state >= 5)) && break
+        sleep 0.5
+    done
+    if [[ $state =~ ^[0-9]+$ ]] && ((state >= 5)); then
+        pass "compose: with deploy/compose.health.yaml all $state server and LB containers report healthy"
+    else
+        fail "compose: with deploy/compose.health.yaml, not healthy after 30 s: $state"
+    fi
+}
+
 run_compose_pass() {
     current=compose
     say "=== compose pass (fresh clone: ./bootstrap.sh build, then compose alone) ==="
@@ -848,6 +886,7 @@ run_compose_pass() {
             fail "compose: sent $sent answered $answered lost $lost wrong $wrong errors $errors, per server [$per], running ids [${want% }]"
         fi
     fi
+    compose_health_override "$clone"
     ((failed)) && diagnostics
     local down_ok=1
     compose_in "$clone" down >"$work/compose-down.log" 2>&1 || {
