@@ -828,7 +828,8 @@ run_compose_pass() {
         build=0
     fi
     deployed=1
-    if "$clone/bootstrap.sh" build --no-build >"$work/build.log" 2>&1; then
+    # The copy has no target/: its build takes this checkout's binaries.
+    if IPCS_BIN_DIR=$IPCS_BIN_DIR "$clone/bootstrap.sh" build --no-build >"$work/build.log" 2>&1; then
         pass "compose: ./bootstrap.sh build in a fresh copy"
     else
         fail "compose: ./bootstrap.sh build: $(tail -n 3 "$work/build.log" | tr '\n' ' ')"
