@@ -18,19 +18,7 @@ pub const MAX_GRO_SEGMENTS: usize = 128;
 /// sees ordinary datagrams. `size` 0 turns it off again. Fails on kernels
 /// older than 4.18 or sockets that are not UDP.
 pub fn set_udp_segment(socket: &impl AsRawFd, size: u16) -> io::Result<()> {
-    let value = libc::c_int::from(size);
-    // SAFETY: `value` is a live c_int and the length passed is its size;
-    // the kernel only reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_UDP,
-            libc::UDP_SEGMENT,
-            &value as *const libc::c_int as *const libc::c_void,
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    super::check_rc(rc)
+    set_udp_option(socket, libc::UDP_SEGMENT, libc::c_int::from(size))
 }
 
 /// Turns on coalesced receive (`UDP_GRO`) for `socket`: datagrams of one
@@ -41,13 +29,18 @@ pub fn set_udp_segment(socket: &impl AsRawFd, size: u16) -> io::Result<()> {
 /// Saves the kernel cutting them apart and queueing each on its own, on the
 /// sender's CPU time. Fails on kernels older than 5.0 or non-UDP sockets.
 pub fn set_udp_gro(socket: &impl AsRawFd, on: bool) -> io::Result<()> {
-    let value = libc::c_int::from(on);
-    // SAFETY: as in set_udp_segment.
+    set_udp_option(socket, libc::UDP_GRO, libc::c_int::from(on))
+}
+
+/// Sets the `SOL_UDP` option `name` to the int `value`.
+fn set_udp_option(socket: &impl AsRawFd, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int and the length passed is its size;
+    // the kernel only reads it.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_UDP,
-            libc::UDP_GRO,
+            name,
             &value as *const libc::c_int as *const libc::c_void,
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
