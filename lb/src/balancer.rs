@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use ipcs_common::sys::privs::{self, Credentials};
 use ipcs_common::sys::sched::thread_nice;
+use ipcs_common::sys::udp::set_on_every;
 use ipcs_common::sys::{set_thread_nice, set_udp_gro, set_udp_segment, Interface};
 
 use crate::admin::{self, AdminView};
@@ -398,31 +399,23 @@ impl Drop for ExitNotice {
 /// (with a warning) if the kernel refuses, and replies then go one by one.
 fn enable_reply_gso(sockets: &[std::net::UdpSocket]) -> bool {
     let segment = ipcs_common::wire::hsmap::REPLY_LEN as u16;
-    for socket in sockets {
-        if let Err(e) = set_udp_segment(socket, segment) {
-            tracing::warn!("UDP GSO unavailable ({e}); sending replies one datagram each");
-            for socket in sockets {
-                let _ = set_udp_segment(socket, 0);
-            }
-            return false;
-        }
-    }
-    true
+    let set = |s: &std::net::UdpSocket| set_udp_segment(s, segment);
+    let undo = |s: &std::net::UdpSocket| drop(set_udp_segment(s, 0));
+    set_on_every(sockets, set, undo)
+        .map_err(|e| tracing::warn!("UDP GSO unavailable ({e}); sending replies one datagram each"))
+        .is_ok()
 }
 
 /// Sets `UDP_GRO` on every listener; `false` (with a note) if the kernel
 /// refuses, and client datagrams then arrive one by one as before.
 fn enable_request_gro(sockets: &[std::net::UdpSocket]) -> bool {
-    for socket in sockets {
-        if let Err(e) = set_udp_gro(socket, true) {
-            tracing::info!("UDP GRO unavailable ({e}); client datagrams are read one by one");
-            for socket in sockets {
-                let _ = set_udp_gro(socket, false);
-            }
-            return false;
-        }
-    }
-    true
+    let set = |s: &std::net::UdpSocket| set_udp_gro(s, true);
+    let undo = |s: &std::net::UdpSocket| drop(set_udp_gro(s, false));
+    set_on_every(sockets, set, undo)
+        .map_err(|e| {
+            tracing::info!("UDP GRO unavailable ({e}); client datagrams are read one by one")
+        })
+        .is_ok()
 }
 
 /// Gives the worker threads (created next by the calling thread, which

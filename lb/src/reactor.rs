@@ -694,7 +694,6 @@ impl<K: Hash + Eq> OpenMessages<K> {
     }
 }
 
-/// The queue for replies: slots long enough for a GSO send of
 /// The receive batch for client datagrams: slots for a coalesced message
 /// each, reading its segment size, when `request_gro`.
 fn request_batch(request_gro: bool) -> MsgBatch {
@@ -707,6 +706,7 @@ fn request_batch(request_gro: bool) -> MsgBatch {
     }
 }
 
+/// The queue for replies: slots long enough for a GSO send of
 /// [`MAX_GSO_SEGMENTS`] replies when `reply_gso`, else for one datagram.
 fn reply_batch(reply_gso: bool) -> MsgBatch {
     if reply_gso {

@@ -9,7 +9,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ipcs_common::sys::udp::MAX_GRO_SEGMENTS;
+use ipcs_common::sys::udp::{set_on_every, MAX_GRO_SEGMENTS};
 use ipcs_common::sys::{set_udp_gro, MsgBatch};
 use mio::{Events, Interest, Poll, Token};
 
@@ -83,18 +83,13 @@ pub(crate) fn receive_loop(
 /// The receive batch: with `gro`, and the kernel taking `UDP_GRO` on every
 /// socket, slots for a coalesced message each.
 fn receive_batch(sockets: &[mio::net::UdpSocket], batch: usize, gro: bool) -> MsgBatch {
+    let set = |s: &mio::net::UdpSocket| set_udp_gro(s, true);
+    let undo = |s: &mio::net::UdpSocket| drop(set_udp_gro(s, false));
     let coalesced = gro
-        && sockets.iter().all(|s| match set_udp_gro(s, true) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::info!("UDP GRO unavailable ({e}); reading replies one by one");
-                false
-            }
-        });
+        && set_on_every(sockets, set, undo)
+            .map_err(|e| tracing::info!("UDP GRO unavailable ({e}); reading replies one by one"))
+            .is_ok();
     if !coalesced {
-        for socket in sockets {
-            let _ = set_udp_gro(socket, false);
-        }
         return MsgBatch::new(batch, RECV_SLOT);
     }
     let mut inbox = MsgBatch::new(batch, RECV_SLOT * MAX_GRO_SEGMENTS);

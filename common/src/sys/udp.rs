@@ -7,8 +7,9 @@ use std::os::fd::AsRawFd;
 /// Most segments Linux accepts in one UDP GSO send (`UDP_MAX_SEGMENTS`).
 pub const MAX_GSO_SEGMENTS: usize = 64;
 /// Most datagrams Linux hands over as one coalesced message on a socket
-/// with [`set_udp_gro`] (`UDP_MAX_SEGMENTS`: 64 before Linux 6.9, 128 since;
-/// the larger, so a receive slot sized by it is never short).
+/// with [`set_udp_gro`] (`UDP_MAX_SEGMENTS`: 64 in older kernels, 128 in
+/// newer ones; 6.18 takes a 128-segment GSO send and refuses 129). The
+/// larger, so a receive slot sized by it is never short.
 pub const MAX_GRO_SEGMENTS: usize = 128;
 
 /// Turns on UDP generic segmentation offload (`UDP_SEGMENT`) for every send
@@ -30,6 +31,21 @@ pub fn set_udp_segment(socket: &impl AsRawFd, size: u16) -> io::Result<()> {
 /// sender's CPU time. Fails on kernels older than 5.0 or non-UDP sockets.
 pub fn set_udp_gro(socket: &impl AsRawFd, on: bool) -> io::Result<()> {
     set_udp_option(socket, libc::UDP_GRO, libc::c_int::from(on))
+}
+
+/// Applies `set` to every socket of a group that must behave alike (the
+/// workers of one listener, the sockets of one loadgen thread): if one
+/// refuses, `undo` runs on all of them and that error is returned.
+pub fn set_on_every<S>(
+    sockets: &[S],
+    set: impl Fn(&S) -> io::Result<()>,
+    undo: impl Fn(&S),
+) -> io::Result<()> {
+    if let Err(e) = sockets.iter().try_for_each(&set) {
+        sockets.iter().for_each(undo);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Sets the `SOL_UDP` option `name` to the int `value`.
@@ -76,6 +92,29 @@ mod tests {
         set_udp_segment(&tx, 0).unwrap();
         tx.send(&payload).unwrap();
         assert_eq!(rx.recv(&mut buf).unwrap(), 31);
+    }
+
+    #[test]
+    fn one_refusal_undoes_the_option_on_every_socket() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let udp = [&a, &b];
+        set_on_every(
+            &udp,
+            |s| set_udp_gro(&s.as_raw_fd(), true),
+            |s| drop(set_udp_gro(*s, false)),
+        )
+        .unwrap();
+        let mixed: [&dyn AsRawFd; 3] = [&a, &tcp, &b];
+        let undone = std::cell::Cell::new(0);
+        let err = set_on_every(
+            &mixed,
+            |s| set_udp_gro(&s.as_raw_fd(), true),
+            |_| undone.set(undone.get() + 1),
+        );
+        assert!(err.is_err(), "the TCP socket refuses UDP_GRO");
+        assert_eq!(undone.get(), 3, "undone on all, not just those before it");
     }
 
     #[test]
